@@ -1,0 +1,11 @@
+// cogent: gevent, natively in C++20. The umbrella header.
+#pragma once
+
+#include "cogent/event.hpp"
+#include "cogent/exceptions.hpp"
+#include "cogent/greenlet.hpp"
+#include "cogent/hub.hpp"
+#include "cogent/raw_greenlet.hpp"
+#include "cogent/time.hpp"
+#include "cogent/timeout.hpp"
+#include "cogent/wait.hpp"

@@ -1,0 +1,157 @@
+// The greenlet core shared by the raw greenlet, Greenlet<T> and every waitable primitive.
+// Internal: public headers need these declarations because their templates embed them; user
+// code should not name anything in cogent::detail.
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <utility>
+
+#include "cogent/detail/lists.hpp"
+#include "cogent/time.hpp"
+
+namespace cogent::detail {
+
+struct ThreadState;
+class HubImpl;
+
+// Intrusive reference-counted pointer (the count lives in the object).
+template <class T>
+class Ref {
+public:
+    Ref() noexcept = default;
+    explicit Ref(T* p) noexcept : p_(p) {}  // adopts one reference
+    static Ref share(T* p) noexcept {
+        if (p) p->add_ref();
+        return Ref(p);
+    }
+    Ref(const Ref& o) noexcept : p_(o.p_) {
+        if (p_) p_->add_ref();
+    }
+    Ref(Ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    template <class U>
+    Ref(const Ref<U>& o) noexcept : p_(o.get()) {
+        if (p_) p_->add_ref();
+    }
+    Ref& operator=(Ref o) noexcept {
+        std::swap(p_, o.p_);
+        return *this;
+    }
+    ~Ref() {
+        if (p_) p_->release();
+    }
+    T* get() const noexcept { return p_; }
+    T* operator->() const noexcept { return p_; }
+    T& operator*() const noexcept { return *p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    T* detach() noexcept { return std::exchange(p_, nullptr); }
+    friend bool operator==(const Ref& a, const Ref& b) noexcept { return a.p_ == b.p_; }
+
+private:
+    T* p_ = nullptr;
+};
+
+// A greenlet: a stack, a suspended machine context and a parent. Subclasses supply body().
+class GreenletImpl : public ListNode /* link in its thread's list of live greenlets */ {
+public:
+    enum class State : std::uint8_t { unstarted, active, dead };
+
+    // parent == nullptr means the current greenlet. stack_size == 0 means the default.
+    GreenletImpl(GreenletImpl* parent, std::size_t stack_size);
+    GreenletImpl(const GreenletImpl&) = delete;
+    GreenletImpl& operator=(const GreenletImpl&) = delete;
+    virtual ~GreenletImpl();
+
+    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+
+    // Runs on the greenlet's own stack. Its return value (in `transfer`) goes to the parent;
+    // an exception escaping it is raised in the parent (GreenletExit counts as a normal end).
+    virtual void body() = 0;
+    // A short name for messages (stack overflow, LoopExit, uncaught exceptions).
+    virtual void describe(char* buf, std::size_t len) const noexcept;
+
+    bool dead() const noexcept { return state == State::dead; }
+    bool started() const noexcept { return state != State::unstarted; }
+    bool is_main() const noexcept { return main_; }
+
+    // --- fields (used by the switch code in src/) ---
+    void* ctx = nullptr;            // suspended machine context (Boost.Context fcontext_t)
+    void* stack_lo = nullptr;       // lowest usable byte of the stack (guard pages below)
+    std::size_t stack_size = 0;     // usable bytes (requested size, page-rounded)
+    GreenletImpl* parent = nullptr;  // strong reference
+    ThreadState* thread = nullptr;  // owning thread
+    std::any transfer;              // value carried by the last switch into this greenlet
+    std::exception_ptr pending;     // raised at the greenlet's suspension point on resume
+    const char* waiting_on = nullptr;  // what it is parked in (for LoopExit messages)
+    void* asan_fake_stack = nullptr;
+    int saved_errno = 0;
+    State state = State::unstarted;
+    bool main_ = false;
+    bool owns_stack_ = false;
+
+private:
+    std::atomic<std::int32_t> refs_{1};
+};
+
+// Current greenlet of the calling thread (creating the thread's main greenlet on first use).
+GreenletImpl* current() noexcept;
+// Raw switch with a value: greenlet-module semantics (dead targets go to the nearest live
+// ancestor; a different thread's greenlet throws GreenletError).
+std::any switch_to(GreenletImpl* target, std::any value);
+// Raw throw: switch into target raising `e` at its suspension point.
+std::any throw_to(GreenletImpl* target, std::exception_ptr e);
+// Hub-side fast path: resume a parked greenlet (no value), or raise `e` in it.
+void resume(GreenletImpl* target);
+void resume_throw(GreenletImpl* target, std::exception_ptr e);
+// Re-parent a greenlet (same thread, no cycles).
+void set_parent(GreenletImpl* g, GreenletImpl* parent);
+
+// Queue `cb` on the calling thread's hub (creating the hub if needed). FIFO. Never switches.
+void schedule(Callback* cb);
+// The calling thread's hub greenlet.
+GreenletImpl* hub_greenlet();
+// Throws BlockingSwitchOutError if the caller is the hub.
+void check_may_block(const char* what);
+
+// Park the current greenlet on `list` until a notifier wakes it (true) or `timeout` passes
+// (false). Throws what is thrown into it (kill, Timeout); the waiter is unlinked on every path.
+bool park(WaitList& list, TimeoutArg timeout, const char* what);
+
+// A thing greenlets wait for: gevent's AbstractLinkable. One WaitList serves blocking waiters,
+// iwait registrations and rawlink callbacks; they are woken FIFO from one hub callback.
+class Linkable {
+public:
+    Linkable() noexcept;
+    Linkable(const Linkable&) = delete;
+    Linkable& operator=(const Linkable&) = delete;
+    virtual ~Linkable();
+
+    virtual bool ready() const noexcept = 0;
+    // Block until ready() (true) or timeout (false). Never blocks when already ready.
+    bool wait_ready(TimeoutArg timeout, const char* what);
+    // Add a wake-up node (woken on the hub when ready; at once if already ready).
+    void link(WaitNode* n);
+    void unlink(WaitNode* n) noexcept { n->unlink(); }
+    // Schedule one hub callback that wakes waiters in FIFO order while ready() holds.
+    void notify();
+
+protected:
+    virtual void keepalive(bool) noexcept {}
+
+    WaitList waiters_;
+
+private:
+    struct NotifyCb : Callback {
+        Linkable* self;
+    } notify_cb_;
+    bool* notifying_ = nullptr;  // set while run_notify walks the list; cleared by ~Linkable
+    static void run_notify(Callback* cb);
+};
+
+}  // namespace cogent::detail

@@ -1,0 +1,275 @@
+// gevent-style greenlets: spawn, join, get, kill, link. Greenlet<T> carries a typed result;
+// AnyGreenlet is the type-erased handle that joinall and friends take.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "cogent/detail/core.hpp"
+#include "cogent/exceptions.hpp"
+#include "cogent/raw_greenlet.hpp"
+#include "cogent/time.hpp"
+#include "cogent/timeout.hpp"
+
+namespace cogent {
+
+class AnyGreenlet;
+
+// Options for spawn(): a name (default "Greenlet-N") and a stack size (0: the default, see
+// COGENT_STACK_SIZE).
+struct SpawnOptions {
+    std::string name;
+    std::size_t stack_size = 0;
+};
+
+// Identifies a link so that it can be removed again with unlink().
+using LinkId = std::uintptr_t;
+
+namespace detail {
+
+// The state behind every Greenlet<T>: a greenlet whose parent is the hub, plus its outcome.
+class GreenletState : public GreenletImpl, public Linkable {
+public:
+    explicit GreenletState(const SpawnOptions& opts);
+    ~GreenletState() override;
+
+    bool ready() const noexcept override { return dead(); }
+    void body() final;
+    void describe(char* buf, std::size_t len) const noexcept override;
+
+    void start();
+    void start_later(Duration d);
+    void kill(std::exception_ptr e, bool block, TimeoutArg timeout);
+    // Wait until dead; throws Timeout::expired on timeout. Rethrows the failure.
+    void get_outcome(TimeoutArg timeout);
+    LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
+    void remove_link(LinkId id) noexcept;
+    std::string name() const;
+    void set_name(std::string n) { name_ = std::move(n); }
+
+    std::exception_ptr error;  // set if it failed
+    bool exited = false;       // ended by GreenletExit (killed), possibly before it ran
+    bool scheduled = false;    // start() or start_later() was called
+
+protected:
+    virtual void invoke() = 0;   // run the function, store the result
+    virtual void drop_fn() = 0;  // release the function and its arguments
+    void keepalive(bool on) noexcept override {
+        if (on)
+            add_ref();
+        else
+            release();
+    }
+
+private:
+    void finish();
+    struct SelfCb : Callback {
+        GreenletState* self;
+    };
+    SelfCb start_cb_;
+    SelfCb kill_cb_;
+    std::exception_ptr kill_exc_;
+    void* later_ = nullptr;  // start_later timer
+    std::uint64_t id_;
+    std::string name_;
+    friend struct GreenletAccess;
+};
+
+template <class T>
+class ResultState : public GreenletState {
+public:
+    using GreenletState::GreenletState;
+    std::optional<T> value;
+};
+template <>
+class ResultState<void> : public GreenletState {
+public:
+    using GreenletState::GreenletState;
+};
+
+template <class T, class F, class... A>
+class SpawnState final : public ResultState<T> {
+public:
+    template <class FF, class... AA>
+    SpawnState(const SpawnOptions& o, FF&& f, AA&&... a)
+        : ResultState<T>(o), fn_(std::in_place, std::forward<FF>(f), std::forward<AA>(a)...) {}
+
+private:
+    void invoke() override {
+        if constexpr (std::is_void_v<T>)
+            std::apply([](auto&& f, auto&&... a) { std::invoke(std::move(f), std::move(a)...); },
+                       std::move(*fn_));
+        else
+            this->value.emplace(std::apply(
+                [](auto&& f, auto&&... a) -> T { return std::invoke(std::move(f), std::move(a)...); },
+                std::move(*fn_)));
+    }
+    void drop_fn() override { fn_.reset(); }
+    std::optional<std::tuple<F, A...>> fn_;
+};
+
+}  // namespace detail
+
+// A handle to a greenlet of any result type (copyable, shared). Calls belong to the greenlet's
+// thread. The greenlet runs even if every handle is dropped.
+class AnyGreenlet {
+public:
+    AnyGreenlet() noexcept = default;
+
+    // Schedule it to run (spawned greenlets start in FIFO order). No-op if already scheduled.
+    void start() { p_->start(); }
+    // Schedule it to run after d.
+    template <class Rep, class Period>
+    void start_later(std::chrono::duration<Rep, Period> d) {
+        p_->start_later(TimeoutArg(d).value());
+    }
+    // Wait until it is dead; true if it is, false on timeout. Does not rethrow its exception.
+    bool join(TimeoutArg timeout = {}) { return p_->wait_ready(timeout, "Greenlet::join"); }
+    // Wait, then rethrow its exception if it failed (GreenletExit if it was killed).
+    // Throws Timeout if it is not dead within `timeout` (0: do not block).
+    void get(TimeoutArg timeout = {}) { p_->get_outcome(timeout); }
+    // Raise `exception` in the greenlet (default GreenletExit). Unstarted: it never runs.
+    // block=true waits (up to timeout) for it to die. Never throws the target's exception;
+    // a greenlet killing itself does raise it.
+    template <class E = GreenletExit>
+    void kill(E exception = E(), bool block = true, TimeoutArg timeout = {}) {
+        p_->kill(std::make_exception_ptr(std::move(exception)), block, timeout);
+    }
+
+    bool ready() const noexcept { return p_->dead(); }
+    bool dead() const noexcept { return p_->dead(); }
+    // Dead and did not fail (a GreenletExit end counts as success, as in gevent).
+    bool successful() const noexcept { return p_->dead() && !p_->error; }
+    // start() was called (it may not have run yet), or it is dead.
+    bool started() const noexcept { return p_->scheduled || p_->dead(); }
+    // Running or suspended: started and not yet dead.
+    bool active() const noexcept { return p_->started() && !p_->dead(); }
+    // The exception it failed with, or null.
+    std::exception_ptr exception() const noexcept { return p_->error; }
+    // True if it ended with GreenletExit (killed).
+    bool killed() const noexcept { return p_->exited; }
+    std::string name() const { return p_->name(); }
+    void set_name(std::string name) { p_->set_name(std::move(name)); }
+
+    // Run cb(greenlet) in a new greenlet once it is dead (at once if already dead).
+    LinkId link(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 0); }
+    // Only if it succeeded / only if it failed.
+    LinkId link_value(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 1); }
+    LinkId link_exception(std::function<void(AnyGreenlet)> cb) {
+        return p_->add_link(std::move(cb), 2);
+    }
+    // Run cb(greenlet) directly on the hub once it is dead; cb must not block.
+    LinkId rawlink(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 3); }
+    void unlink(LinkId id) noexcept { p_->remove_link(id); }
+
+    // The raw greenlet underneath (for switch-level code).
+    RawGreenlet raw() const { return RawGreenlet::from_impl(p_.get()); }
+    bool valid() const noexcept { return static_cast<bool>(p_); }
+    friend bool operator==(const AnyGreenlet& a, const AnyGreenlet& b) noexcept {
+        return a.p_.get() == b.p_.get();
+    }
+    detail::GreenletState* state() const noexcept { return p_.get(); }
+    static AnyGreenlet from_state(detail::GreenletState* s) {
+        AnyGreenlet g;
+        g.p_ = detail::Ref<detail::GreenletState>::share(s);
+        return g;
+    }
+
+protected:
+    explicit AnyGreenlet(detail::Ref<detail::GreenletState> p) noexcept : p_(std::move(p)) {}
+    detail::Ref<detail::GreenletState> p_;
+};
+
+// A handle to a greenlet whose function returns T.
+template <class T>
+class Greenlet : public AnyGreenlet {
+public:
+    using value_type = T;
+    Greenlet() noexcept = default;
+    explicit Greenlet(detail::Ref<detail::ResultState<T>> p) noexcept
+        : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
+
+    // Wait (up to timeout), then return its result or rethrow its exception (GreenletExit if it
+    // was killed: there is no T). Throws Timeout if it is not dead in time. The reference stays
+    // valid while a handle to the greenlet exists.
+    T& get(TimeoutArg timeout = {}) {
+        p_->get_outcome(timeout);
+        return *result().value;
+    }
+    // Its result; std::logic_error if it has not succeeded with a value.
+    const T& value() const {
+        auto& r = result();
+        if (!r.value) throw std::logic_error("cogent: greenlet " + name() + " has no value");
+        return *r.value;
+    }
+
+private:
+    detail::ResultState<T>& result() const { return static_cast<detail::ResultState<T>&>(*p_); }
+};
+
+template <>
+class Greenlet<void> : public AnyGreenlet {
+public:
+    using value_type = void;
+    Greenlet() noexcept = default;
+    explicit Greenlet(detail::Ref<detail::ResultState<void>> p) noexcept
+        : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
+};
+
+namespace detail {
+template <class F, class... A>
+using spawn_result_t = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>;
+
+template <class F, class... A>
+Greenlet<spawn_result_t<F, A...>> make(const SpawnOptions& o, F&& f, A&&... a) {
+    using T = spawn_result_t<F, A...>;
+    static_assert(!std::is_reference_v<T>, "a greenlet function must return a value, not a reference");
+    auto* s = new SpawnState<T, std::decay_t<F>, std::decay_t<A>...>(o, std::forward<F>(f),
+                                                                       std::forward<A>(a)...);
+    return Greenlet<T>(Ref<ResultState<T>>(s));
+}
+}  // namespace detail
+
+// Create a greenlet without starting it (gevent: Greenlet(fn, *args)). Arguments are copied or
+// moved into it, like std::thread. Call start() or start_later() to run it.
+template <class F, class... A, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
+auto make_greenlet(F&& f, A&&... a) {
+    return detail::make(SpawnOptions{}, std::forward<F>(f), std::forward<A>(a)...);
+}
+template <class F, class... A>
+auto make_greenlet(const SpawnOptions& o, F&& f, A&&... a) {
+    return detail::make(o, std::forward<F>(f), std::forward<A>(a)...);
+}
+
+// Create and schedule a greenlet. It runs when the caller next yields to the hub; greenlets
+// spawned in a row start in that order.
+template <class F, class... A, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
+auto spawn(F&& f, A&&... a) {
+    auto g = detail::make(SpawnOptions{}, std::forward<F>(f), std::forward<A>(a)...);
+    g.start();
+    return g;
+}
+template <class F, class... A>
+auto spawn(const SpawnOptions& o, F&& f, A&&... a) {
+    auto g = detail::make(o, std::forward<F>(f), std::forward<A>(a)...);
+    g.start();
+    return g;
+}
+
+// Create a greenlet and start it after `delay`.
+template <class Rep, class Period, class F, class... A>
+auto spawn_later(std::chrono::duration<Rep, Period> delay, F&& f, A&&... a) {
+    auto g = detail::make(SpawnOptions{}, std::forward<F>(f), std::forward<A>(a)...);
+    g.start_later(delay);
+    return g;
+}
+
+}  // namespace cogent

@@ -1,0 +1,63 @@
+// The per-thread Hub and the module-level functions that yield to it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+
+#include "cogent/time.hpp"
+
+namespace cogent {
+
+namespace detail {
+class HubImpl;
+}
+
+// A handle to one thread's hub: the greenlet that runs that thread's event loop. Each OS thread
+// that uses cogent gets its own hub on first use; the main thread's uses libev's default loop.
+class Hub {
+public:
+    explicit Hub(detail::HubImpl* impl) noexcept : impl_(impl) {}
+    // Queue fn to run on the hub, after the callbacks already queued (FIFO). Call from the hub's
+    // own thread; fn must not block (it runs on the hub). Exceptions from fn are reported.
+    void run_callback(std::function<void()> fn);
+    // Same, callable from any thread: wakes the hub through its async watcher.
+    void run_callback_threadsafe(std::function<void()> fn);
+    // A process-unique number for this hub (1 for the first hub created).
+    std::uint64_t index() const noexcept;
+    // True when called on this hub's thread.
+    bool is_current_thread() const noexcept;
+    detail::HubImpl* impl() const noexcept { return impl_; }
+    friend bool operator==(const Hub& a, const Hub& b) noexcept { return a.impl_ == b.impl_; }
+
+private:
+    detail::HubImpl* impl_;
+};
+
+// The calling thread's hub, created on first use.
+Hub get_hub();
+
+// Block the current greenlet for d. sleep(0) (or a negative d) yields to every greenlet that is
+// already runnable and returns. A ref=false sleep does not keep the hub's loop alive (it cannot
+// prevent LoopExit). Throws BlockingSwitchOutError on the hub. Kill and Timeout interrupt it.
+void sleep(Duration d, bool ref = true);
+template <class Rep, class Period>
+void sleep(std::chrono::duration<Rep, Period> d, bool ref = true) {
+    auto ns = std::chrono::ceil<Duration>(d);
+    sleep(ns, ref);
+}
+// gevent spelling: seconds as a number, sleep(0) to yield. NaN is rejected.
+inline void sleep(double seconds, bool ref = true) {
+    if (seconds != seconds) throw std::invalid_argument("cogent: sleep(NaN)");
+    sleep(seconds > 0 ? std::chrono::ceil<Duration>(std::chrono::duration<double>(seconds))
+                      : Duration::zero(),
+          ref);
+}
+// Yield once to every runnable greenlet: sleep(0).
+inline void yield() { sleep(Duration::zero()); }
+
+// Block until the hub has nothing else to do (no runnable greenlet, no pending event).
+void idle();
+
+}  // namespace cogent

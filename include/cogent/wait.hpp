@@ -1,0 +1,147 @@
+// Waiting on several objects at once: iwait, wait, joinall, killall.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <iterator>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "cogent/detail/core.hpp"
+#include "cogent/event.hpp"
+#include "cogent/greenlet.hpp"
+#include "cogent/time.hpp"
+#include "cogent/timeout.hpp"
+
+namespace cogent {
+
+namespace detail {
+
+inline Linkable& linkable_of(const AnyGreenlet& g) { return *g.state(); }
+inline Linkable& linkable_of(Event* e) { return *e; }
+inline Linkable& linkable_of(Linkable* l) { return *l; }
+
+// Registers one wake-up node on each object; yields indices in completion order.
+class MultiWait {
+public:
+    explicit MultiWait(std::vector<Linkable*> objects, TimeoutArg timeout);
+    ~MultiWait();
+    MultiWait(const MultiWait&) = delete;
+    MultiWait& operator=(const MultiWait&) = delete;
+    // Next index to become ready, or nullopt when the timeout passed or all were yielded.
+    std::optional<std::size_t> next();
+
+private:
+    struct Node : WaitNode {
+        MultiWait* owner;
+        std::size_t index;
+    };
+    static void on_ready(WaitNode* n);
+    std::vector<Node> nodes_;
+    std::deque<std::size_t> ready_;
+    WaitList self_;  // where the iterating greenlet parks
+    std::size_t yielded_ = 0;
+    TimeoutArg timeout_;
+    std::uint64_t deadline_ns_ = 0;
+};
+
+}  // namespace detail
+
+// Iterate over objects (greenlet handles, Event*) as they become ready, in completion order,
+// until all were yielded, `count` were yielded, or `timeout` (overall) passed. Lazy: register
+// on construction, unregister on destruction.
+template <class T>
+class IWait {
+public:
+    IWait(std::vector<T> objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {})
+        : objects_(std::move(objects)), mw_(linkables(objects_), timeout),
+          limit_(count ? std::min(*count, objects_.size()) : objects_.size()) {}
+
+    // The next ready object, or nullopt at the end (timeout or limit reached).
+    std::optional<T> next() {
+        if (given_ >= limit_) return std::nullopt;
+        auto i = mw_.next();
+        if (!i) return std::nullopt;
+        ++given_;
+        return objects_[*i];
+    }
+
+    class iterator {
+    public:
+        using value_type = T;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(IWait* w) : w_(w) { ++*this; }
+        const T& operator*() const { return *cur_; }
+        iterator& operator++() {
+            cur_ = w_->next();
+            if (!cur_) w_ = nullptr;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(const iterator& o) const { return w_ == o.w_; }
+
+    private:
+        IWait* w_ = nullptr;
+        std::optional<T> cur_;
+    };
+    iterator begin() { return iterator(this); }
+    iterator end() { return iterator(); }
+
+private:
+    static std::vector<detail::Linkable*> linkables(const std::vector<T>& v) {
+        std::vector<detail::Linkable*> out;
+        out.reserve(v.size());
+        for (const auto& o : v) out.push_back(&detail::linkable_of(o));
+        return out;
+    }
+    std::vector<T> objects_;
+    detail::MultiWait mw_;
+    std::size_t limit_;
+    std::size_t given_ = 0;
+};
+
+template <class Range>
+auto iwait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {}) {
+    using T = std::decay_t<decltype(*std::begin(objects))>;
+    return IWait<T>(std::vector<T>(std::begin(objects), std::end(objects)), timeout, count);
+}
+
+// The objects that became ready (completion order), stopping after `count` or at `timeout`.
+template <class Range>
+auto wait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {}) {
+    using T = std::decay_t<decltype(*std::begin(objects))>;
+    IWait<T> it(std::vector<T>(std::begin(objects), std::end(objects)), timeout, count);
+    std::vector<T> out;
+    while (auto o = it.next()) out.push_back(std::move(*o));
+    return out;
+}
+
+// Wait for greenlets to finish; returns those that did, in completion order. On timeout,
+// returns the partial list (no exception). raise_error: rethrow the first failure seen.
+std::vector<AnyGreenlet> joinall(std::vector<AnyGreenlet> greenlets, TimeoutArg timeout = {},
+                                 bool raise_error = false, std::optional<std::size_t> count = {});
+template <class Range, class = std::enable_if_t<!std::is_same_v<Range, std::vector<AnyGreenlet>>>>
+std::vector<AnyGreenlet> joinall(const Range& greenlets, TimeoutArg timeout = {},
+                                 bool raise_error = false, std::optional<std::size_t> count = {}) {
+    return joinall(std::vector<AnyGreenlet>(std::begin(greenlets), std::end(greenlets)), timeout,
+                   raise_error, count);
+}
+inline std::vector<AnyGreenlet> joinall(std::initializer_list<AnyGreenlet> greenlets,
+                                        TimeoutArg timeout = {}, bool raise_error = false,
+                                        std::optional<std::size_t> count = {}) {
+    return joinall(std::vector<AnyGreenlet>(greenlets), timeout, raise_error, count);
+}
+
+// Kill all of them with `exception`; block=true waits up to `timeout` for all to die and,
+// unlike kill(), throws Timeout if some are still alive then.
+void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception, bool block,
+                 TimeoutArg timeout);
+template <class Range, class E = GreenletExit>
+void killall(const Range& greenlets, E exception = E(), bool block = true, TimeoutArg timeout = {}) {
+    killall_ptr(std::vector<AnyGreenlet>(std::begin(greenlets), std::end(greenlets)),
+                std::make_exception_ptr(std::move(exception)), block, timeout);
+}
+
+}  // namespace cogent

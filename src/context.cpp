@@ -1,0 +1,301 @@
+// The one switch point: Boost.Context fcontext jumps, sanitizer annotations, errno, stack
+// hand-back of dead greenlets; plus per-thread state and greenlet construction.
+#include <boost/context/detail/fcontext.hpp>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "cogent/exceptions.hpp"
+#include "runtime.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COGENT_ASAN 1
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace fctx = boost::context::detail;
+
+namespace cogent::detail {
+
+thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
+
+namespace {
+// Owns the ThreadState; its destructor runs at thread exit (and at exit() for the main thread).
+struct ThreadStateOwner {
+    ThreadState* ts = nullptr;
+    ~ThreadStateOwner() {
+        if (ts) {
+            delete ts;
+            tls_state = nullptr;
+        }
+    }
+};
+thread_local ThreadStateOwner t_owner;
+}  // namespace
+
+ThreadState* thread_state() {
+    if (!tls_state) {
+        auto* ts = new ThreadState();
+        t_owner.ts = ts;
+        tls_state = ts;
+    }
+    return tls_state;
+}
+
+MainGreenlet::MainGreenlet(ThreadState* ts) : GreenletImpl(this, 0) {
+    thread = ts;
+    state = State::active;
+    main_ = true;
+    parent = nullptr;  // the constructor stored `this`; main has no parent
+}
+
+void MainGreenlet::describe(char* buf, std::size_t len) const noexcept {
+    snprintf(buf, len, "<main greenlet>");
+}
+
+ThreadState::ThreadState() {
+    main = new MainGreenlet(this);
+    current = main;
+    install_overflow_handler(this);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GreenletImpl
+
+GreenletImpl::GreenletImpl(GreenletImpl* parent_, std::size_t size) {
+    if (parent_ == this) return;  // MainGreenlet
+    ThreadState* ts = thread_state();
+    thread = ts;
+    parent = parent_ ? parent_ : ts->current;
+    if (parent->thread != ts)
+        throw GreenletError("cogent: a greenlet's parent must belong to the same thread");
+    parent->add_ref();
+    std::size_t ps = page_size();
+    if (size == 0) size = config().stack_size;
+    if (size < 16 * 1024)
+        throw std::invalid_argument("cogent: stack_size must be at least 16384 bytes (got " +
+                                    std::to_string(size) + ")");
+    if (size > (std::size_t(1) << 30))
+        throw std::invalid_argument("cogent: stack_size must be at most 1 GiB (got " +
+                                    std::to_string(size) + ")");
+    stack_size = (size + ps - 1) / ps * ps;
+}
+
+GreenletImpl::~GreenletImpl() {
+    if (parent && parent != this) parent->release();
+}
+
+void GreenletImpl::describe(char* buf, std::size_t len) const noexcept {
+    snprintf(buf, len, "<greenlet %p>", static_cast<const void*>(this));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switching
+
+namespace {
+
+inline void asan_start([[maybe_unused]] GreenletImpl* from, [[maybe_unused]] GreenletImpl* to,
+                       [[maybe_unused]] bool dying) {
+#ifdef COGENT_ASAN
+    __sanitizer_start_switch_fiber(dying ? nullptr : &from->asan_fake_stack, to->stack_lo,
+                                   to->stack_size);
+#endif
+}
+
+inline void asan_finish([[maybe_unused]] GreenletImpl* self, [[maybe_unused]] GreenletImpl* prev) {
+#ifdef COGENT_ASAN
+    const void* old_lo = nullptr;
+    std::size_t old_size = 0;
+    __sanitizer_finish_switch_fiber(self->asan_fake_stack, &old_lo, &old_size);
+    if (prev->is_main() && !prev->stack_lo) {
+        // The thread's own stack: learn its bounds the first time we leave it.
+        prev->stack_lo = const_cast<void*>(old_lo);
+        prev->stack_size = old_size;
+    }
+#endif
+}
+
+// Runs on the resumed side right after every jump: record where the previous greenlet was
+// suspended, or, if it just died, give its stack back (it could not free the stack it ran on).
+inline void after_jump(ThreadState* ts, fctx::transfer_t t) {
+    auto* prev = static_cast<GreenletImpl*>(t.data);
+    asan_finish(ts->current, prev);
+    if (prev->state == GreenletImpl::State::dead) {
+        if (prev->owns_stack_) {
+            ts->stacks.release(prev->stack_lo, prev->stack_size);
+            prev->owns_stack_ = false;
+            prev->stack_lo = nullptr;
+        }
+        prev->ctx = nullptr;
+        prev->release();  // the reference a started greenlet holds on itself
+    } else {
+        prev->ctx = t.fctx;
+    }
+}
+
+[[noreturn]] void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to);
+void entry(fctx::transfer_t t) noexcept;
+
+void prepare_start(ThreadState* ts, GreenletImpl* g) {
+    g->stack_lo = ts->stacks.acquire(g->stack_size);
+    g->owns_stack_ = true;
+    char* hi = static_cast<char*>(g->stack_lo) + g->stack_size;
+    g->ctx = fctx::make_fcontext(hi, g->stack_size, &entry);
+    g->state = GreenletImpl::State::active;
+    g->add_ref();  // held until death (after_jump releases it)
+    ts->live.push_back(g);
+}
+
+// The only place that jumps. `from` is ts->current.
+inline void jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
+    if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
+    from->saved_errno = errno;
+    ts->current = to;
+    asan_start(from, to, false);
+    fctx::transfer_t t = fctx::jump_fcontext(to->ctx, from);
+    after_jump(ts, t);
+    errno = from->saved_errno;
+}
+
+inline std::any take_result(GreenletImpl* cur) {
+    if (cur->pending) [[unlikely]] {
+        std::exception_ptr e = std::move(cur->pending);
+        cur->pending = nullptr;
+        std::rethrow_exception(e);
+    }
+    return std::move(cur->transfer);
+}
+
+inline GreenletImpl* live_target(ThreadState* ts, GreenletImpl* target) {
+    if (target->thread != ts)
+        throw GreenletError("cogent: cannot switch to a greenlet of a different thread");
+    while (target->dead()) target = target->parent;  // the main greenlet never dies
+    return target;
+}
+
+void run_body(GreenletImpl* self) noexcept {
+    std::any result;
+    std::exception_ptr exc;
+    try {
+        if (self->pending) {
+            std::exception_ptr e = std::move(self->pending);
+            self->pending = nullptr;
+            std::rethrow_exception(e);
+        }
+        self->body();
+        result = std::move(self->transfer);
+    } catch (const GreenletExit& e) {
+        result = e;  // a normal end: the parent receives the GreenletExit as the value
+    } catch (...) {
+        exc = std::current_exception();
+    }
+    self->transfer.reset();
+    self->state = GreenletImpl::State::dead;
+    self->unlink();  // from ts->live
+    GreenletImpl* to = self->parent;
+    while (to->dead()) to = to->parent;
+    to->transfer = std::move(result);
+    to->pending = std::move(exc);
+}
+
+void entry(fctx::transfer_t t) noexcept {
+    ThreadState* ts = tls_state;
+    GreenletImpl* self = ts->current;
+    after_jump(ts, t);
+    errno = 0;
+    run_body(self);
+    GreenletImpl* to = self->parent;
+    while (to->dead()) to = to->parent;
+    final_switch(ts, self, to);
+}
+
+void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
+    if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
+    ts->current = to;
+    asan_start(self, to, true);
+    fctx::jump_fcontext(to->ctx, self);
+    std::abort();  // a dead greenlet is never resumed
+}
+
+}  // namespace
+
+GreenletImpl* current() noexcept {
+    ThreadState* ts = tls_state;
+    if (!ts) {
+        try {
+            ts = thread_state();
+        } catch (...) {
+            std::abort();
+        }
+    }
+    return ts->current;
+}
+
+std::any switch_to(GreenletImpl* target, std::any value) {
+    ThreadState* ts = thread_state_fast();
+    target = live_target(ts, target);
+    GreenletImpl* cur = ts->current;
+    if (target == cur) return value;
+    target->transfer = std::move(value);
+    jump(ts, cur, target);
+    return take_result(cur);
+}
+
+std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
+    ThreadState* ts = thread_state_fast();
+    target = live_target(ts, target);
+    GreenletImpl* cur = ts->current;
+    if (target == cur) std::rethrow_exception(e);
+    target->pending = std::move(e);
+    jump(ts, cur, target);
+    return take_result(cur);
+}
+
+namespace {
+void after_hub_resume(GreenletImpl* hub) {
+    // Only a raw greenlet parented to the hub can hand it a value or an exception.
+    if (hub->pending) [[unlikely]] {
+        std::exception_ptr e = std::move(hub->pending);
+        hub->pending = nullptr;
+        report_exception("a greenlet whose parent is the hub", e);
+    }
+    if (hub->transfer.has_value()) [[unlikely]]
+        hub->transfer.reset();
+}
+}  // namespace
+
+void resume(GreenletImpl* target) {
+    ThreadState* ts = tls_state;
+    GreenletImpl* cur = ts->current;
+    if (target->dead() || target == cur) return;
+    jump(ts, cur, target);
+    after_hub_resume(cur);
+}
+
+void resume_throw(GreenletImpl* target, std::exception_ptr e) {
+    ThreadState* ts = tls_state;
+    GreenletImpl* cur = ts->current;
+    if (target->dead() || target == cur) return;
+    target->pending = std::move(e);
+    jump(ts, cur, target);
+    after_hub_resume(cur);
+}
+
+void set_parent(GreenletImpl* g, GreenletImpl* parent) {
+    if (g->is_main()) throw GreenletError("cogent: the main greenlet has no parent");
+    if (parent->thread != g->thread)
+        throw GreenletError("cogent: a greenlet's parent must belong to the same thread");
+    for (GreenletImpl* p = parent; p; p = p->parent)
+        if (p == g) throw std::invalid_argument("cogent: cyclic parent chain");
+    parent->add_ref();
+    GreenletImpl* old = g->parent;
+    g->parent = parent;
+    if (old) old->release();
+}
+
+}  // namespace cogent::detail

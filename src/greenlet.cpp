@@ -1,0 +1,293 @@
+// RawGreenlet and the gevent-style GreenletState.
+#include "cogent/greenlet.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "runtime.hpp"
+
+namespace cogent {
+
+using namespace detail;
+
+// ---------------------------------------------------------------------------------------------
+// RawGreenlet
+
+namespace {
+class RawImpl final : public GreenletImpl {
+public:
+    RawImpl(RawGreenlet::Function fn, GreenletImpl* parent, std::size_t size)
+        : GreenletImpl(parent, size), fn_(std::move(fn)) {}
+    void body() override {
+        std::any arg = std::move(transfer);
+        transfer.reset();
+        auto fn = std::move(fn_);  // released when the body ends, not when the handle does
+        transfer = fn(std::move(arg));
+    }
+
+private:
+    RawGreenlet::Function fn_;
+};
+}  // namespace
+
+RawGreenlet::RawGreenlet(Function run, RawGreenlet parent, std::size_t stack_size) {
+    if (!run) throw std::invalid_argument("cogent: RawGreenlet needs a callable");
+    p_ = Ref<GreenletImpl>(new RawImpl(std::move(run), parent.impl(), stack_size));
+}
+
+RawGreenlet RawGreenlet::current() { return from_impl(detail::current()); }
+
+std::any RawGreenlet::switch_to(std::any value) {
+    if (!p_) throw std::invalid_argument("cogent: switch_to on a null RawGreenlet");
+    return detail::switch_to(p_.get(), std::move(value));
+}
+
+std::any RawGreenlet::throw_exception(std::exception_ptr e) {
+    if (!p_) throw std::invalid_argument("cogent: throw_exception on a null RawGreenlet");
+    if (!e) throw std::invalid_argument("cogent: throw_exception needs an exception");
+    return detail::throw_to(p_.get(), std::move(e));
+}
+
+void RawGreenlet::kill_now() {
+    if (p_ && p_->started() && !p_->dead()) throw_exception(GreenletExit());
+}
+
+RawGreenlet RawGreenlet::parent() const {
+    return p_ && p_->parent ? from_impl(p_->parent) : RawGreenlet();
+}
+
+void RawGreenlet::set_parent(const RawGreenlet& parent) {
+    if (!p_ || !parent) throw std::invalid_argument("cogent: set_parent on a null RawGreenlet");
+    detail::set_parent(p_.get(), parent.impl());
+}
+
+std::string RawGreenlet::describe() const {
+    if (!p_) return "<null greenlet>";
+    char buf[160];
+    p_->describe(buf, sizeof buf);
+    return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GreenletState
+
+namespace detail {
+
+namespace {
+struct LinkNode : WaitNode {
+    GreenletState* owner;
+    std::function<void(AnyGreenlet)> fn;
+    int kind;  // 0 link, 1 link_value, 2 link_exception, 3 rawlink
+    static void wake(WaitNode* n);
+};
+
+void LinkNode::wake(WaitNode* n) {
+    std::unique_ptr<LinkNode> self(static_cast<LinkNode*>(n));
+    AnyGreenlet g = AnyGreenlet::from_state(self->owner);
+    const bool ok = !self->owner->error;
+    if ((self->kind == 1 && !ok) || (self->kind == 2 && ok)) return;
+    try {
+        if (self->kind == 3) {
+            self->fn(g);
+        } else {
+            spawn([fn = std::move(self->fn), g]() mutable { fn(g); });
+        }
+    } catch (...) {
+        report_exception("a greenlet link callback", std::current_exception());
+    }
+}
+
+struct LaterTimer {
+    ev_timer timer;
+    GreenletState* g;
+    HubImpl* hub;
+};
+}  // namespace
+
+GreenletState::GreenletState(const SpawnOptions& opts)
+    : GreenletImpl(hub_greenlet(), opts.stack_size), name_(opts.name) {
+    id_ = thread->next_id++;
+    start_cb_.self = this;
+    start_cb_.fn = [](Callback* c) {
+        GreenletState* self = static_cast<SelfCb*>(c)->self;
+        resume(self);
+        self->release();  // the reference the queued start held
+    };
+    start_cb_.discard = [](Callback* c) { static_cast<SelfCb*>(c)->self->release(); };
+    kill_cb_.self = this;
+    kill_cb_.fn = [](Callback* c) {
+        GreenletState* self = static_cast<SelfCb*>(c)->self;
+        std::exception_ptr e = std::move(self->kill_exc_);
+        self->kill_exc_ = nullptr;
+        if (!self->dead()) resume_throw(self, std::move(e));
+        self->release();
+    };
+    kill_cb_.discard = start_cb_.discard;
+}
+
+GreenletState::~GreenletState() {
+    // Links never fired (the greenlet never ended): free them.
+    std::vector<LinkNode*> links;
+    waiters_.for_each([&](WaitNode* n) {
+        if (n->on_wake == &LinkNode::wake) links.push_back(static_cast<LinkNode*>(n));
+    });
+    for (auto* l : links) {
+        l->unlink();
+        delete l;
+    }
+    if (later_) {
+        auto* lt = static_cast<LaterTimer*>(later_);
+        if (ev_is_active(&lt->timer)) ev_timer_stop(lt->hub->loop, &lt->timer);
+        delete lt;
+    }
+}
+
+std::string GreenletState::name() const {
+    return name_.empty() ? "Greenlet-" + std::to_string(id_) : name_;
+}
+
+void GreenletState::describe(char* buf, std::size_t len) const noexcept {
+    if (name_.empty())
+        snprintf(buf, len, "Greenlet-%llu", (unsigned long long)id_);
+    else
+        snprintf(buf, len, "%s", name_.c_str());
+}
+
+void GreenletState::body() {
+    try {
+        invoke();
+    } catch (const GreenletExit&) {
+        exited = true;
+    } catch (...) {
+        error = std::current_exception();
+        char buf[160];
+        describe(buf, sizeof buf);
+        std::string msg;
+        try {
+            msg = "cogent: " + std::string(buf) + " failed with " + describe_exception(error) + "\n";
+        } catch (...) {
+        }
+        fputs(msg.c_str(), stderr);
+    }
+    try {
+        drop_fn();
+    } catch (...) {
+        report_exception("the destructor of a greenlet's function", std::current_exception());
+    }
+    finish();
+}
+
+void GreenletState::finish() {
+    // Dead from the waiters' point of view once the body is over; run_body sets the state.
+    // The notification runs on the hub after this greenlet's final switch.
+    notify();
+}
+
+void GreenletState::start() {
+    if (scheduled || dead()) return;
+    if (thread != tls_state)
+        throw GreenletError("cogent: Greenlet::start from another thread");
+    scheduled = true;
+    add_ref();
+    schedule(&start_cb_);
+}
+
+void GreenletState::start_later(Duration d) {
+    if (scheduled || dead()) return;
+    if (thread != tls_state)
+        throw GreenletError("cogent: Greenlet::start_later from another thread");
+    scheduled = true;
+    auto* lt = new LaterTimer{};
+    lt->g = this;
+    lt->hub = hub_of(thread);
+    later_ = lt;
+    ev_timer_init(&lt->timer, [](struct ev_loop* loop, ev_timer* w, int) {
+        auto* t = static_cast<LaterTimer*>(w->data);
+        ev_timer_stop(loop, w);
+        GreenletState* self = t->g;
+        self->later_ = nullptr;
+        delete t;
+        resume(self);
+        self->release();
+    }, std::chrono::duration<double>(d).count(), 0.);
+    lt->timer.data = lt;
+    add_ref();  // held by the timer
+    lt->hub->update_now();
+    ev_timer_start(lt->hub->loop, &lt->timer);
+}
+
+void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
+    if (dead()) return;
+    if (!started()) {
+        // Killed before it ran: it never will. gevent: dead, and successful for GreenletExit.
+        if (start_cb_.linked()) {
+            start_cb_.unlink();
+            release();
+        }
+        if (later_) {
+            auto* lt = static_cast<LaterTimer*>(later_);
+            ev_timer_stop(lt->hub->loop, &lt->timer);
+            delete lt;
+            later_ = nullptr;
+            release();
+        }
+        try {
+            std::rethrow_exception(e);
+        } catch (const GreenletExit&) {
+            exited = true;
+        } catch (...) {
+            error = std::current_exception();
+        }
+        Ref<GreenletState> keep = Ref<GreenletState>::share(this);
+        state = State::dead;
+        try {
+            drop_fn();
+        } catch (...) {
+        }
+        notify();
+        return;
+    }
+    kill_exc_ = std::move(e);
+    if (!kill_cb_.linked()) {
+        add_ref();
+        schedule(&kill_cb_);
+    }
+    if (block) {
+        ThreadState* ts = tls_state;
+        if (ts && ts->hub && ts->current == ts->hub->greenlet) return;  // cannot wait on the hub
+        wait_ready(timeout, "Greenlet::kill");
+    }
+}
+
+void GreenletState::get_outcome(TimeoutArg timeout) {
+    if (!wait_ready(timeout, "Greenlet::get")) throw Timeout::expired(timeout);
+    if (error) std::rethrow_exception(error);
+    if (exited) throw GreenletExit();
+}
+
+LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
+    if (!fn) throw std::invalid_argument("cogent: link needs a callable");
+    auto* n = new LinkNode;
+    n->owner = this;
+    n->fn = std::move(fn);
+    n->kind = kind;
+    n->on_wake = &LinkNode::wake;
+    link(n);
+    return reinterpret_cast<LinkId>(n);
+}
+
+void GreenletState::remove_link(LinkId id) noexcept {
+    LinkNode* found = nullptr;
+    waiters_.for_each([&](WaitNode* n) {
+        if (n->on_wake == &LinkNode::wake && reinterpret_cast<LinkId>(n) == id)
+            found = static_cast<LinkNode*>(n);
+    });
+    if (found) {
+        found->unlink();
+        delete found;
+    }
+}
+
+}  // namespace detail
+}  // namespace cogent

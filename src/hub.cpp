@@ -1,0 +1,501 @@
+// The hub: one per thread, a greenlet running the libev loop and a FIFO callback queue.
+#include <cxxabi.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <typeinfo>
+
+#include "cogent/exceptions.hpp"
+#include "cogent/hub.hpp"
+#include "runtime.hpp"
+
+namespace cogent::detail {
+
+// While greenlets keep yielding, the hub still polls I/O and timers at least this often.
+// gevent's switch interval allows 5 ms; we promise 1 ms and aim at half of it.
+constexpr std::uint64_t kPollIntervalNs = 500'000;
+
+std::uint64_t monotonic_ns() noexcept {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return std::uint64_t(t.tv_sec) * 1'000'000'000u + std::uint64_t(t.tv_nsec);
+}
+
+namespace {
+std::atomic<std::uint64_t> g_hub_index{0};
+
+class HubGreenlet final : public GreenletImpl {
+public:
+    HubGreenlet(HubImpl* h, GreenletImpl* main) : GreenletImpl(main, 0), hub_(h) {}
+    void body() override { hub_->run(); }
+    void describe(char* buf, std::size_t len) const noexcept override {
+        snprintf(buf, len, "<Hub of thread %llu>", (unsigned long long)hub_->thread_index());
+    }
+
+private:
+    HubImpl* hub_;
+};
+
+std::string demangle(const char* name) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string s = (status == 0 && d) ? d : name;
+    std::free(d);
+    return s;
+}
+}  // namespace
+
+std::string describe_exception(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const BaseException& ex) {
+        return demangle(typeid(ex).name()) + ": " + ex.what();
+    } catch (const std::exception& ex) {
+        return demangle(typeid(ex).name()) + ": " + ex.what();
+    } catch (...) {
+        auto* t = abi::__cxa_current_exception_type();
+        return t ? demangle(t->name()) : std::string("unknown exception");
+    }
+}
+
+void report_exception(const char* where, std::exception_ptr e) noexcept {
+    try {
+        std::string s = "cogent: uncaught exception in " + std::string(where) + ": " +
+                        describe_exception(e) + "\n";
+        fputs(s.c_str(), stderr);
+    } catch (...) {
+        fputs("cogent: uncaught exception (and no memory to describe it)\n", stderr);
+    }
+}
+
+HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
+    const bool main_thread = syscall(SYS_gettid) == getpid();
+    // Signal and child watchers only work on libev's default loop: the main thread gets it.
+    loop = main_thread ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
+    if (!loop) throw std::runtime_error("cogent: libev could not create an event loop");
+    ev_async_init(&async_, &HubImpl::on_async);
+    async_.data = this;
+    ev_async_start(loop, &async_);
+    ev_unref(loop);  // the cross-thread door alone does not keep the loop alive
+    greenlet = new HubGreenlet(this, ts->main);
+    index_ = ++g_hub_index;
+}
+
+HubImpl::~HubImpl() {
+    while (Callback* cb = callbacks.pop_front())
+        if (cb->discard) cb->discard(cb);
+    ev_ref(loop);
+    ev_async_stop(loop, &async_);
+    if (loop != ev_default_loop_uc_()) ev_loop_destroy(loop);
+    greenlet->release();
+}
+
+HubImpl* hub_of(ThreadState* ts) {
+    if (!ts->hub) {
+        if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
+        ts->hub = new HubImpl(ts);
+    }
+    return ts->hub;
+}
+
+void HubImpl::request_break() noexcept {
+    break_requested = true;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+void HubImpl::poll(int flags) {
+    in_ev_run = true;
+    ev_run(loop, flags);
+    in_ev_run = false;
+    last_poll_ns = monotonic_ns();
+}
+
+void HubImpl::run_callbacks() {
+    unsigned n = 0;
+    while (Callback* cb = callbacks.pop_front()) {
+        cb->fn(cb);
+        if (stopping) return;
+        // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
+        // not one) while bounding how long I/O and timers can be kept waiting.
+        if ((++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
+    }
+}
+
+void HubImpl::run() {
+    last_poll_ns = monotonic_ns();
+    while (!stopping) {
+        run_callbacks();
+        if (stopping) break;
+        if (!callbacks.empty()) {
+            poll(EVRUN_NOWAIT);
+            continue;
+        }
+        break_requested = false;
+        poll(0);  // until ev_break (a callback was queued) or nothing referenced is active
+        if (stopping) break;
+        if (callbacks.empty() && !break_requested) {
+            GreenletImpl* m = ts->main;
+            if (ts->tearing_down) {
+                resume(m);
+            } else {
+                char what[160];
+                snprintf(what, sizeof what, "%s", m->waiting_on ? m->waiting_on : "hub.switch()");
+                char hubname[64];
+                greenlet->describe(hubname, sizeof hubname);
+                std::string msg = std::string("This operation would block forever\n\tHub: ") +
+                                  hubname + "\n\tWaiting on: " + what;
+                resume_throw(m, std::make_exception_ptr(LoopExit(msg)));
+            }
+        }
+    }
+}
+
+void HubImpl::on_async(struct ev_loop*, ev_async* w, int) {
+    auto* self = static_cast<HubImpl*>(w->data);
+    std::vector<std::function<void()>> batch;
+    {
+        std::lock_guard<std::mutex> lk(self->remote_mu_);
+        batch.swap(self->remote_);
+    }
+    for (auto& fn : batch) {
+        try {
+            fn();
+        } catch (...) {
+            report_exception("a thread-safe hub callback", std::current_exception());
+        }
+    }
+}
+
+void HubImpl::run_threadsafe(std::function<void()> fn) {
+    {
+        std::lock_guard<std::mutex> lk(remote_mu_);
+        remote_.push_back(std::move(fn));
+    }
+    ev_async_send(loop, &async_);
+}
+
+void HubImpl::keep_alive(int delta) noexcept {
+    for (; delta > 0; --delta) ev_ref(loop);
+    for (; delta < 0; ++delta) ev_unref(loop);
+}
+
+void HubImpl::stop_and_join(ThreadState*) {
+    stopping = true;
+    if (greenlet->started() && !greenlet->dead()) {
+        if (in_ev_run) ev_break(loop, EVBREAK_ALL);
+        try {
+            switch_to(greenlet, {});
+        } catch (...) {
+            report_exception("hub shutdown", std::current_exception());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread state teardown: unwind every greenlet still suspended, then stop the hub.
+
+ThreadState::~ThreadState() {
+    if (current != main) {
+        // exit() called from inside a greenlet: we are running on a stack we would unwind.
+        fputs("cogent: thread exiting from inside a greenlet; suspended greenlets are not "
+              "unwound\n",
+              stderr);
+        return;  // deliberately leaked
+    }
+    tearing_down = true;
+    if (hub) {
+        for (int round = 0; round < 3; ++round) {
+            std::vector<Ref<GreenletImpl>> victims;
+            live.for_each([&](GreenletImpl* g) {
+                if (g != hub->greenlet && !g->dead()) victims.push_back(Ref<GreenletImpl>::share(g));
+            });
+            if (victims.empty()) break;
+            for (auto& v : victims) {
+                if (v->dead()) continue;
+                try {
+                    set_parent(v.get(), main);  // so that its death comes straight back here
+                    throw_to(v.get(), std::make_exception_ptr(GreenletExit()));
+                } catch (...) {
+                    // An exception escaping the unwound greenlet, or a LoopExit: keep going.
+                }
+            }
+        }
+        std::size_t left = 0;
+        live.for_each([&](GreenletImpl* g) {
+            if (g != hub->greenlet) ++left;
+        });
+        if (left)
+            fprintf(stderr, "cogent: %zu greenlet(s) refused to exit at thread exit; leaked\n",
+                    left);
+        hub->stop_and_join(this);
+        delete hub;
+        hub = nullptr;
+    }
+    if (altstack) {
+        stack_t ss{};
+        ss.ss_flags = SS_DISABLE;
+        sigaltstack(&ss, nullptr);
+        munmap(altstack, 64 * 1024);
+    }
+    main->release();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking: the one place a greenlet parks.
+
+void check_may_block(const char* what) {
+    ThreadState* ts = thread_state_fast();
+    if (ts->hub && ts->current == ts->hub->greenlet)
+        throw BlockingSwitchOutError(std::string("cogent: ") + what +
+                                     " would block the hub; hub callbacks and rawlinks must not "
+                                     "wait (spawn a greenlet instead)");
+}
+
+void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
+    if (cur == greenlet)
+        throw BlockingSwitchOutError(std::string("cogent: ") + what +
+                                     " would block the hub; hub callbacks and rawlinks must not "
+                                     "wait (spawn a greenlet instead)");
+    cur->waiting_on = what;
+    struct Clear {
+        GreenletImpl* g;
+        ~Clear() { g->waiting_on = nullptr; }
+    } clear{cur};
+    switch_to(greenlet, {});
+}
+
+void schedule(Callback* cb) { hub_of(thread_state_fast())->schedule(cb); }
+
+GreenletImpl* hub_greenlet() { return hub_of(thread_state_fast())->greenlet; }
+
+namespace {
+struct Parker : WaitNode {
+    GreenletImpl* g = nullptr;
+    HubImpl* hub = nullptr;
+    ev_timer timer{};
+    bool woken = false;
+    bool timed_out = false;
+    ~Parker() {
+        unlink();
+        if (ev_is_active(&timer)) ev_timer_stop(hub->loop, &timer);
+    }
+};
+
+[[noreturn]] void invalid_switch(const char* what) {
+    throw InvalidSwitchError(std::string("cogent: unexpected switch into a greenlet waiting in ") +
+                             what);
+}
+}  // namespace
+
+bool park(WaitList& list, TimeoutArg timeout, const char* what) {
+    ThreadState* ts = thread_state_fast();
+    GreenletImpl* cur = ts->current;
+    HubImpl* hub = hub_of(ts);
+    if (cur == hub->greenlet) hub->switch_out(cur, what);  // throws BlockingSwitchOutError
+    if (timeout.zero()) return false;
+    Parker p;
+    p.g = cur;
+    p.hub = hub;
+    p.on_wake = [](WaitNode* n) {
+        auto* self = static_cast<Parker*>(n);
+        self->woken = true;
+        resume(self->g);
+    };
+    list.push_back(&p);
+    if (!timeout.forever()) {
+        ev_timer_init(&p.timer, [](struct ev_loop*, ev_timer* w, int) {
+            auto* self = static_cast<Parker*>(w->data);
+            self->timed_out = true;
+            self->unlink();
+            resume(self->g);
+        }, timeout.seconds(), 0.);
+        p.timer.data = &p;
+        hub->update_now();
+        ev_timer_start(hub->loop, &p.timer);
+    }
+    hub->switch_out(cur, what);
+    if (p.woken) return true;
+    if (p.timed_out) return false;
+    invalid_switch(what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linkable
+
+Linkable::Linkable() noexcept {
+    notify_cb_.self = this;
+    notify_cb_.fn = &Linkable::run_notify;
+    notify_cb_.discard = [](Callback* cb) { static_cast<NotifyCb*>(cb)->self->keepalive(false); };
+}
+
+Linkable::~Linkable() {
+    notify_cb_.unlink();
+    if (notifying_) *notifying_ = false;
+    while (WaitNode* n = waiters_.pop_front()) (void)n;  // never leave nodes pointing here
+}
+
+bool Linkable::wait_ready(TimeoutArg timeout, const char* what) {
+    if (ready()) return true;
+    return park(waiters_, timeout, what) || ready();
+}
+
+void Linkable::link(WaitNode* n) {
+    waiters_.push_back(n);
+    if (ready()) notify();
+}
+
+void Linkable::notify() {
+    if (notify_cb_.linked() || waiters_.empty()) return;
+    keepalive(true);
+    schedule(&notify_cb_);
+}
+
+void Linkable::run_notify(Callback* cb) {
+    Linkable* self = static_cast<NotifyCb*>(cb)->self;
+    bool alive = true;
+    self->notifying_ = &alive;
+    while (self->ready()) {
+        WaitNode* n = self->waiters_.pop_front();
+        if (!n) break;
+        n->on_wake(n);
+        if (!alive) return;  // a woken greenlet destroyed the object it waited on
+    }
+    self->notifying_ = nullptr;
+    self->keepalive(false);  // may destroy self: last
+}
+
+}  // namespace cogent::detail
+
+// ---------------------------------------------------------------------------------------------
+// Public hub API
+
+namespace cogent {
+
+using namespace detail;
+
+Hub get_hub() { return Hub(hub_of(thread_state())); }
+
+namespace {
+struct FnCallback : Callback {
+    std::function<void()> fn_;
+};
+}  // namespace
+
+void Hub::run_callback(std::function<void()> fn) {
+    if (!fn) throw std::invalid_argument("cogent: run_callback needs a callable");
+    ThreadState* ts = thread_state_fast();
+    if (ts->hub != impl_)
+        throw GreenletError("cogent: Hub::run_callback called from another thread; use "
+                            "run_callback_threadsafe");
+    auto* cb = new FnCallback;
+    cb->fn_ = std::move(fn);
+    cb->fn = [](Callback* c) {
+        auto* self = static_cast<FnCallback*>(c);
+        try {
+            self->fn_();
+        } catch (...) {
+            report_exception("a hub callback", std::current_exception());
+        }
+        delete self;
+    };
+    cb->discard = [](Callback* c) { delete static_cast<FnCallback*>(c); };
+    impl_->schedule(cb);
+}
+
+void Hub::run_callback_threadsafe(std::function<void()> fn) {
+    if (!fn) throw std::invalid_argument("cogent: run_callback_threadsafe needs a callable");
+    impl_->run_threadsafe(std::move(fn));
+}
+
+std::uint64_t Hub::index() const noexcept { return impl_->thread_index(); }
+
+bool Hub::is_current_thread() const noexcept {
+    ThreadState* ts = tls_state;
+    return ts && ts->hub == impl_;
+}
+
+void sleep(Duration d, bool ref) {
+    ThreadState* ts = thread_state_fast();
+    GreenletImpl* cur = ts->current;
+    HubImpl* hub = hub_of(ts);
+    if (d <= Duration::zero()) {
+        // Yield: queue our own wake-up behind everything already runnable.
+        struct YieldCb : Callback {
+            GreenletImpl* g;
+            bool woken = false;
+            ~YieldCb() { unlink(); }
+        } y;
+        y.g = cur;
+        y.fn = [](Callback* c) {
+            auto* self = static_cast<YieldCb*>(c);
+            self->woken = true;
+            resume(self->g);
+        };
+        if (cur == hub->greenlet) hub->switch_out(cur, "sleep(0)");  // throws
+        hub->schedule(&y);
+        hub->switch_out(cur, "sleep(0)");
+        if (!y.woken) invalid_switch("sleep(0)");
+        return;
+    }
+    struct Sleeper {
+        ev_timer timer{};
+        GreenletImpl* g;
+        HubImpl* hub;
+        bool ref;
+        bool woken = false;
+        ~Sleeper() {
+            if (ev_is_active(&timer)) {
+                if (!ref) ev_ref(hub->loop);
+                ev_timer_stop(hub->loop, &timer);
+            }
+        }
+    } s{{}, cur, hub, ref};
+    if (cur == hub->greenlet) hub->switch_out(cur, "sleep()");  // throws
+    ev_timer_init(&s.timer, [](struct ev_loop* loop, ev_timer* w, int) {
+        auto* self = static_cast<Sleeper*>(w->data);
+        if (!self->ref) ev_ref(loop);
+        ev_timer_stop(loop, w);
+        self->woken = true;
+        resume(self->g);
+    }, std::chrono::duration<double>(d).count(), 0.);
+    s.timer.data = &s;
+    hub->update_now();
+    ev_timer_start(hub->loop, &s.timer);
+    if (!ref) ev_unref(hub->loop);
+    hub->switch_out(cur, "sleep()");
+    if (!s.woken) invalid_switch("sleep()");
+}
+
+void idle() {
+    ThreadState* ts = thread_state_fast();
+    GreenletImpl* cur = ts->current;
+    HubImpl* hub = hub_of(ts);
+    struct Idler {
+        ev_idle w{};
+        GreenletImpl* g;
+        HubImpl* hub;
+        bool woken = false;
+        ~Idler() {
+            if (ev_is_active(&w)) ev_idle_stop(hub->loop, &w);
+        }
+    } s{{}, cur, hub};
+    if (cur == hub->greenlet) hub->switch_out(cur, "idle()");  // throws
+    ev_idle_init(&s.w, [](struct ev_loop* loop, ev_idle* w, int) {
+        auto* self = static_cast<Idler*>(w->data);
+        if (!self->hub->callbacks.empty()) return;  // runnable greenlets first
+        ev_idle_stop(loop, w);
+        self->woken = true;
+        resume(self->g);
+    });
+    s.w.data = &s;
+    ev_idle_start(hub->loop, &s.w);
+    hub->switch_out(cur, "idle()");
+    if (!s.woken) invalid_switch("idle()");
+}
+
+}  // namespace cogent

@@ -1,0 +1,144 @@
+// Internal runtime state: per-thread state, the stack pool, the hub. Not installed.
+#pragma once
+
+#include <ev.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cogent/detail/core.hpp"
+
+#define COGENT_TLS_IE __attribute__((tls_model("initial-exec")))
+
+namespace cogent::detail {
+
+// ---- settings (COGENT_* environment variables are read here and nowhere else) ----
+struct Config {
+    std::size_t stack_size;  // COGENT_STACK_SIZE, bytes, page-rounded
+};
+// Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
+const Config& config();
+std::size_t page_size() noexcept;
+
+// ---- stacks ----
+// Stacks are carved from slabs (one mmap holds many stacks, so the number of mappings stays
+// far below vm.max_map_count), each stack with a guard region below it installed with
+// MADV_GUARD_INSTALL (no VMA split) or, on kernels without it, mprotect. Freed stacks are kept
+// for reuse; beyond `kHot` of them their pages are returned to the kernel (MADV_DONTNEED) but
+// the address range stays reserved, so spawn never calls mmap in the steady state.
+class StackPool {
+public:
+    static constexpr std::size_t kGuard = 16 * 1024;
+    static constexpr std::size_t kHot = 256;
+    StackPool() = default;
+    StackPool(const StackPool&) = delete;
+    ~StackPool();
+    // Lowest usable address of a stack of `size` bytes (size must be page-rounded).
+    void* acquire(std::size_t size);
+    void release(void* lo, std::size_t size) noexcept;
+    // True if `addr` lies in the guard region below the stack starting at `lo`.
+    static bool in_guard(const void* addr, const void* lo) noexcept {
+        auto a = reinterpret_cast<std::uintptr_t>(addr), l = reinterpret_cast<std::uintptr_t>(lo);
+        return a < l && a >= l - kGuard;
+    }
+    static bool guard_via_madvise() noexcept;
+
+private:
+    struct SizeClass {
+        std::vector<void*> free;
+        std::size_t hot = 0;  // how many of `free` (at the top) still have resident pages
+    };
+    std::unordered_map<std::size_t, SizeClass> classes_;
+    std::vector<std::pair<void*, std::size_t>> slabs_;
+};
+
+// ---- per-thread state ----
+class MainGreenlet;
+
+struct ThreadState {
+    ThreadState();
+    ~ThreadState();
+    GreenletImpl* current = nullptr;
+    MainGreenlet* main = nullptr;
+    HubImpl* hub = nullptr;
+    StackPool stacks;
+    List<GreenletImpl> live;  // started, not yet dead (main and hub excluded)
+    std::uint64_t next_id = 1;
+    bool tearing_down = false;
+    void* altstack = nullptr;
+};
+
+extern thread_local ThreadState* tls_state COGENT_TLS_IE;
+ThreadState* thread_state();  // creates on first use
+inline ThreadState* thread_state_fast() {
+    ThreadState* ts = tls_state;
+    return ts ? ts : thread_state();
+}
+
+class MainGreenlet final : public GreenletImpl {
+public:
+    explicit MainGreenlet(ThreadState* ts);
+    void body() override {}
+    void describe(char* buf, std::size_t len) const noexcept override;
+};
+
+// Install the process-wide SIGSEGV handler (stack overflow report) and this thread's
+// alternate signal stack.
+void install_overflow_handler(ThreadState* ts);
+
+// ---- the hub ----
+class HubImpl {
+public:
+    explicit HubImpl(ThreadState* ts);
+    ~HubImpl();
+    HubImpl(const HubImpl&) = delete;
+
+    void schedule(Callback* cb) noexcept {
+        callbacks.push_back(cb);
+        if (in_ev_run && !break_requested) request_break();
+    }
+    // Block the current greenlet: switch to the hub; returns when resumed, throws what was
+    // thrown into it. `what` names the wait for LoopExit messages.
+    void switch_out(GreenletImpl* cur, const char* what);
+    void run();  // the hub greenlet's body
+    void stop_and_join(ThreadState* ts);  // teardown: make run() return
+    void request_break() noexcept;
+    void update_now() noexcept { ev_now_update(loop); }
+    std::uint64_t thread_index() const noexcept { return index_; }
+
+    // Cross-thread entry: queue fn to run on this hub (any thread may call).
+    void run_threadsafe(std::function<void()> fn);
+    void keep_alive(int delta) noexcept;  // hold/release a reference on the loop from the hub thread
+
+    ThreadState* ts;
+    struct ev_loop* loop = nullptr;
+    GreenletImpl* greenlet = nullptr;
+    List<Callback> callbacks;
+    bool in_ev_run = false;
+    bool break_requested = false;
+    bool stopping = false;
+    std::uint64_t last_poll_ns = 0;
+
+private:
+    void run_callbacks();
+    void poll(int flags);
+    static void on_async(struct ev_loop*, ev_async*, int);
+    ev_async async_{};
+    std::mutex remote_mu_;
+    std::vector<std::function<void()>> remote_;
+    std::uint64_t index_ = 0;
+};
+
+HubImpl* hub_of(ThreadState* ts);  // creates on first use
+std::uint64_t monotonic_ns() noexcept;
+
+// Report an exception that nothing will ever see otherwise (hub callback, greenlet body).
+void report_exception(const char* where, std::exception_ptr e) noexcept;
+std::string describe_exception(std::exception_ptr e);
+
+}  // namespace cogent::detail

@@ -1,0 +1,158 @@
+// Greenlet stacks: slab allocation, guard regions, pooling, and the stack-overflow report.
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "runtime.hpp"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102  // Linux 6.13; glibc 2.36 headers lack the name
+#endif
+
+namespace cogent::detail {
+
+std::size_t page_size() noexcept {
+    static const std::size_t p = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    return p;
+}
+
+namespace {
+// 1 = MADV_GUARD_INSTALL works, 0 = unknown yet, -1 = fall back to mprotect.
+std::atomic<int> g_guard_mode{0};
+constexpr std::size_t kSlabBytes = 16u << 20;  // virtual bytes per slab (stacks are not resident)
+
+void install_guard(char* guard) {
+    int mode = g_guard_mode.load(std::memory_order_relaxed);
+    if (mode >= 0) {
+        if (madvise(guard, StackPool::kGuard, MADV_GUARD_INSTALL) == 0) {
+            g_guard_mode.store(1, std::memory_order_relaxed);
+            return;
+        }
+        // EINVAL: kernel older than 6.13. Fall back once and for all.
+        g_guard_mode.store(-1, std::memory_order_relaxed);
+    }
+    if (mprotect(guard, StackPool::kGuard, PROT_NONE) != 0)
+        throw std::bad_alloc();
+}
+}  // namespace
+
+bool StackPool::guard_via_madvise() noexcept { return g_guard_mode.load() == 1; }
+
+void* StackPool::acquire(std::size_t size) {
+    SizeClass& sc = classes_[size];
+    if (!sc.free.empty()) {
+        void* lo = sc.free.back();
+        sc.free.pop_back();
+        if (sc.hot > sc.free.size()) sc.hot = sc.free.size();
+        return lo;
+    }
+    const std::size_t stride = size + kGuard;
+    std::size_t n = kSlabBytes / stride;
+    if (n < 1) n = 1;
+    if (n > 64) n = 64;
+    const std::size_t bytes = n * stride;
+    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) throw std::bad_alloc();
+    slabs_.emplace_back(mem, bytes);
+    char* base = static_cast<char*>(mem);
+    // Guards first: the whole slab is prepared before any stack of it is handed out.
+    for (std::size_t i = 0; i < n; ++i) install_guard(base + i * stride);
+    // Hand out the lowest one now; push the rest so that later pops go upwards.
+    for (std::size_t i = n; i-- > 1;) sc.free.push_back(base + i * stride + kGuard);
+    return base + kGuard;
+}
+
+void StackPool::release(void* lo, std::size_t size) noexcept {
+    SizeClass& sc = classes_[size];
+    if (sc.free.size() >= kHot) {
+        // Keep the address range, give back the memory. The guard below is untouched.
+        madvise(lo, size, MADV_DONTNEED);
+    } else {
+        ++sc.hot;
+    }
+    try {
+        sc.free.push_back(lo);
+    } catch (...) {
+        // Out of memory for the free list: the stack is simply not reused.
+    }
+}
+
+StackPool::~StackPool() {
+    for (auto& [mem, bytes] : slabs_) munmap(mem, bytes);
+}
+
+// ---- stack overflow: a SIGSEGV in the guard below the current greenlet's stack ----
+
+namespace {
+struct sigaction g_prev_segv;
+std::atomic<bool> g_handler_installed{false};
+
+void write_str(const char* s) {
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+void segv_handler(int sig, siginfo_t* info, void* uctx) {
+    ThreadState* ts = tls_state;
+    GreenletImpl* g = ts ? ts->current : nullptr;
+    if (g && !g->is_main() && g->stack_lo && StackPool::in_guard(info->si_addr, g->stack_lo)) {
+        char name[128];
+        g->describe(name, sizeof name);
+        char num[32];
+        snprintf(num, sizeof num, "%zu", g->stack_size);
+        write_str("cogent: stack overflow in greenlet ");
+        write_str(name);
+        write_str(" (stack size ");
+        write_str(num);
+        write_str(" bytes; raise it with COGENT_STACK_SIZE or the spawn option stack_size)\n");
+        signal(SIGSEGV, SIG_DFL);  // returning re-faults and the process dies with SIGSEGV
+        return;
+    }
+    // Not ours: hand over to whoever was installed before, or die the default way.
+    if (g_prev_segv.sa_flags & SA_SIGINFO) {
+        if (g_prev_segv.sa_sigaction) {
+            g_prev_segv.sa_sigaction(sig, info, uctx);
+            return;
+        }
+    } else if (g_prev_segv.sa_handler != SIG_DFL && g_prev_segv.sa_handler != SIG_IGN) {
+        g_prev_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL);
+}
+}  // namespace
+
+void install_overflow_handler(ThreadState* ts) {
+    // The handler runs on an alternate stack: the faulting one has no room left.
+    const std::size_t alt = 64 * 1024;
+    stack_t cur{};
+    if (sigaltstack(nullptr, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
+        void* mem = mmap(nullptr, alt, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem != MAP_FAILED) {
+            stack_t ss{};
+            ss.ss_sp = mem;
+            ss.ss_size = alt;
+            if (sigaltstack(&ss, nullptr) == 0)
+                ts->altstack = mem;
+            else
+                munmap(mem, alt);
+        }
+    }
+    bool expected = false;
+    if (g_handler_installed.compare_exchange_strong(expected, true)) {
+        struct sigaction sa {};
+        sa.sa_sigaction = segv_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &g_prev_segv);
+    }
+}
+
+}  // namespace cogent::detail

@@ -1,6 +1,7 @@
 // cogent: gevent, natively in C++20. The umbrella header.
 #pragma once
 
+#include "cogent/debug.hpp"
 #include "cogent/event.hpp"
 #include "cogent/exceptions.hpp"
 #include "cogent/greenlet.hpp"

@@ -5,6 +5,8 @@
 #include <deque>
 #include <iterator>
 #include <optional>
+#include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -18,9 +20,25 @@ namespace cogent {
 
 namespace detail {
 
-inline Linkable& linkable_of(const AnyGreenlet& g) { return *g.state(); }
-inline Linkable& linkable_of(Event* e) { return *e; }
-inline Linkable& linkable_of(Linkable* l) { return *l; }
+template <class>
+inline constexpr bool always_false = false;
+
+// What iwait/wait accept: greenlet handles, and pointers to any waitable object (Event*,
+// AsyncResult<T>*, ...: everything built on Linkable).
+template <class T>
+Linkable& linkable_of(const T& o) {
+    if constexpr (std::is_base_of_v<AnyGreenlet, T>) {
+        if (!o.valid()) throw std::invalid_argument("cogent: wait given a null greenlet handle");
+        return *o.state();
+    } else if constexpr (std::is_pointer_v<T> &&
+                         std::is_base_of_v<Linkable, std::remove_cv_t<std::remove_pointer_t<T>>>) {
+        if (!o) throw std::invalid_argument("cogent: wait given a null pointer");
+        return const_cast<Linkable&>(static_cast<const Linkable&>(*o));
+    } else {
+        static_assert(always_false<T>,
+                      "iwait/wait take greenlet handles or pointers to waitables (Event*, ...)");
+    }
+}
 
 // Registers one wake-up node on each object; yields indices in completion order.
 class MultiWait {

@@ -76,7 +76,17 @@ void report_exception(const char* where, std::exception_ptr e) noexcept {
 HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
     const bool main_thread = syscall(SYS_gettid) == getpid();
     // Signal and child watchers only work on libev's default loop: the main thread gets it.
-    loop = main_thread ? ev_default_loop(EVFLAG_AUTO) : ev_loop_new(EVFLAG_AUTO);
+    if (main_thread) {
+        // libev's default loop installs a SIGCHLD handler that reaps *any* child with
+        // waitpid(-1), stealing exit statuses from the program's own waitpid() calls. Children
+        // are waited for with pidfd instead, so put the program's SIGCHLD disposition back.
+        struct sigaction prev {};
+        sigaction(SIGCHLD, nullptr, &prev);
+        loop = ev_default_loop(EVFLAG_AUTO);
+        sigaction(SIGCHLD, &prev, nullptr);
+    } else {
+        loop = ev_loop_new(EVFLAG_AUTO);
+    }
     if (!loop) throw std::runtime_error("cogent: libev could not create an event loop");
     ev_async_init(&async_, &HubImpl::on_async);
     async_.data = this;

@@ -349,18 +349,32 @@ Linkable::~Linkable() {
     while (WaitNode* n = waiters_.pop_front()) (void)n;  // never leave nodes pointing here
 }
 
+void Linkable::bind_thread() {
+    ThreadState* ts = thread_state_fast();
+    if (!owner_) {
+        owner_ = ts;
+    } else if (owner_ != ts) {
+        throw GreenletError(
+            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
+            "from another thread (or use Hub::run_callback_threadsafe)");
+    }
+}
+
 bool Linkable::wait_ready(TimeoutArg timeout, const char* what) {
     if (ready()) return true;
+    bind_thread();
     return park(waiters_, timeout, what) || ready();
 }
 
 void Linkable::link(WaitNode* n) {
+    bind_thread();
     waiters_.push_back(n);
     if (ready()) notify();
 }
 
 void Linkable::notify() {
     if (notify_cb_.linked() || waiters_.empty()) return;
+    if (owner_ != tls_state) bind_thread();  // throws: the waiters live on another thread
     keepalive(true);
     schedule(&notify_cb_);
 }

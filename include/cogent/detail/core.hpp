@@ -139,6 +139,7 @@ public:
     void link(WaitNode* n);
     void unlink(WaitNode* n) noexcept { n->unlink(); }
     // Schedule one hub callback that wakes waiters in FIFO order while ready() holds.
+    // Throws GreenletError when called from a thread other than the waiters' thread.
     void notify();
 
 protected:
@@ -151,6 +152,8 @@ private:
         Linkable* self;
     } notify_cb_;
     bool* notifying_ = nullptr;  // set while run_notify walks the list; cleared by ~Linkable
+    ThreadState* owner_ = nullptr;  // thread of the first waiter: waiters and wakes stay there
+    void bind_thread();
     static void run_notify(Callback* cb);
 };
 

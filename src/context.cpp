@@ -12,13 +12,32 @@
 
 #include "cogent/exceptions.hpp"
 #include "runtime.hpp"
+#include "switch.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define COGENT_ASAN 1
-#include <sanitizer/common_interface_defs.h>
-#endif
 
 namespace fctx = boost::context::detail;
+
+// A tail jump into Boost's jump_fcontext, so that header-inline code can switch from its own
+// frame (see switch.hpp for why that matters). Same ABI as jump_fcontext.
+#if defined(__x86_64__) && defined(__ELF__)
+// A real tail jump: GCC will not turn the C++ version below into one.
+asm(R"(
+    .text
+    .globl  cogent_jump_fcontext
+    .type   cogent_jump_fcontext, @function
+    .p2align 4
+cogent_jump_fcontext:
+    .cfi_startproc
+    jmp     jump_fcontext@PLT
+    .cfi_endproc
+    .size   cogent_jump_fcontext, .-cogent_jump_fcontext
+)");
+#else
+extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) noexcept {
+    auto t = fctx::jump_fcontext(to, data);
+    return {t.fctx, t.data};
+}
+#endif
 
 namespace cogent::detail {
 
@@ -99,47 +118,20 @@ void GreenletImpl::describe(char* buf, std::size_t len) const noexcept {
 
 namespace {
 
-inline void asan_start([[maybe_unused]] GreenletImpl* from, [[maybe_unused]] GreenletImpl* to,
-                       [[maybe_unused]] bool dying) {
-#ifdef COGENT_ASAN
-    __sanitizer_start_switch_fiber(dying ? nullptr : &from->asan_fake_stack, to->stack_lo,
-                                   to->stack_size);
-#endif
-}
-
-inline void asan_finish([[maybe_unused]] GreenletImpl* self, [[maybe_unused]] GreenletImpl* prev) {
-#ifdef COGENT_ASAN
-    const void* old_lo = nullptr;
-    std::size_t old_size = 0;
-    __sanitizer_finish_switch_fiber(self->asan_fake_stack, &old_lo, &old_size);
-    if (prev->is_main() && !prev->stack_lo) {
-        // The thread's own stack: learn its bounds the first time we leave it.
-        prev->stack_lo = const_cast<void*>(old_lo);
-        prev->stack_size = old_size;
-    }
-#endif
-}
-
-// Runs on the resumed side right after every jump: record where the previous greenlet was
-// suspended, or, if it just died, give its stack back (it could not free the stack it ran on).
-inline void after_jump(ThreadState* ts, fctx::transfer_t t) {
-    auto* prev = static_cast<GreenletImpl*>(t.data);
-    asan_finish(ts->current, prev);
-    if (prev->state == GreenletImpl::State::dead) {
-        if (prev->owns_stack_) {
-            ts->stacks.release(prev->stack_lo, prev->stack_size);
-            prev->owns_stack_ = false;
-            prev->stack_lo = nullptr;
-        }
-        prev->ctx = nullptr;
-        prev->release();  // the reference a started greenlet holds on itself
-    } else {
-        prev->ctx = t.fctx;
-    }
-}
-
 [[noreturn]] void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to);
 void entry(fctx::transfer_t t) noexcept;
+
+}  // namespace
+
+void reap(ThreadState* ts, GreenletImpl* prev) {
+    if (prev->owns_stack_) {
+        ts->stacks.release(prev->stack_lo, prev->stack_size);
+        prev->owns_stack_ = false;
+        prev->stack_lo = nullptr;
+    }
+    prev->ctx = nullptr;
+    prev->release();  // the reference a started greenlet holds on itself
+}
 
 void prepare_start(ThreadState* ts, GreenletImpl* g) {
     g->stack_lo = ts->stacks.acquire(g->stack_size);
@@ -151,16 +143,7 @@ void prepare_start(ThreadState* ts, GreenletImpl* g) {
     ts->live.push_back(g);
 }
 
-// The only place that jumps. `from` is ts->current.
-inline void jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
-    if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
-    from->saved_errno = errno;
-    ts->current = to;
-    asan_start(from, to, false);
-    fctx::transfer_t t = fctx::jump_fcontext(to->ctx, from);
-    after_jump(ts, t);
-    errno = from->saved_errno;
-}
+namespace {
 
 inline std::any take_result(GreenletImpl* cur) {
     if (cur->pending) [[unlikely]] {
@@ -217,6 +200,7 @@ void entry(fctx::transfer_t t) noexcept {
 void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
     if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
     ts->current = to;
+    normalize_fp_status();
     asan_start(self, to, true);
     fctx::jump_fcontext(to->ctx, self);
     std::abort();  // a dead greenlet is never resumed
@@ -246,6 +230,22 @@ std::any switch_to(GreenletImpl* target, std::any value) {
     return take_result(cur);
 }
 
+SwitchPlan begin_switch(GreenletImpl* target, std::any& value) {
+    ThreadState* ts = thread_state_fast();
+    target = live_target(ts, target);
+    GreenletImpl* cur = ts->current;
+    if (target == cur) return {nullptr, nullptr};
+    target->transfer = std::move(value);
+    before_jump(ts, cur, target);
+    return {target->ctx, cur};
+}
+
+std::any end_switch(Transfer t) {
+    ThreadState* ts = tls_state;
+    after_resume(ts, fctx::transfer_t{t.fctx, t.data});
+    return take_result(ts->current);
+}
+
 std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
     ThreadState* ts = thread_state_fast();
     target = live_target(ts, target);
@@ -257,6 +257,8 @@ std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
 }
 
 namespace {
+}  // namespace
+
 void after_hub_resume(GreenletImpl* hub) {
     // Only a raw greenlet parented to the hub can hand it a value or an exception.
     if (hub->pending) [[unlikely]] {
@@ -267,7 +269,12 @@ void after_hub_resume(GreenletImpl* hub) {
     if (hub->transfer.has_value()) [[unlikely]]
         hub->transfer.reset();
 }
-}  // namespace
+
+void WakeCallback::fire(Callback* cb) {
+    auto* w = static_cast<WakeCallback*>(cb);
+    w->woken = true;
+    resume(w->g);
+}
 
 void resume(GreenletImpl* target) {
     ThreadState* ts = tls_state;

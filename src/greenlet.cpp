@@ -38,9 +38,8 @@ RawGreenlet::RawGreenlet(Function run, RawGreenlet parent, std::size_t stack_siz
 
 RawGreenlet RawGreenlet::current() { return from_impl(detail::current()); }
 
-std::any RawGreenlet::switch_to(std::any value) {
-    if (!p_) throw std::invalid_argument("cogent: switch_to on a null RawGreenlet");
-    return detail::switch_to(p_.get(), std::move(value));
+void RawGreenlet::null_handle(const char* what) {
+    throw std::invalid_argument(std::string("cogent: ") + what + " on a null RawGreenlet");
 }
 
 std::any RawGreenlet::throw_exception(std::exception_ptr e) {

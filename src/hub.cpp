@@ -13,6 +13,7 @@
 #include "cogent/exceptions.hpp"
 #include "cogent/hub.hpp"
 #include "runtime.hpp"
+#include "switch.hpp"
 
 namespace cogent::detail {
 
@@ -128,7 +129,18 @@ void HubImpl::poll(int flags) {
 void HubImpl::run_callbacks() {
     unsigned n = 0;
     while (Callback* cb = callbacks.pop_front()) {
-        cb->fn(cb);
+        if (cb->fn == &WakeCallback::fire) {
+            // The common case (a yield, a start): jump from this frame, not from inside fn.
+            auto* w = static_cast<WakeCallback*>(cb);
+            w->woken = true;
+            GreenletImpl* g = w->g;  // w may be gone once g runs
+            if (!g->dead()) {
+                jump(ts, greenlet, g);
+                after_hub_resume(greenlet);
+            }
+        } else {
+            cb->fn(cb);
+        }
         if (stopping) return;
         // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
         // not one) while bounding how long I/O and timers can be kept waiting.
@@ -266,17 +278,30 @@ void check_may_block(const char* what) {
                                      "wait (spawn a greenlet instead)");
 }
 
-void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
-    if (cur == greenlet)
-        throw BlockingSwitchOutError(std::string("cogent: ") + what +
-                                     " would block the hub; hub callbacks and rawlinks must not "
-                                     "wait (spawn a greenlet instead)");
+namespace {
+[[noreturn, gnu::cold]] void blocking_on_hub(const char* what) {
+    throw BlockingSwitchOutError(std::string("cogent: ") + what +
+                                 " would block the hub; hub callbacks and rawlinks must not "
+                                 "wait (spawn a greenlet instead)");
+}
+[[noreturn, gnu::cold]] void rethrow_pending(GreenletImpl* cur) {
+    std::exception_ptr e = std::move(cur->pending);
+    cur->pending = nullptr;
+    std::rethrow_exception(e);
+}
+}  // namespace
+
+// Inline so that the jump is made from the blocking function's own frame.
+[[gnu::always_inline]] inline void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
+    if (cur == greenlet) [[unlikely]]
+        blocking_on_hub(what);
     cur->waiting_on = what;
-    struct Clear {
-        GreenletImpl* g;
-        ~Clear() { g->waiting_on = nullptr; }
-    } clear{cur};
-    switch_to(greenlet, {});
+    jump(ts, cur, greenlet);
+    cur->waiting_on = nullptr;
+    if (cur->pending) [[unlikely]]
+        rethrow_pending(cur);
+    if (cur->transfer.has_value()) [[unlikely]]
+        cur->transfer.reset();  // a stray raw switch with a value; the waiter reports it
 }
 
 void schedule(Callback* cb) { hub_of(thread_state_fast())->schedule(cb); }
@@ -449,18 +474,9 @@ void sleep(Duration d, bool ref) {
     HubImpl* hub = hub_of(ts);
     if (d <= Duration::zero()) {
         // Yield: queue our own wake-up behind everything already runnable.
-        struct YieldCb : Callback {
-            GreenletImpl* g;
-            bool woken = false;
-            ~YieldCb() { unlink(); }
-        } y;
+        WakeCallback y;
         y.g = cur;
-        y.fn = [](Callback* c) {
-            auto* self = static_cast<YieldCb*>(c);
-            self->woken = true;
-            resume(self->g);
-        };
-        if (cur == hub->greenlet) hub->switch_out(cur, "sleep(0)");  // throws
+        if (cur == hub->greenlet) blocking_on_hub("sleep(0)");
         hub->schedule(&y);
         hub->switch_out(cur, "sleep(0)");
         if (!y.woken) invalid_switch("sleep(0)");

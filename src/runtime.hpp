@@ -92,6 +92,19 @@ public:
 void install_overflow_handler(ThreadState* ts);
 
 // ---- the hub ----
+
+// A queued "resume this greenlet" (sleep(0), start). The hub recognises it by `fn` and jumps
+// from its own loop instead of calling fn (see switch.hpp for why).
+struct WakeCallback : Callback {
+    GreenletImpl* g = nullptr;
+    bool woken = false;
+    WakeCallback() noexcept { fn = &WakeCallback::fire; }
+    ~WakeCallback() { unlink(); }
+    static void fire(Callback* cb);
+};
+// After the hub is resumed: report what a raw greenlet parented to the hub handed it.
+void after_hub_resume(GreenletImpl* hub);
+
 class HubImpl {
 public:
     explicit HubImpl(ThreadState* ts);

@@ -26,7 +26,7 @@ class AnyGreenlet;
 // Options for spawn(): a name (default "Greenlet-N") and a stack size (0: the default, see
 // COGENT_STACK_SIZE).
 struct SpawnOptions {
-    std::string name;
+    std::string name{};
     std::size_t stack_size = 0;
 };
 

@@ -47,7 +47,12 @@ public:
 
     // Switch into this greenlet carrying `value`; returns the value carried by the next switch
     // back into the caller. A dead target means its nearest live ancestor.
-    std::any switch_to(std::any value = {});
+    std::any switch_to(std::any value = {}) {
+        if (!p_) null_handle("switch_to");
+        detail::SwitchPlan plan = detail::begin_switch(p_.get(), value);
+        if (!plan.ctx) return value;
+        return detail::end_switch(cogent_jump_fcontext(plan.ctx, plan.from));
+    }
     // Switch into this greenlet raising `e` at its suspension point (at its start, if unstarted:
     // its function then never runs). Returns like switch_to when the caller is resumed.
     std::any throw_exception(std::exception_ptr e);
@@ -82,6 +87,7 @@ public:
     }
 
 private:
+    [[noreturn]] static void null_handle(const char* what);
     detail::Ref<detail::GreenletImpl> p_;
 };
 

@@ -14,6 +14,17 @@
 #include "cogent/time.hpp"
 
 namespace cogent::detail {
+// The two words a context switch hands over (Boost.Context's transfer_t, same layout).
+struct Transfer {
+    void* fctx;
+    void* data;
+};
+}  // namespace cogent::detail
+
+// Switch machine contexts (a tail jump into Boost.Context's jump_fcontext).
+extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) noexcept;
+
+namespace cogent::detail {
 
 struct ThreadState;
 class HubImpl;
@@ -104,6 +115,15 @@ GreenletImpl* current() noexcept;
 // Raw switch with a value: greenlet-module semantics (dead targets go to the nearest live
 // ancestor; a different thread's greenlet throws GreenletError).
 std::any switch_to(GreenletImpl* target, std::any value);
+// The raw switch in two halves around a cogent_jump_fcontext made from the caller's own frame
+// (RawGreenlet::switch_to is inline for that reason). begin_switch returns ctx == nullptr when
+// the target is the current greenlet (no switch; `value` is left to the caller).
+struct SwitchPlan {
+    void* ctx;
+    GreenletImpl* from;
+};
+SwitchPlan begin_switch(GreenletImpl* target, std::any& value);
+std::any end_switch(Transfer t);
 // Raw throw: switch into target raising `e` at its suspension point.
 std::any throw_to(GreenletImpl* target, std::exception_ptr e);
 // Hub-side fast path: resume a parked greenlet (no value), or raise `e` in it.

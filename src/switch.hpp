@@ -1,0 +1,97 @@
+// The switch itself, inline so that callers on hot paths (the hub's callback loop, sleep)
+// jump from their own frame. Why that matters: jump_fcontext is entered with `call` but leaves
+// with `jmp`, so every `ret` that returns across a switch is mispredicted by the return stack
+// buffer (about 8 ns each on this machine). Code that jumps from its own frame and then keeps
+// looping pays none of them.
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <cerrno>
+
+#include "runtime.hpp"
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COGENT_ASAN 1
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace cogent::detail {
+
+namespace fctx = boost::context::detail;
+
+// Give `g` a stack and a fresh context (out of line: the first switch into a greenlet).
+void prepare_start(ThreadState* ts, GreenletImpl* g);
+
+inline void asan_start([[maybe_unused]] GreenletImpl* from, [[maybe_unused]] GreenletImpl* to,
+                       [[maybe_unused]] bool dying) {
+#ifdef COGENT_ASAN
+    __sanitizer_start_switch_fiber(dying ? nullptr : &from->asan_fake_stack, to->stack_lo,
+                                   to->stack_size);
+#endif
+}
+
+inline void asan_finish([[maybe_unused]] GreenletImpl* self, [[maybe_unused]] GreenletImpl* prev) {
+#ifdef COGENT_ASAN
+    const void* old_lo = nullptr;
+    std::size_t old_size = 0;
+    __sanitizer_finish_switch_fiber(self->asan_fake_stack, &old_lo, &old_size);
+    if (prev->is_main() && !prev->stack_lo) {
+        // The thread's own stack: learn its bounds the first time we leave it.
+        prev->stack_lo = const_cast<void*>(old_lo);
+        prev->stack_size = old_size;
+    }
+#endif
+}
+
+// Runs on the resumed side right after every jump: record where the previous greenlet was
+// suspended, or, if it just died, give its stack back (it could not free the stack it ran on).
+void reap(ThreadState* ts, GreenletImpl* dead);  // out of line: stack back to the pool, unref
+inline void after_jump(ThreadState* ts, fctx::transfer_t t) {
+    auto* prev = static_cast<GreenletImpl*>(t.data);
+    asan_finish(ts->current, prev);
+    if (prev->state == GreenletImpl::State::dead) [[unlikely]]
+        reap(ts, prev);
+    else
+        prev->ctx = t.fctx;
+}
+
+
+// jump_fcontext saves and restores MXCSR. Once a floating-point operation has set a sticky
+// exception flag (inexact results set PE all the time), the two contexts hold different MXCSR
+// values and every ldmxcsr in the switch becomes a slow, serialising one: 3.5 ns switches turn
+// into 50 ns on this machine's Xeon. Clearing the status flags before each jump keeps the saved
+// values equal. Consequence (documented): FP exception status flags do not survive a switch;
+// the control bits (rounding mode, masks) are still per greenlet.
+inline void normalize_fp_status() noexcept {
+#if defined(__x86_64__)
+    unsigned m = _mm_getcsr();
+    if (m & 0x3fu) [[unlikely]]
+        _mm_setcsr(m & ~0x3fu);
+#endif
+}
+
+// Both halves of a switch, for callers that want the jump in their own frame.
+inline void before_jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
+    if (to->state == GreenletImpl::State::unstarted) [[unlikely]]
+        prepare_start(ts, to);
+    normalize_fp_status();
+    from->saved_errno = errno;
+    ts->current = to;
+    asan_start(from, to, false);
+}
+inline void after_resume(ThreadState* ts, fctx::transfer_t t) {
+    after_jump(ts, t);
+    errno = ts->current->saved_errno;
+}
+// The only place that jumps (besides a dying greenlet's last switch). `from` is ts->current.
+inline void jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
+    before_jump(ts, from, to);
+    after_resume(ts, fctx::jump_fcontext(to->ctx, from));
+}
+
+}  // namespace cogent::detail

@@ -86,16 +86,52 @@ ThreadState::ThreadState() {
 // ---------------------------------------------------------------------------------------------
 // GreenletImpl
 
+void* GreenletImpl::operator new(std::size_t size) {
+    const std::size_t b = (size + 63) / 64;
+    if (b < ThreadState::kObjBuckets) {
+        ThreadState* ts = tls_state;
+        if (ts && ts->free_objs[b]) {
+            ThreadState::FreeBlock* f = ts->free_objs[b];
+            ts->free_objs[b] = f->next;
+            --ts->free_counts[b];
+            return f;
+        }
+        return ::operator new(b * 64);  // full class size, so the block can be cached later
+    }
+    return ::operator new(size);
+}
+
+void GreenletImpl::operator delete(void* p, std::size_t size) noexcept {
+    const std::size_t b = (size + 63) / 64;
+    ThreadState* ts = tls_state;
+    if (b < ThreadState::kObjBuckets && ts && !ts->tearing_down &&
+        ts->free_counts[b] < ThreadState::kObjCap) {
+        auto* f = static_cast<ThreadState::FreeBlock*>(p);
+        f->next = ts->free_objs[b];
+        ts->free_objs[b] = f;
+        ++ts->free_counts[b];
+        return;
+    }
+    ::operator delete(p);
+}
+
 GreenletImpl::GreenletImpl(GreenletImpl* parent_, std::size_t size) {
     if (parent_ == this) return;  // MainGreenlet
-    ThreadState* ts = thread_state();
+    ThreadState* ts = thread_state_fast();
     thread = ts;
     parent = parent_ ? parent_ : ts->current;
     if (parent->thread != ts)
         throw GreenletError("cogent: a greenlet's parent must belong to the same thread");
     parent->add_ref();
+    if (size == 0) {
+        if (!ts->default_stack) {
+            std::size_t ps = page_size();
+            ts->default_stack = (config().stack_size + ps - 1) / ps * ps;
+        }
+        stack_size = ts->default_stack;
+        return;
+    }
     std::size_t ps = page_size();
-    if (size == 0) size = config().stack_size;
     if (size < 16 * 1024)
         throw std::invalid_argument("cogent: stack_size must be at least 16384 bytes (got " +
                                     std::to_string(size) + ")");
@@ -273,7 +309,15 @@ void after_hub_resume(GreenletImpl* hub) {
 void WakeCallback::fire(Callback* cb) {
     auto* w = static_cast<WakeCallback*>(cb);
     w->woken = true;
-    resume(w->g);
+    GreenletImpl* g = w->g;
+    bool owned = w->owns_ref;
+    resume(g);
+    if (owned) g->release();
+}
+
+void WakeCallback::drop(Callback* cb) {
+    auto* w = static_cast<WakeCallback*>(cb);
+    if (w->owns_ref) w->g->release();
 }
 
 void resume(GreenletImpl* target) {

@@ -107,13 +107,8 @@ struct LaterTimer {
 GreenletState::GreenletState(const SpawnOptions& opts)
     : GreenletImpl(hub_greenlet(), opts.stack_size), name_(opts.name) {
     id_ = thread->next_id++;
-    start_cb_.self = this;
-    start_cb_.fn = [](Callback* c) {
-        GreenletState* self = static_cast<SelfCb*>(c)->self;
-        resume(self);
-        self->release();  // the reference the queued start held
-    };
-    start_cb_.discard = [](Callback* c) { static_cast<SelfCb*>(c)->self->release(); };
+    start_cb_.g = this;
+    start_cb_.owns_ref = true;  // a spawned greenlet runs even if every handle is dropped
     kill_cb_.self = this;
     kill_cb_.fn = [](Callback* c) {
         GreenletState* self = static_cast<SelfCb*>(c)->self;
@@ -122,10 +117,19 @@ GreenletState::GreenletState(const SpawnOptions& opts)
         if (!self->dead()) resume_throw(self, std::move(e));
         self->release();
     };
-    kill_cb_.discard = start_cb_.discard;
+    kill_cb_.discard = [](Callback* c) { static_cast<SelfCb*>(c)->self->release(); };
 }
 
 GreenletState::~GreenletState() {
+    if (!waiters_.empty()) destroy_links();
+    if (later_) {
+        auto* lt = static_cast<LaterTimer*>(later_);
+        if (ev_is_active(&lt->timer)) ev_timer_stop(lt->hub->loop, &lt->timer);
+        delete lt;
+    }
+}
+
+void GreenletState::destroy_links() noexcept {
     // Links never fired (the greenlet never ended): free them.
     std::vector<LinkNode*> links;
     waiters_.for_each([&](WaitNode* n) {
@@ -134,11 +138,6 @@ GreenletState::~GreenletState() {
     for (auto* l : links) {
         l->unlink();
         delete l;
-    }
-    if (later_) {
-        auto* lt = static_cast<LaterTimer*>(later_);
-        if (ev_is_active(&lt->timer)) ev_timer_stop(lt->hub->loop, &lt->timer);
-        delete lt;
     }
 }
 

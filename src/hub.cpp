@@ -106,7 +106,7 @@ HubImpl::~HubImpl() {
     greenlet->release();
 }
 
-HubImpl* hub_of(ThreadState* ts) {
+HubImpl* create_hub(ThreadState* ts) {
     if (!ts->hub) {
         if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
         ts->hub = new HubImpl(ts);
@@ -134,10 +134,12 @@ void HubImpl::run_callbacks() {
             auto* w = static_cast<WakeCallback*>(cb);
             w->woken = true;
             GreenletImpl* g = w->g;  // w may be gone once g runs
+            const bool owned = w->owns_ref;
             if (!g->dead()) {
                 jump(ts, greenlet, g);
                 after_hub_resume(greenlet);
             }
+            if (owned) g->release();
         } else {
             cb->fn(cb);
         }
@@ -265,6 +267,11 @@ ThreadState::~ThreadState() {
         munmap(altstack, 64 * 1024);
     }
     main->release();
+    for (std::size_t b = 0; b < kObjBuckets; ++b)
+        while (FreeBlock* f = free_objs[b]) {
+            free_objs[b] = f->next;
+            ::operator delete(f);
+        }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,7 +53,17 @@ private:
         std::vector<void*> free;
         std::size_t hot = 0;  // how many of `free` (at the top) still have resident pages
     };
+    SizeClass& size_class(std::size_t size) {
+        if (size == last_size_) [[likely]]
+            return *last_class_;
+        SizeClass& sc = classes_[size];  // node-based: the reference stays valid
+        last_size_ = size;
+        last_class_ = &sc;
+        return sc;
+    }
     std::unordered_map<std::size_t, SizeClass> classes_;
+    std::size_t last_size_ = 0;
+    SizeClass* last_class_ = nullptr;
     std::vector<std::pair<void*, std::size_t>> slabs_;
 };
 
@@ -71,6 +81,15 @@ struct ThreadState {
     std::uint64_t next_id = 1;
     bool tearing_down = false;
     void* altstack = nullptr;
+    std::size_t default_stack = 0;  // config().stack_size, page-rounded, read once
+    // Freed greenlet-state blocks by 64-byte size class (see GreenletImpl::operator new).
+    static constexpr std::size_t kObjBuckets = 16;  // blocks up to 960 bytes
+    static constexpr std::size_t kObjCap = 65536;   // blocks kept per class
+    struct FreeBlock {
+        FreeBlock* next;
+    };
+    FreeBlock* free_objs[kObjBuckets] = {};
+    std::size_t free_counts[kObjBuckets] = {};
 };
 
 extern thread_local ThreadState* tls_state COGENT_TLS_IE;
@@ -93,15 +112,6 @@ void install_overflow_handler(ThreadState* ts);
 
 // ---- the hub ----
 
-// A queued "resume this greenlet" (sleep(0), start). The hub recognises it by `fn` and jumps
-// from its own loop instead of calling fn (see switch.hpp for why).
-struct WakeCallback : Callback {
-    GreenletImpl* g = nullptr;
-    bool woken = false;
-    WakeCallback() noexcept { fn = &WakeCallback::fire; }
-    ~WakeCallback() { unlink(); }
-    static void fire(Callback* cb);
-};
 // After the hub is resumed: report what a raw greenlet parented to the hub handed it.
 void after_hub_resume(GreenletImpl* hub);
 
@@ -147,7 +157,11 @@ private:
     std::uint64_t index_ = 0;
 };
 
-HubImpl* hub_of(ThreadState* ts);  // creates on first use
+HubImpl* create_hub(ThreadState* ts);
+inline HubImpl* hub_of(ThreadState* ts) {  // creates on first use
+    HubImpl* h = ts->hub;
+    return h ? h : create_hub(ts);
+}
 std::uint64_t monotonic_ns() noexcept;
 
 // Report an exception that nothing will ever see otherwise (hub callback, greenlet body).

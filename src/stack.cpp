@@ -45,7 +45,7 @@ void install_guard(char* guard) {
 bool StackPool::guard_via_madvise() noexcept { return g_guard_mode.load() == 1; }
 
 void* StackPool::acquire(std::size_t size) {
-    SizeClass& sc = classes_[size];
+    SizeClass& sc = size_class(size);
     if (!sc.free.empty()) {
         void* lo = sc.free.back();
         sc.free.pop_back();
@@ -70,7 +70,7 @@ void* StackPool::acquire(std::size_t size) {
 }
 
 void StackPool::release(void* lo, std::size_t size) noexcept {
-    SizeClass& sc = classes_[size];
+    SizeClass& sc = size_class(size);
     if (sc.free.size() >= kHot) {
         // Keep the address range, give back the memory. The guard below is untouched.
         madvise(lo, size, MADV_DONTNEED);

@@ -71,10 +71,11 @@ protected:
 
 private:
     void finish();
+    void destroy_links() noexcept;
     struct SelfCb : Callback {
         GreenletState* self;
     };
-    SelfCb start_cb_;
+    WakeCallback start_cb_;
     SelfCb kill_cb_;
     std::exception_ptr kill_exc_;
     void* later_ = nullptr;  // start_later timer

@@ -49,6 +49,11 @@ public:
     MultiWait& operator=(const MultiWait&) = delete;
     // Next index to become ready, or nullopt when the timeout passed or all were yielded.
     std::optional<std::size_t> next();
+    // Block until n indices are ready to be taken, an `urgent` object is ready, or timeout;
+    // the waiter is woken once, not once per object (joinall).
+    void gather(std::size_t n, bool (*urgent)(Linkable*));
+    // The next index already ready, without blocking.
+    std::optional<std::size_t> take();
 
 private:
     struct Node : WaitNode {
@@ -56,7 +61,12 @@ private:
         std::size_t index;
     };
     static void on_ready(WaitNode* n);
+    bool park_until_deadline(const char* what);
     std::vector<Node> nodes_;
+    std::vector<Linkable*> objects_;
+    std::size_t want_ = 1;
+    bool (*urgent_)(Linkable*) = nullptr;
+    bool urgent_hit_ = false;
     std::deque<std::size_t> ready_;
     WaitList self_;  // where the iterating greenlet parks
     std::size_t yielded_ = 0;

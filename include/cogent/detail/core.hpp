@@ -76,6 +76,11 @@ public:
     GreenletImpl& operator=(const GreenletImpl&) = delete;
     virtual ~GreenletImpl();
 
+    // Greenlet states come from a per-thread cache of recently freed blocks (spawn-heavy code
+    // would otherwise spend a third of its time in malloc/free).
+    static void* operator new(std::size_t size);
+    static void operator delete(void* p, std::size_t size) noexcept;
+
     void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
         if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -110,6 +115,20 @@ private:
     std::atomic<std::int32_t> refs_{1};
 };
 
+// A queued "resume this greenlet" (sleep(0), start). The hub recognises it by `fn` and jumps
+// from its own loop instead of calling fn (see switch.hpp for why).
+struct WakeCallback : Callback {
+    GreenletImpl* g = nullptr;
+    bool woken = false;
+    bool owns_ref = false;  // holds a reference on g, dropped once g has run (a queued start)
+    WakeCallback() noexcept {
+        fn = &WakeCallback::fire;
+        discard = &WakeCallback::drop;
+    }
+    ~WakeCallback() { unlink(); }
+    static void fire(Callback* cb);
+    static void drop(Callback* cb);
+};
 // Current greenlet of the calling thread (creating the thread's main greenlet on first use).
 GreenletImpl* current() noexcept;
 // Raw switch with a value: greenlet-module semantics (dead targets go to the nearest live

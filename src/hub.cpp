@@ -392,6 +392,13 @@ void Linkable::bind_thread() {
     }
 }
 
+void Linkable::check_thread() const {
+    if (owner_ && owner_ != tls_state)
+        throw GreenletError(
+            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
+            "from another thread (or use Hub::run_callback_threadsafe)");
+}
+
 bool Linkable::wait_ready(TimeoutArg timeout, const char* what) {
     if (ready()) return true;
     bind_thread();
@@ -405,8 +412,10 @@ void Linkable::link(WaitNode* n) {
 }
 
 void Linkable::notify() {
+    // The thread check comes first: from another thread even reading the list is a race.
+    if (owner_ && owner_ != tls_state) bind_thread();  // throws
     if (notify_cb_.linked() || waiters_.empty()) return;
-    if (owner_ != tls_state) bind_thread();  // throws: the waiters live on another thread
+    if (!owner_) bind_thread();
     keepalive(true);
     schedule(&notify_cb_);
 }

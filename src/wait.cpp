@@ -19,15 +19,19 @@ MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout)
         n.owner = this;
         n.index = i;
         n.on_wake = &MultiWait::on_ready;
-        if (objects[i]->ready())
+        if (objects[i]->ready()) {
             ready_.push_back(i);  // already ready: yielded first, in the given order
-        else
+        } else {
             objects[i]->link(&n);
+            if (objects[i]->readied_from_other_threads()) holds_loop_ = true;
+        }
     }
+    if (holds_loop_) hub_of(thread_state_fast())->keep_alive(+1);
 }
 
 MultiWait::~MultiWait() {
     for (auto& n : nodes_) n.unlink();
+    if (holds_loop_) hub_of(thread_state_fast())->keep_alive(-1);
 }
 
 void MultiWait::on_ready(WaitNode* wn) {

@@ -67,6 +67,7 @@ private:
     std::size_t want_ = 1;
     bool (*urgent_)(Linkable*) = nullptr;
     bool urgent_hit_ = false;
+    bool holds_loop_ = false;  // waits on something another thread may set
     std::deque<std::size_t> ready_;
     WaitList self_;  // where the iterating greenlet parks
     std::size_t yielded_ = 0;

@@ -172,6 +172,9 @@ public:
     virtual ~Linkable();
 
     virtual bool ready() const noexcept = 0;
+    // True for objects another OS thread may make ready (AsyncResult): whoever waits on one
+    // holds a loop reference meanwhile, so the hub does not raise LoopExit under it.
+    virtual bool readied_from_other_threads() const noexcept { return false; }
     // Block until ready() (true) or timeout (false). Never blocks when already ready.
     bool wait_ready(TimeoutArg timeout, const char* what);
     // Add a wake-up node (woken on the hub when ready; at once if already ready).
@@ -183,6 +186,10 @@ public:
 
 protected:
     virtual void keepalive(bool) noexcept {}
+    // Bind to the calling thread on first use; GreenletError if already bound to another one.
+    void bind_thread();
+    // GreenletError if bound to another thread (does not bind).
+    void check_thread() const;
 
     WaitList waiters_;
 
@@ -192,7 +199,6 @@ private:
     } notify_cb_;
     bool* notifying_ = nullptr;  // set while run_notify walks the list; cleared by ~Linkable
     ThreadState* owner_ = nullptr;  // thread of the first waiter: waiters and wakes stay there
-    void bind_thread();
     static void run_notify(Callback* cb);
 };
 

@@ -1,0 +1,85 @@
+// Semaphore and BoundedSemaphore: counting semaphores for greenlets (gevent.lock.Semaphore,
+// gevent.lock.BoundedSemaphore).
+#pragma once
+
+#include <chrono>
+
+#include "cogent/detail/core.hpp"
+#include "cogent/time.hpp"
+
+namespace cogent {
+
+// A counter of permits. acquire() takes one, blocking while there is none; release() gives one
+// back. Fair: greenlets blocked in acquire() are served in FIFO order, and a newcomer never takes
+// a permit ahead of them. Waking never switches: release() schedules one hub callback. A waiter
+// that leaves (timeout, kill) between a release() and its wake-up takes nothing, so the permit
+// goes to the next waiter or stays counted. Not movable. All calls belong to one thread (the
+// first to block on it); other threads get GreenletError.
+// Also a BasicLockable/TimedLockable (lock, unlock, try_lock, try_lock_for, try_lock_until), so
+// std::lock_guard and std::unique_lock work with it.
+class Semaphore : public detail::Linkable {
+public:
+    // Start with `value` permits. Throws std::invalid_argument if value < 0.
+    explicit Semaphore(int value = 1);
+
+    // Take a permit. blocking=false (or a zero timeout) never blocks. Returns false if none was
+    // available in time. Throws BlockingSwitchOutError on the hub (only when it would block),
+    // and whatever kill/Timeout raise; a permit is never lost or taken on those paths.
+    bool acquire(bool blocking = true, TimeoutArg timeout = {});
+    // acquire(true, timeout).
+    bool acquire(TimeoutArg timeout) { return acquire(true, timeout); }
+    // Give a permit back and wake the first waiter (it runs when the caller next yields).
+    // Returns the new counter. Throws std::logic_error above the bound (BoundedSemaphore, Lock).
+    int release();
+    // Block until a permit is available (without taking it) or timeout; returns the counter
+    // (0 on timeout). Throws what kill/Timeout raise.
+    int wait(TimeoutArg timeout = {});
+
+    // True if acquire(false) would fail now: no permit, or greenlets already queued for one.
+    bool locked() const noexcept { return counter_ <= 0 || acquirers_ > 0; }
+    // Permits available now.
+    int counter() const noexcept { return counter_; }
+    // Greenlets currently blocked in acquire().
+    int waiting() const noexcept { return acquirers_; }
+
+    // acquire(); for std::lock_guard / std::unique_lock.
+    void lock() { acquire(); }
+    // release().
+    void unlock() { release(); }
+    // acquire(false).
+    bool try_lock() { return acquire(false); }
+    // acquire(true, d); a zero or negative d does not block.
+    template <class Rep, class Period>
+    bool try_lock_for(std::chrono::duration<Rep, Period> d) {
+        if (d <= std::chrono::duration<Rep, Period>::zero()) return acquire(false);
+        return acquire(true, TimeoutArg(d));
+    }
+    // acquire until the time point `t` of any clock.
+    template <class Clock, class Dur>
+    bool try_lock_until(std::chrono::time_point<Clock, Dur> t) {
+        return try_lock_for(t - Clock::now());
+    }
+
+    // Linkable: a permit is available (what iwait/wait and Semaphore::wait wait for).
+    bool ready() const noexcept override { return counter_ > 0; }
+
+protected:
+    // A semaphore whose release() throws std::logic_error(`over_release`) above `bound`.
+    Semaphore(int value, int bound, const char* over_release);
+
+private:
+    int counter_;
+    int bound_;
+    int acquirers_ = 0;
+    const char* over_release_;
+};
+
+// A Semaphore that refuses to be released above its initial value: release() then throws
+// std::logic_error("... released too many times") (gevent raises ValueError).
+class BoundedSemaphore : public Semaphore {
+public:
+    // Start (and cap) at `value` permits. Throws std::invalid_argument if value < 0.
+    explicit BoundedSemaphore(int value = 1);
+};
+
+}  // namespace cogent

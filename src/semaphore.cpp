@@ -1,0 +1,76 @@
+#include "cogent/semaphore.hpp"
+
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "cogent/exceptions.hpp"
+#include "runtime.hpp"
+
+namespace cogent {
+
+using namespace detail;
+
+namespace {
+int checked_value(int value) {
+    if (value < 0)
+        throw std::invalid_argument("cogent: semaphore initial value must be >= 0 (got " +
+                                    std::to_string(value) + ")");
+    return value;
+}
+}  // namespace
+
+Semaphore::Semaphore(int value) : Semaphore(value, INT_MAX, nullptr) {}
+
+Semaphore::Semaphore(int value, int bound, const char* over_release)
+    : counter_(checked_value(value)), bound_(bound), over_release_(over_release) {}
+
+BoundedSemaphore::BoundedSemaphore(int value)
+    : Semaphore(value, value, "cogent: BoundedSemaphore released too many times") {}
+
+bool Semaphore::acquire(bool blocking, TimeoutArg timeout) {
+    check_thread();  // throws before touching the count
+    // Fairness: a permit released while greenlets are queued belongs to them (their wake-up
+    // callback is already scheduled), so the fast path is only for an empty queue.
+    if (counter_ > 0 && acquirers_ == 0) {
+        --counter_;
+        return true;
+    }
+    if (!blocking || timeout.zero()) return false;
+    bind_thread();
+    // Make sure a scheduled wake-up exists if permits are already waiting for the queue head
+    // (notify() is a no-op when one is pending).
+    if (counter_ > 0) notify();
+    struct Count {
+        int& n;
+        explicit Count(int& c) : n(c) { ++n; }
+        ~Count() { --n; }
+    } queued(acquirers_);
+    // park() returns true only from run_notify, which wakes us synchronously after checking
+    // ready() (counter_ > 0): nothing can take the permit between the check and us. On every
+    // other exit (timeout, kill, Timeout) we took nothing, and run_notify, still walking the
+    // list or scheduled again by the next release(), hands the permit to the next waiter.
+    if (!park(waiters_, timeout, "Semaphore::acquire")) return false;
+    --counter_;
+    return true;
+}
+
+int Semaphore::release() {
+    check_thread();  // throws before touching the count
+    if (counter_ >= bound_) {
+        if (bound_ == INT_MAX) throw std::overflow_error("cogent: Semaphore counter overflow");
+        throw std::logic_error(over_release_);
+    }
+    ++counter_;
+    notify();
+    return counter_;
+}
+
+int Semaphore::wait(TimeoutArg timeout) {
+    if (counter_ > 0) return counter_;
+    check_thread();
+    wait_ready(timeout, "Semaphore::wait");
+    return counter_;
+}
+
+}  // namespace cogent

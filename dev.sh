@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# cogent's developer entry point. Installs what the build needs (Debian packages), then:
+#   ./dev.sh demo    build in ./build and run build/examples/demo
+#   ./dev.sh test    build and run the suite twice: ./build (normal) and ./build-asan
+#                    (AddressSanitizer + UndefinedBehaviorSanitizer); the last line printed is
+#                    "N passed, N failed" over both
+#   ./dev.sh bench   build in ./build and run bench/run.sh [ARGS...]
+set -euo pipefail
+
+# Every Debian package the build, the tests and the examples need. Add new ones here.
+PACKAGES=(
+    g++
+    meson
+    ninja-build
+    pkg-config
+    libboost-context-dev
+    libev-dev
+    libc-ares-dev
+    doctest-dev
+)
+JOBS=2  # the machine has 2 cores, shared
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+log() { echo "dev.sh: $*" >&2; }
+
+# Install the packages of PACKAGES that dpkg does not report as installed.
+ensure_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        log "dpkg-query not found: not a Debian system; install these yourself: ${PACKAGES[*]}"
+        return 0
+    fi
+    local missing=() p status
+    for p in "${PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [[ "$status" == "install ok installed" ]] || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            log "missing packages (${missing[*]}) and not root, without sudo: install them as root"
+            return 1
+        fi
+    fi
+    log "installing missing packages: ${missing[*]}"
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+# configure DIR [MESON_OPTIONS...]: meson setup, or reconfigure if DIR is already a build dir.
+configure() {
+    local dir=$1
+    shift
+    if [[ -f "$dir/meson-private/coredata.dat" ]]; then
+        # A reconfigure can fail when the old dir came from another meson version: start over.
+        meson setup --reconfigure "$dir" "$@" || meson setup --wipe "$dir" "$@"
+    else
+        meson setup "$dir" "$@"
+    fi
+}
+
+# build DIR [MESON_OPTIONS...]: configure and compile.
+build() {
+    local dir=$1
+    shift
+    configure "$dir" "$@" && meson compile -C "$dir" -j "$JOBS"
+}
+
+cmd_demo() {
+    ensure_packages
+    build build
+    echo
+    exec build/examples/demo
+}
+
+cmd_bench() {
+    ensure_packages
+    build build
+    if [[ ! -f bench/run.sh ]]; then
+        log "bench/run.sh does not exist yet: no benchmarks to run"
+        return 0
+    fi
+    bash bench/run.sh "$@"
+}
+
+# Totals over every build of `./dev.sh test`.
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+# summary_count LOG KEY: the number on meson test's last summary line "KEY:   N".
+summary_count() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" |
+        awk -v key="$2" '$0 ~ "^" key ":[ \t]+[0-9]+[ \t]*$" { n = $NF } END { print n + 0 }'
+}
+
+# run_suite NAME DIR [MESON_OPTIONS...]: build DIR and run meson test there; add to the totals.
+# Never exits early: a failing build counts as one failure and the caller moves on.
+run_suite() {
+    local name=$1 dir=$2
+    shift 2
+    echo
+    echo "================ $name build ($dir) ================"
+    if ! build "$dir" "$@"; then
+        log "$name build FAILED (counted as 1 failure)"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        return 0
+    fi
+
+    local out rc
+    out=$(mktemp)
+    set +e
+    meson test -C "$dir" --print-errorlogs 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+
+    local ok xfail fail upass timeout
+    ok=$(summary_count "$out" "Ok")
+    xfail=$(summary_count "$out" "Expected Fail")
+    fail=$(summary_count "$out" "Fail")
+    upass=$(summary_count "$out" "Unexpected Pass")
+    timeout=$(summary_count "$out" "Timeout")
+    rm -f "$out"
+
+    local passed=$((ok + xfail)) failed=$((fail + upass + timeout))
+    if ((rc != 0 && failed == 0)); then
+        # meson test failed without a failing test to show for it (a build step inside it, a
+        # crash of the runner): do not let that pass as green.
+        log "$name: meson test exited with status $rc (counted as 1 failure)"
+        failed=1
+    fi
+    log "$name: $passed passed, $failed failed"
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+}
+
+cmd_test() {
+    ensure_packages
+    run_suite normal build
+
+    # Stop at the first report and make it a failure; print UBSan's stack traces.
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1}"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}"
+    run_suite "ASan/UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+    echo
+    echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+    ((TOTAL_FAILED == 0))
+}
+
+usage() {
+    sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+case "${1:-}" in
+    demo) cmd_demo ;;
+    test) cmd_test ;;
+    bench)
+        shift
+        cmd_bench "$@"
+        ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+esac

@@ -42,15 +42,28 @@ extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) n
 namespace cogent::detail {
 
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
+thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
+// Same two-pointer struct returned in rax:rdx: the cast only renames the result type.
+const JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
+static_assert(sizeof(Transfer) == sizeof(fctx::transfer_t));
 
 namespace {
 // Owns the ThreadState; its destructor runs at thread exit (and at exit() for the main thread).
 struct ThreadStateOwner {
     ThreadState* ts = nullptr;
     ~ThreadStateOwner() {
+        if (ts && ts->current != ts->main) {
+            // exit() called from inside a greenlet: we run on a greenlet stack, so nothing that
+            // owns stacks may be destroyed. Leave it all to the process teardown.
+            fputs("cogent: thread exiting from inside a greenlet; suspended greenlets are not "
+                  "unwound\n",
+                  stderr);
+            return;
+        }
         if (ts) {
             delete ts;
             tls_state = nullptr;
+            tls_core = nullptr;
         }
     }
 };
@@ -62,6 +75,7 @@ ThreadState* thread_state() {
         auto* ts = new ThreadState();
         t_owner.ts = ts;
         tls_state = ts;
+        tls_core = ts;
     }
     return tls_state;
 }
@@ -78,6 +92,10 @@ void MainGreenlet::describe(char* buf, std::size_t len) const noexcept {
 }
 
 ThreadState::ThreadState() {
+    errno_loc = &errno;
+#ifdef COGENT_ASAN
+    annotate = true;
+#endif
     main = new MainGreenlet(this);
     current = main;
     install_overflow_handler(this);
@@ -158,6 +176,14 @@ namespace {
 void entry(fctx::transfer_t t) noexcept;
 
 }  // namespace
+
+void reap_dead(GreenletImpl* g) { reap(tls_state, g); }
+
+void rethrow_pending(GreenletImpl* g) {
+    std::exception_ptr e = std::move(g->pending);
+    g->pending = nullptr;
+    std::rethrow_exception(e);
+}
 
 void reap(ThreadState* ts, GreenletImpl* prev) {
     if (prev->owns_stack_) {

@@ -224,13 +224,7 @@ void HubImpl::stop_and_join(ThreadState*) {
 // Thread state teardown: unwind every greenlet still suspended, then stop the hub.
 
 ThreadState::~ThreadState() {
-    if (current != main) {
-        // exit() called from inside a greenlet: we are running on a stack we would unwind.
-        fputs("cogent: thread exiting from inside a greenlet; suspended greenlets are not "
-              "unwound\n",
-              stderr);
-        return;  // deliberately leaked
-    }
+    // Only ever destroyed from the main greenlet (see ThreadStateOwner).
     tearing_down = true;
     if (hub) {
         for (int round = 0; round < 3; ++round) {
@@ -290,11 +284,6 @@ namespace {
     throw BlockingSwitchOutError(std::string("cogent: ") + what +
                                  " would block the hub; hub callbacks and rawlinks must not "
                                  "wait (spawn a greenlet instead)");
-}
-[[noreturn, gnu::cold]] void rethrow_pending(GreenletImpl* cur) {
-    std::exception_ptr e = std::move(cur->pending);
-    cur->pending = nullptr;
-    std::rethrow_exception(e);
 }
 }  // namespace
 

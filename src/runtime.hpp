@@ -70,10 +70,9 @@ private:
 // ---- per-thread state ----
 class MainGreenlet;
 
-struct ThreadState {
+struct ThreadState : ThreadCore {
     ThreadState();
     ~ThreadState();
-    GreenletImpl* current = nullptr;
     MainGreenlet* main = nullptr;
     HubImpl* hub = nullptr;
     StackPool stacks;

@@ -11,10 +11,6 @@
 
 #include "runtime.hpp"
 
-#if defined(__x86_64__)
-#include <xmmintrin.h>
-#endif
-
 #if defined(__SANITIZE_ADDRESS__)
 #define COGENT_ASAN 1
 #include <sanitizer/common_interface_defs.h>
@@ -61,37 +57,24 @@ inline void after_jump(ThreadState* ts, fctx::transfer_t t) {
 }
 
 
-// jump_fcontext saves and restores MXCSR. Once a floating-point operation has set a sticky
-// exception flag (inexact results set PE all the time), the two contexts hold different MXCSR
-// values and every ldmxcsr in the switch becomes a slow, serialising one: 3.5 ns switches turn
-// into 50 ns on this machine's Xeon. Clearing the status flags before each jump keeps the saved
-// values equal. Consequence (documented): FP exception status flags do not survive a switch;
-// the control bits (rounding mode, masks) are still per greenlet.
-inline void normalize_fp_status() noexcept {
-#if defined(__x86_64__)
-    unsigned m = _mm_getcsr();
-    if (m & 0x3fu) [[unlikely]]
-        _mm_setcsr(m & ~0x3fu);
-#endif
-}
-
 // Both halves of a switch, for callers that want the jump in their own frame.
 inline void before_jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
     if (to->state == GreenletImpl::State::unstarted) [[unlikely]]
         prepare_start(ts, to);
     normalize_fp_status();
-    from->saved_errno = errno;
+    from->saved_errno = *ts->errno_loc;
     ts->current = to;
     asan_start(from, to, false);
 }
 inline void after_resume(ThreadState* ts, fctx::transfer_t t) {
     after_jump(ts, t);
-    errno = ts->current->saved_errno;
+    *ts->errno_loc = ts->current->saved_errno;
 }
 // The only place that jumps (besides a dying greenlet's last switch). `from` is ts->current.
 inline void jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
     before_jump(ts, from, to);
-    after_resume(ts, fctx::jump_fcontext(to->ctx, from));
+    Transfer r = jump_fn(to->ctx, from);  // through the pointer: no PLT hop
+    after_resume(ts, fctx::transfer_t{r.fctx, r.data});
 }
 
 }  // namespace cogent::detail

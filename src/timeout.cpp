@@ -51,8 +51,11 @@ void Timeout::on_fire(void* p) {
 
 void Timeout::start() {
     if (duration_.forever()) return;
-    cancel();
     ThreadState* ts = thread_state_fast();
+    if (owner_ && owner_ != ts->current)
+        throw GreenletError("cogent: Timeout::start from a greenlet other than the one it "
+                            "belongs to");
+    cancel();
     HubImpl* hub = hub_of(ts);
     owner_ = ts->current;
     ev_timer* t = timer_of(timer_);

@@ -44,7 +44,7 @@ namespace cogent::detail {
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
 thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
 // Same two-pointer struct returned in rax:rdx: the cast only renames the result type.
-const JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
+JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
 static_assert(sizeof(Transfer) == sizeof(fctx::transfer_t));
 
 namespace {

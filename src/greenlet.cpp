@@ -104,27 +104,47 @@ struct LaterTimer {
 };
 }  // namespace
 
+// A kill on its way to a running greenlet: a hub callback that throws into it.
+struct GreenletState::KillRequest : Callback {
+    GreenletState* self;
+    std::exception_ptr exc;
+    explicit KillRequest(GreenletState* s) : self(s) {
+        fn = [](Callback* c) {
+            auto* k = static_cast<KillRequest*>(c);
+            GreenletState* g = k->self;
+            std::exception_ptr e = std::move(k->exc);
+            k->exc = nullptr;
+            if (!g->dead()) resume_throw(g, std::move(e));
+            g->release();  // the reference the queued kill held
+        };
+        discard = [](Callback* c) { static_cast<KillRequest*>(c)->self->release(); };
+    }
+};
+
+void GreenletState::set_name(std::string n) {
+    if (n.empty())
+        name_.reset();
+    else
+        name_ = std::make_unique<std::string>(std::move(n));
+}
+
 GreenletState::GreenletState(const SpawnOptions& opts)
-    : GreenletImpl(hub_greenlet(), opts.stack_size), name_(opts.name) {
+    : GreenletImpl(hub_greenlet(), opts.stack_size) {
+    if (!opts.name.empty()) name_ = std::make_unique<std::string>(opts.name);
     id_ = thread->next_id++;
     start_cb_.g = this;
     start_cb_.owns_ref = true;  // a spawned greenlet runs even if every handle is dropped
-    kill_cb_.self = this;
-    kill_cb_.fn = [](Callback* c) {
-        GreenletState* self = static_cast<SelfCb*>(c)->self;
-        std::exception_ptr e = std::move(self->kill_exc_);
-        self->kill_exc_ = nullptr;
-        if (!self->dead()) resume_throw(self, std::move(e));
-        self->release();
-    };
-    kill_cb_.discard = [](Callback* c) { static_cast<SelfCb*>(c)->self->release(); };
 }
 
 GreenletState::~GreenletState() {
     if (!waiters_.empty()) destroy_links();
+    if (kill_) {
+        kill_->unlink();
+        delete kill_;
+    }
     if (later_) {
         auto* lt = static_cast<LaterTimer*>(later_);
-        if (ev_is_active(&lt->timer)) ev_timer_stop(lt->hub->loop, &lt->timer);
+        ev_timer_stop(lt->hub->loop, &lt->timer);  // also clears a pending one
         delete lt;
     }
 }
@@ -142,14 +162,14 @@ void GreenletState::destroy_links() noexcept {
 }
 
 std::string GreenletState::name() const {
-    return name_.empty() ? "Greenlet-" + std::to_string(id_) : name_;
+    return name_ ? *name_ : "Greenlet-" + std::to_string(id_);
 }
 
 void GreenletState::describe(char* buf, std::size_t len) const noexcept {
-    if (name_.empty())
+    if (!name_)
         snprintf(buf, len, "Greenlet-%llu", (unsigned long long)id_);
     else
-        snprintf(buf, len, "%s", name_.c_str());
+        snprintf(buf, len, "%s", name_->c_str());
 }
 
 void GreenletState::body() {
@@ -246,10 +266,11 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
         notify();
         return;
     }
-    kill_exc_ = std::move(e);
-    if (!kill_cb_.linked()) {
+    if (!kill_) kill_ = new KillRequest(this);
+    kill_->exc = std::move(e);  // a later kill before it lands replaces the exception
+    if (!kill_->linked()) {
         add_ref();
-        schedule(&kill_cb_);
+        schedule(kill_);
     }
     if (block) {
         ThreadState* ts = tls_state;

@@ -313,7 +313,9 @@ struct Parker : WaitNode {
     bool timed_out = false;
     ~Parker() {
         unlink();
-        if (ev_is_active(&timer)) ev_timer_stop(hub->loop, &timer);
+        // Unconditionally: a timer that expired but whose callback has not run yet is inactive
+        // yet pending, and libev would still call it on this dead frame. Stopping clears that.
+        ev_timer_stop(hub->loop, &timer);
     }
 };
 
@@ -494,10 +496,8 @@ void sleep(Duration d, bool ref) {
         bool ref;
         bool woken = false;
         ~Sleeper() {
-            if (ev_is_active(&timer)) {
-                if (!ref) ev_ref(hub->loop);
-                ev_timer_stop(hub->loop, &timer);
-            }
+            if (ev_is_active(&timer) && !ref) ev_ref(hub->loop);
+            ev_timer_stop(hub->loop, &timer);  // also clears a pending, expired timer
         }
     } s{{}, cur, hub, ref};
     if (cur == hub->greenlet) hub->switch_out(cur, "sleep()");  // throws
@@ -526,7 +526,7 @@ void idle() {
         HubImpl* hub;
         bool woken = false;
         ~Idler() {
-            if (ev_is_active(&w)) ev_idle_stop(hub->loop, &w);
+            ev_idle_stop(hub->loop, &w);  // also clears a pending one
         }
     } s{{}, cur, hub};
     if (cur == hub->greenlet) hub->switch_out(cur, "idle()");  // throws

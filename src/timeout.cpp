@@ -72,7 +72,7 @@ void Timeout::cancel() noexcept {
     owns_timer_ = false;
     ev_timer* t = timer_of(timer_);
     HubImpl* hub = owner_ && owner_->thread ? owner_->thread->hub : nullptr;
-    if (hub && ev_is_active(t)) ev_timer_stop(hub->loop, t);
+    if (hub) ev_timer_stop(hub->loop, t);  // even if inactive: it may be expired and pending
 }
 
 bool Timeout::pending() const noexcept {

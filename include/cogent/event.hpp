@@ -11,7 +11,7 @@ namespace cogent {
 // All calls belong to the thread whose greenlets use it.
 class Event : public detail::Linkable {
 public:
-    Event() = default;
+    Event() noexcept;
     // Set the flag and wake every waiter (they run when the caller next yields).
     void set();
     // Reset the flag; later wait() calls block again.
@@ -23,8 +23,20 @@ public:
 
     bool ready() const noexcept override { return flag_; }
 
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    ~Event() override;
+
 private:
+    static void run_release(detail::Callback* cb);
     bool flag_ = false;
+    // set() moves the waiters it found here: they are woken even if clear() comes before the
+    // hub runs them (as with threading.Event); waiters that arrive after the clear() are not.
+    detail::WaitList releasing_;
+    struct ReleaseCb : detail::Callback {
+        Event* self;
+    } release_cb_;
+    bool* releasing_alive_ = nullptr;
 };
 
 }  // namespace cogent

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -53,7 +54,7 @@ public:
     LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
     void remove_link(LinkId id) noexcept;
     std::string name() const;
-    void set_name(std::string n) { name_ = std::move(n); }
+    void set_name(std::string n);
 
     std::exception_ptr error;  // set if it failed
     bool exited = false;       // ended by GreenletExit (killed), possibly before it ran
@@ -76,11 +77,11 @@ private:
         GreenletState* self;
     };
     WakeCallback start_cb_;
-    SelfCb kill_cb_;
-    std::exception_ptr kill_exc_;
+    struct KillRequest;
+    KillRequest* kill_ = nullptr;  // allocated by the first kill of a running greenlet
     void* later_ = nullptr;  // start_later timer
     std::uint64_t id_;
-    std::string name_;
+    std::unique_ptr<std::string> name_;  // only when given: most greenlets are "Greenlet-N"
     friend struct GreenletAccess;
 };
 

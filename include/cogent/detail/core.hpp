@@ -41,7 +41,7 @@ struct ThreadCore {
 extern thread_local ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
 // Boost.Context's jump_fcontext, called through this pointer to skip two PLT hops.
 using JumpFn = Transfer (*)(void*, void*);
-extern const JumpFn jump_fn;
+extern JumpFn jump_fn;  // not const: a const one breaks PIE links (text relocation)
 
 // jump_fcontext saves and restores MXCSR. Once a floating-point operation has set a sticky
 // exception flag (inexact results set PE all the time), the two contexts hold different MXCSR

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build cogent (build/), run build/bench/cogent-bench and compare the figures with the targets
+# of issue 2.
+#
+#   bench/run.sh [FIGURE...]     # no FIGURE: every figure
+#
+# Prints the raw `NAME VALUE UNIT` lines, then a table: figure, value, target, PASS/MISS
+# ("-" for figures without a target). Exit status: 0 if nothing missed, 1 if a figure missed its
+# target, 2 for a bad figure name, other non-zero if the build or the benchmark failed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+if [ ! -f build/build.ninja ]; then
+    meson setup build >&2
+fi
+ninja -C build -j2 >&2
+
+out=$(build/bench/cogent-bench "$@")
+printf '%s\n\n' "$out"
+
+printf '%s\n' "$out" | awk '
+    { value[$1] = $2; unit[$1] = $3; order[++n] = $1 }
+    END {
+        # name -> maximum allowed value (switch_ns: relative to boost_switch_ns)
+        limit["switch_ratio"] = 1.5;        tdesc["switch_ratio"] = "<= 1.5 x"
+        limit["yield_ns"] = 40;             tdesc["yield_ns"] = "<= 40 ns"
+        limit["spawn_join_ns"] = 200;       tdesc["spawn_join_ns"] = "<= 200 ns"
+        limit["blocked_rss_bytes"] = 4608;  tdesc["blocked_rss_bytes"] = "<= 4608 bytes"
+        if ("boost_switch_ns" in value) {
+            limit["switch_ns"] = 1.5 * value["boost_switch_ns"]
+            tdesc["switch_ns"] = sprintf("<= %.2f ns (1.5 x boost)", limit["switch_ns"])
+        } else {
+            tdesc["switch_ns"] = "<= 1.5 x boost_switch_ns"
+        }
+        printf "%-26s %14s  %-28s %s\n", "figure", "value", "target", "status"
+        printf "%-26s %14s  %-28s %s\n", "------", "-----", "------", "------"
+        miss = 0
+        for (i = 1; i <= n; i++) {
+            k = order[i]
+            status = "-"
+            if (k in limit) {
+                if (value[k] + 0 <= limit[k]) status = "PASS"; else { status = "MISS"; miss++ }
+            } else if (k in tdesc) {
+                status = "?"
+            }
+            t = (k in tdesc) ? tdesc[k] : "-"
+            printf "%-26s %14s  %-28s %s\n", k, value[k] " " unit[k], t, status
+        }
+        if (miss) printf "\n%d figure(s) missed their target\n", miss
+        exit miss ? 1 : 0
+    }'

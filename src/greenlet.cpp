@@ -121,6 +121,41 @@ struct GreenletState::KillRequest : Callback {
     }
 };
 
+struct GreenletState::ExitHook {
+    std::function<void()> fn;
+    ExitHook* next;
+};
+
+LinkId GreenletState::add_exit_hook(std::function<void()> fn) {
+    if (!fn) throw std::invalid_argument("cogent: add_exit_hook needs a callable");
+    if (thread != tls_state) throw GreenletError("cogent: add_exit_hook from another thread");
+    exit_hooks_ = new ExitHook{std::move(fn), exit_hooks_};
+    return reinterpret_cast<LinkId>(exit_hooks_);
+}
+
+void GreenletState::remove_exit_hook(LinkId id) noexcept {
+    for (ExitHook** p = &exit_hooks_; *p; p = &(*p)->next) {
+        if (reinterpret_cast<LinkId>(*p) == id) {
+            ExitHook* h = *p;
+            *p = h->next;
+            delete h;
+            return;
+        }
+    }
+}
+
+void GreenletState::run_exit_hooks() noexcept {
+    while (ExitHook* h = exit_hooks_) {
+        exit_hooks_ = h->next;
+        try {
+            h->fn();
+        } catch (...) {
+            report_exception("a greenlet exit hook", std::current_exception());
+        }
+        delete h;
+    }
+}
+
 void GreenletState::set_name(std::string n) {
     if (n.empty())
         name_.reset();
@@ -138,6 +173,10 @@ GreenletState::GreenletState(const SpawnOptions& opts)
 
 GreenletState::~GreenletState() {
     if (!waiters_.empty()) destroy_links();
+    while (ExitHook* h = exit_hooks_) {  // never ran: the greenlet never ended
+        exit_hooks_ = h->next;
+        delete h;
+    }
     if (kill_) {
         kill_->unlink();
         delete kill_;
@@ -193,6 +232,7 @@ void GreenletState::body() {
     } catch (...) {
         report_exception("the destructor of a greenlet's function", std::current_exception());
     }
+    run_exit_hooks();
     finish();
 }
 

@@ -1,4 +1,4 @@
-// local<T>: the greenlet -> value map and the rawlinks that empty it.
+// local<T>: the greenlet -> value map and the exit hooks that empty it.
 #include "cogent/local.hpp"
 
 #include <mutex>
@@ -12,7 +12,7 @@ namespace cogent::detail {
 namespace {
 struct Entry {
     Ref<GreenletImpl> g;             // keeps the key from being reused while the entry exists
-    GreenletState* state = nullptr;  // non-null when a rawlink will drop the entry
+    GreenletState* state = nullptr;  // non-null when an exit hook will drop the entry
     LinkId link = 0;
     void* value = nullptr;
 };
@@ -85,9 +85,8 @@ void LocalBase::insert(void* value) {
     }
     if (state) {
         try {
-            // Runs on the hub after the greenlet's death.
-            LinkId id =
-                AnyGreenlet::from_state(state).rawlink([this, cur](AnyGreenlet) { on_death(cur); });
+            // Runs in the greenlet itself when its function ends, before joiners wake.
+            LinkId id = state->add_exit_hook([this, cur] { on_death(cur); });
             std::lock_guard<std::mutex> lk(impl_->mu);
             Entry& e = impl_->entries.at(cur);
             e.state = state;
@@ -123,7 +122,7 @@ void LocalBase::reset_current() noexcept {
         impl_->entries.erase(it);
         if (!e.state) impl_->forget_unlinked(cur);
     }
-    if (e.state) e.state->remove_link(e.link);
+    if (e.state) e.state->remove_exit_hook(e.link);
     destroy(e.value);
 }
 
@@ -135,7 +134,7 @@ void LocalBase::clear() noexcept {
         impl_->unlinked.clear();
     }
     for (auto& [key, e] : all) {
-        if (e.state) e.state->remove_link(e.link);
+        if (e.state) e.state->remove_exit_hook(e.link);
         destroy(e.value);
     }
 }

@@ -53,6 +53,11 @@ public:
     void get_outcome(TimeoutArg timeout);
     LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
     void remove_link(LinkId id) noexcept;
+    // Run fn inside the greenlet itself when its function has ended (returned, thrown or been
+    // killed), before anyone joining it is woken; hooks run last-added first, like thread_local
+    // destructors. Used by local<T>. Must be added from the greenlet's own thread.
+    LinkId add_exit_hook(std::function<void()> fn);
+    void remove_exit_hook(LinkId id) noexcept;
     std::string name() const;
     void set_name(std::string n);
 
@@ -79,6 +84,9 @@ private:
     WakeCallback start_cb_;
     struct KillRequest;
     KillRequest* kill_ = nullptr;  // allocated by the first kill of a running greenlet
+    struct ExitHook;
+    ExitHook* exit_hooks_ = nullptr;
+    void run_exit_hooks() noexcept;
     void* later_ = nullptr;  // start_later timer
     std::uint64_t id_;
     std::unique_ptr<std::string> name_;  // only when given: most greenlets are "Greenlet-N"

@@ -11,7 +11,7 @@ namespace cogent {
 
 namespace detail {
 
-// The type-erased part of local<T>: a map from greenlet to value, and the rawlink that drops a
+// The type-erased part of local<T>: a map from greenlet to value, and the exit hook that drops a
 // Greenlet's value when it dies. Thread-safe: one local may serve greenlets of several threads.
 class LocalBase {
 public:

@@ -42,7 +42,7 @@ extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) n
 namespace cogent::detail {
 
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
-thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
+constinit thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
 // Same two-pointer struct returned in rax:rdx: the cast only renames the result type.
 JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
 static_assert(sizeof(Transfer) == sizeof(fctx::transfer_t));
@@ -105,6 +105,9 @@ ThreadState::ThreadState() {
 // GreenletImpl
 
 void* GreenletImpl::operator new(std::size_t size) {
+#ifdef COGENT_ASAN
+    return ::operator new(size);  // no cache: ASan must see every use after free
+#endif
     const std::size_t b = (size + 63) / 64;
     if (b < ThreadState::kObjBuckets) {
         ThreadState* ts = tls_state;
@@ -120,6 +123,10 @@ void* GreenletImpl::operator new(std::size_t size) {
 }
 
 void GreenletImpl::operator delete(void* p, std::size_t size) noexcept {
+#ifdef COGENT_ASAN
+    ::operator delete(p);
+    return;
+#endif
     const std::size_t b = (size + 63) / 64;
     ThreadState* ts = tls_state;
     if (b < ThreadState::kObjBuckets && ts && !ts->tearing_down &&
@@ -137,17 +144,21 @@ GreenletImpl::GreenletImpl(GreenletImpl* parent_, std::size_t size) {
     if (parent_ == this) return;  // MainGreenlet
     ThreadState* ts = thread_state_fast();
     thread = ts;
-    parent = parent_ ? parent_ : ts->current;
-    if (parent->thread != ts)
+    GreenletImpl* p = parent_ ? parent_ : ts->current;
+    if (p->thread != ts)
         throw GreenletError("cogent: a greenlet's parent must belong to the same thread");
+    stack_size = checked_stack_size(ts, size);  // may throw: before anything is owned
+    parent = p;
     parent->add_ref();
+}
+
+std::size_t GreenletImpl::checked_stack_size(ThreadState* ts, std::size_t size) {
     if (size == 0) {
         if (!ts->default_stack) {
             std::size_t ps = page_size();
             ts->default_stack = (config().stack_size + ps - 1) / ps * ps;
         }
-        stack_size = ts->default_stack;
-        return;
+        return ts->default_stack;
     }
     std::size_t ps = page_size();
     if (size < 16 * 1024)
@@ -156,7 +167,7 @@ GreenletImpl::GreenletImpl(GreenletImpl* parent_, std::size_t size) {
     if (size > (std::size_t(1) << 30))
         throw std::invalid_argument("cogent: stack_size must be at most 1 GiB (got " +
                                     std::to_string(size) + ")");
-    stack_size = (size + ps - 1) / ps * ps;
+    return (size + ps - 1) / ps * ps;
 }
 
 GreenletImpl::~GreenletImpl() {

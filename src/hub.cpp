@@ -109,6 +109,7 @@ HubImpl::~HubImpl() {
 HubImpl* create_hub(ThreadState* ts) {
     if (!ts->hub) {
         if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
+        (void)config();  // a malformed setting throws here, before a loop or fd exists
         ts->hub = new HubImpl(ts);
     }
     return ts->hub;
@@ -143,7 +144,7 @@ void HubImpl::run_callbacks() {
         } else {
             cb->fn(cb);
         }
-        if (stopping) return;
+        if (stopping || park_requested) return;
         // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
         // not one) while bounding how long I/O and timers can be kept waiting.
         if ((++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
@@ -153,6 +154,13 @@ void HubImpl::run_callbacks() {
 void HubImpl::run() {
     last_poll_ns = monotonic_ns();
     while (!stopping) {
+        if (park_requested) {
+            // Thread teardown: we are between callbacks now, nothing half done. Hand control
+            // back to main, which unwinds the remaining greenlets.
+            park_requested = false;
+            resume(ts->main);
+            continue;
+        }
         run_callbacks();
         if (stopping) break;
         if (!callbacks.empty()) {
@@ -227,6 +235,18 @@ ThreadState::~ThreadState() {
     // Only ever destroyed from the main greenlet (see ThreadStateOwner).
     tearing_down = true;
     if (hub) {
+        // The hub may be suspended in the middle of a callback (main returned from a greenlet
+        // woken by it). Let it finish that callback first, or it would later resume with state
+        // belonging to greenlets unwound below.
+        GreenletImpl* hg = hub->greenlet;
+        if (hg->started() && !hg->dead()) {
+            hub->park_requested = true;
+            if (hub->in_ev_run) ev_break(hub->loop, EVBREAK_ALL);
+            try {
+                switch_to(hg, {});
+            } catch (...) {
+            }
+        }
         for (int round = 0; round < 3; ++round) {
             std::vector<Ref<GreenletImpl>> victims;
             live.for_each([&](GreenletImpl* g) {

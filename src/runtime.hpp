@@ -30,7 +30,9 @@ std::size_t page_size() noexcept;
 // far below vm.max_map_count), each stack with a guard region below it installed with
 // MADV_GUARD_INSTALL (no VMA split) or, on kernels without it, mprotect. Freed stacks are kept
 // for reuse; beyond `kHot` of them their pages are returned to the kernel (MADV_DONTNEED) but
-// the address range stays reserved, so spawn never calls mmap in the steady state.
+// the address range stays reserved, so spawn never calls mmap in the steady state. Pages are
+// given back in batches, sorted and coalesced into runs of neighbouring stacks, so a wave of
+// greenlets ending costs a handful of madvise calls, not one each.
 class StackPool {
 public:
     static constexpr std::size_t kGuard = 16 * 1024;
@@ -50,9 +52,10 @@ public:
 
 private:
     struct SizeClass {
-        std::vector<void*> free;
-        std::size_t hot = 0;  // how many of `free` (at the top) still have resident pages
+        std::vector<void*> free;  // LIFO: the most recently freed (warmest) at the back
+        std::size_t cold = 0;     // free[0, cold) have had their pages given back
     };
+    void trim(SizeClass& sc, std::size_t size) noexcept;
     SizeClass& size_class(std::size_t size) {
         if (size == last_size_) [[likely]]
             return *last_class_;
@@ -144,6 +147,7 @@ public:
     bool in_ev_run = false;
     bool break_requested = false;
     bool stopping = false;
+    bool park_requested = false;  // teardown: finish the current callback, then yield to main
     std::uint64_t last_poll_ns = 0;
 
 private:

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <new>
 
 #include "runtime.hpp"
@@ -49,7 +50,7 @@ void* StackPool::acquire(std::size_t size) {
     if (!sc.free.empty()) {
         void* lo = sc.free.back();
         sc.free.pop_back();
-        if (sc.hot > sc.free.size()) sc.hot = sc.free.size();
+        if (sc.cold > sc.free.size()) sc.cold = sc.free.size();
         return lo;
     }
     const std::size_t stride = size + kGuard;
@@ -64,24 +65,45 @@ void* StackPool::acquire(std::size_t size) {
     char* base = static_cast<char*>(mem);
     // Guards first: the whole slab is prepared before any stack of it is handed out.
     for (std::size_t i = 0; i < n; ++i) install_guard(base + i * stride);
-    // Hand out the lowest one now; push the rest so that later pops go upwards.
-    for (std::size_t i = n; i-- > 1;) sc.free.push_back(base + i * stride + kGuard);
+    // Never touched yet, so not resident: they go below the cold mark. Pushed so that later
+    // pops go upwards in memory.
+    sc.free.insert(sc.free.begin(), n - 1, nullptr);
+    for (std::size_t i = 1; i < n; ++i) sc.free[n - 1 - i] = base + i * stride + kGuard;
+    sc.cold += n - 1;
     return base + kGuard;
 }
 
 void StackPool::release(void* lo, std::size_t size) noexcept {
     SizeClass& sc = size_class(size);
-    if (sc.free.size() >= kHot) {
-        // Keep the address range, give back the memory. The guard below is untouched.
-        madvise(lo, size, MADV_DONTNEED);
-    } else {
-        ++sc.hot;
-    }
     try {
         sc.free.push_back(lo);
     } catch (...) {
-        // Out of memory for the free list: the stack is simply not reused.
+        return;  // no memory for the free list: the stack is simply not reused
     }
+    if (sc.free.size() - sc.cold > 2 * kHot) trim(sc, size);
+}
+
+// Give back the pages of all but the kHot warmest free stacks.
+void StackPool::trim(SizeClass& sc, std::size_t size) noexcept {
+    const std::size_t end = sc.free.size() - kHot;
+    std::vector<char*> batch;
+    try {
+        batch.reserve(end - sc.cold);
+        for (std::size_t i = sc.cold; i < end; ++i) batch.push_back(static_cast<char*>(sc.free[i]));
+    } catch (...) {
+        return;
+    }
+    std::sort(batch.begin(), batch.end());
+    const std::size_t stride = size + kGuard;
+    for (std::size_t i = 0; i < batch.size();) {
+        std::size_t j = i + 1;
+        while (j < batch.size() && batch[j] == batch[j - 1] + stride) ++j;
+        // One call for the run; the guards in between keep their markers (MADV_DONTNEED
+        // preserves MADV_GUARD_INSTALL guards, and PROT_NONE ones are unaffected).
+        madvise(batch[i], std::size_t(batch[j - 1] - batch[i]) + size, MADV_DONTNEED);
+        i = j;
+    }
+    sc.cold = end;
 }
 
 StackPool::~StackPool() {

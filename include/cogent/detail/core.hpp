@@ -38,7 +38,7 @@ struct ThreadCore {
     int* errno_loc = nullptr;  // &errno of this thread: no __errno_location call per switch
     bool annotate = false;     // a sanitizer build of the library: take the out-of-line path
 };
-extern thread_local ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
+extern thread_local constinit ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
 // Boost.Context's jump_fcontext, called through this pointer to skip two PLT hops.
 using JumpFn = Transfer (*)(void*, void*);
 extern JumpFn jump_fn;  // not const: a const one breaks PIE links (text relocation)
@@ -126,6 +126,9 @@ public:
     bool dead() const noexcept { return state == State::dead; }
     bool started() const noexcept { return state != State::unstarted; }
     bool is_main() const noexcept { return main_; }
+
+    // The page-rounded stack size for a request (0: the default); throws std::invalid_argument.
+    static std::size_t checked_stack_size(ThreadState* ts, std::size_t size);
 
     // --- fields (used by the switch code in src/) ---
     void* ctx = nullptr;            // suspended machine context (Boost.Context fcontext_t)

@@ -7,15 +7,17 @@
 // An unknown name prints the valid ones on stderr and exits with status 2.
 //
 // How each figure is taken:
-// - Timing figures (switch_ns, boost_switch_ns, yield_ns, spawn_join_ns) run in this process,
-//   after one untimed warm-up pass, and report the BEST (minimum) of many repetitions: the
-//   machine is shared, and interference (preemption, a colleague's compiler evicting caches) only
-//   ever adds time, so the minimum is the most reproducible estimate of the cost itself. The
-//   repetitions of the per-operation figures are kept short (a few ms, shorter than a scheduler
-//   time slice) and repeated until a time budget is spent, so that on a loaded machine some of
-//   them still run undisturbed; the median is printed on stderr as a noise indicator. The cogent
-//   and Boost switch loops are interleaved repetition by repetition so that both see the same
-//   machine conditions. spawn_join_ns cannot be cut that short (one repetition is, by
+// - Timing figures (switch_ns, boost_switch_ns, yield_ns, spawn_join_ns, and the figures of the
+//   synchronization primitives: queue_item_ns, queue_item_bounded_ns, channel_item_ns,
+//   event_wake_ns, semaphore_handoff_ns) run in this process, after one untimed warm-up pass,
+//   and report the BEST (minimum) of many repetitions: the machine is shared, and interference
+//   (preemption, a colleague's compiler evicting caches) only ever adds time, so the minimum is
+//   the most reproducible estimate of the cost itself. The repetitions of the per-operation
+//   figures are kept short (a few ms, shorter than a scheduler time slice) and repeated until a
+//   time budget is spent, so that on a loaded machine some of them still run undisturbed; the
+//   median is printed on stderr as a noise indicator. The cogent and Boost switch loops are
+//   interleaved repetition by repetition so that both see the same machine conditions (so are
+//   the queue variants). spawn_join_ns cannot be cut that short (one repetition is, by
 //   definition, 100,000 greenlets, tens of ms), so on a loaded machine its wall-clock figure
 //   comes out high; its thread CPU time is printed on stderr alongside to show by how much.
 // - Memory figures (blocked_rss_bytes, million_blocked_*) each run in a fresh child process
@@ -286,6 +288,239 @@ void fig_spawn_join() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// queue_item_ns / queue_item_bounded_ns / channel_item_ns: one consumer greenlet is spawned and
+// left to park in its first get() (it waits first); then one producer greenlet put()s n ints as
+// fast as the queue lets it, and the consumer get()s them all. Time from the producer's spawn
+// until both have ended / n. The queue is created per repetition (an unbounded one grows its
+// ring buffer during the repetition: that is part of its cost). n = kQueueItems for the queues;
+// kHandoffItems for the variants where every item is a handoff (about 100 ns each), to keep
+// their repetitions a few ms long like the queues' (see the top of the file).
+// - queue_item_ns: cogent::Queue<int>, unbounded. put() never blocks, so the producer runs
+//   ahead: the consumer is woken once, by the first put(), and then finds items queued. This is
+//   the gevent pattern (producer loop, consumer loop) whose gevent cost is about 420 ns/item.
+// - queue_item_bounded_ns: Queue<int>(64): the producer blocks whenever 64 items are queued,
+//   so the two alternate in batches of 64 through both wait lists.
+// - channel_item_ns: cogent::Channel<int>: a rendezvous, every item is a handoff between the
+//   two greenlets through the channel's matcher.
+// Printed on stderr only: the unbounded queue with the producer calling sleep(0) after every
+// put(), so that the consumer is parked in get() for every item (each item costs a wake-up of
+// the consumer and a yield of the producer: four switches and two hub callbacks).
+
+constexpr long kQueueItems = 100'000;   // per repetition
+constexpr long kHandoffItems = 20'000;  // per repetition, channel and sleep(0) variant
+
+template <class Q, class... Args>
+double transfer_once(long n, bool yield_after_put, Args... args) {
+    Q q(args...);
+    long got = 0;
+    std::uint64_t sum = 0;
+    auto consumer = cogent::spawn([&q, &got, &sum, n] {
+        for (long i = 0; i < n; ++i) {
+            sum += std::uint64_t(q.get());
+            ++got;
+        }
+    });
+    cogent::sleep(0);  // the consumer starts and parks in its first get()
+    check(got == 0 && !consumer.dead(), "consumer waits before the producer starts");
+    auto t0 = Clock::now();
+    auto producer = cogent::spawn([&q, n, yield_after_put] {
+        for (long i = 0; i < n; ++i) {
+            q.put(int(i));
+            if (yield_after_put) cogent::sleep(0);
+        }
+    });
+    producer.join();
+    consumer.join();
+    double ns = ns_since(t0);
+    check(producer.successful() && consumer.successful(), "queue greenlets succeeded");
+    check(got == n && sum == std::uint64_t(n) * std::uint64_t(n - 1) / 2, "every item arrived");
+    return ns / double(n);
+}
+
+void fig_queue() {
+    using IntQueue = cogent::Queue<int>;
+    using IntChannel = cogent::Channel<int>;
+    const std::optional<std::size_t> unbounded, bounded = 64;
+    auto unb = [&] { return transfer_once<IntQueue>(kQueueItems, false, unbounded); };
+    auto bnd = [&] { return transfer_once<IntQueue>(kQueueItems, false, bounded); };
+    auto chn = [&] { return transfer_once<IntChannel>(kHandoffItems, false); };
+    auto hnd = [&] { return transfer_once<IntQueue>(kHandoffItems, true, unbounded); };
+    unb();  // warm-up
+    bnd();
+    chn();
+    hnd();
+    // One repetition = the four variants back to back (same machine conditions for all).
+    std::vector<double> u, b, c, h;
+    best_of(
+        [&] {
+            u.push_back(unb());
+            b.push_back(bnd());
+            c.push_back(chn());
+            h.push_back(hnd());
+            return 0.0;
+        },
+        10, 400, 1500);
+    for (auto* v : {&u, &b, &c, &h}) std::sort(v->begin(), v->end());
+    auto med = [](const std::vector<double>& v) { return v[v.size() / 2]; };
+    std::fprintf(stderr,
+                 "cogent-bench: queue: %zu reps of %ld items (channel, sleep(0) variant: %ld); "
+                 "best (median) ns/item: unbounded %.2f (%.2f), maxsize 64 %.2f (%.2f), channel "
+                 "%.2f (%.2f); unbounded with sleep(0) after each put (consumer woken per item) "
+                 "%.2f (%.2f)\n",
+                 u.size(), kQueueItems, kHandoffItems, u.front(), med(u), b.front(), med(b),
+                 c.front(), med(c), h.front(), med(h));
+    record("queue_item_ns", u.front(), "ns", 2);
+    record("queue_item_bounded_ns", b.front(), "ns", 2);
+    record("channel_item_ns", c.front(), "ns", 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// event_wake_ns: kEventWaiters greenlets wait on one Event. One round: set() the event, clear()
+// it at once, and sleep(0); the hub runs the event's wake-up callback (which resumes every
+// waiter) before the main greenlet's own wake-up, so sleep(0) returns once all of them ran. The
+// waiters RE-WAIT: each bumps a counter and calls wait() again (set() had already taken them
+// off the wait list, so the clear() does not stop them from waking; their next wait() parks).
+// So the figure is, per waiter, one resume from the wake-up callback, the return from wait(),
+// and a new park; no greenlet is spawned or ends inside the timed part. Time of kEventRounds
+// rounds / (rounds * waiters). Printed on stderr only: the same with waiters that end after
+// their one wake-up (fresh greenlets each round; the time then includes their exit, and with
+// 1,000 greenlets exiting at once most of them return their stack's pages to the kernel).
+
+constexpr int kEventWaiters = 1000;
+constexpr int kEventRounds = 10;  // per repetition
+
+double event_rewait_once(cogent::Event& ev, const long& woken) {
+    const long before = woken;
+    auto t0 = Clock::now();
+    for (int r = 0; r < kEventRounds; ++r) {
+        ev.set();
+        ev.clear();
+        cogent::sleep(0);  // queued behind the event's wake-up callback
+    }
+    double ns = ns_since(t0);
+    check(woken - before == long(kEventWaiters) * kEventRounds, "every waiter woke every round");
+    return ns / double(kEventWaiters * kEventRounds);
+}
+
+double event_end_once() {
+    double total = 0;
+    for (int r = 0; r < kEventRounds; ++r) {
+        cogent::Event ev;
+        long woken = 0;
+        std::vector<cogent::Greenlet<void>> gs;
+        gs.reserve(kEventWaiters);
+        for (int i = 0; i < kEventWaiters; ++i)
+            gs.push_back(cogent::spawn([&ev, &woken] {
+                if (ev.wait()) ++woken;
+            }));
+        cogent::sleep(0);  // all of them start and park in wait()
+        check(woken == 0, "waiters parked before set()");
+        auto t0 = Clock::now();
+        ev.set();
+        cogent::sleep(0);
+        total += ns_since(t0);
+        check(woken == kEventWaiters, "every waiter woke");
+        for (auto& g : gs) check(g.dead(), "every waiter ended");
+    }
+    return total / double(kEventWaiters * kEventRounds);
+}
+
+void fig_event() {
+    cogent::Event ev;
+    long woken = 0;
+    bool stop = false;
+    std::vector<cogent::Greenlet<void>> gs;
+    gs.reserve(kEventWaiters);
+    for (int i = 0; i < kEventWaiters; ++i)
+        gs.push_back(cogent::spawn([&ev, &woken, &stop] {
+            for (;;) {
+                check(ev.wait(), "Event::wait returned true");
+                if (stop) return;
+                ++woken;
+            }
+        }));
+    cogent::sleep(0);  // all of them start and park in wait()
+    check(woken == 0 && cogent::debug::live_greenlets() >= std::size_t(kEventWaiters),
+          "every waiter parked");
+    event_rewait_once(ev, woken);  // warm-up
+    Best r = best_of([&] { return event_rewait_once(ev, woken); }, 10, 1000, 600);
+    stop = true;
+    ev.set();
+    auto done = cogent::joinall(gs);
+    check(done.size() == gs.size(), "waiters joined");
+    for (auto& g : gs) check(g.successful(), "waiters succeeded");
+    // Not interleaved with the above: its spawns and exits would evict the re-waiters' stacks.
+    event_end_once();
+    Best e = best_of([] { return event_end_once(); }, 5, 100, 300);
+    std::fprintf(stderr,
+                 "cogent-bench: event_wake: %d reps of %d rounds x %d waiters; re-waiting best "
+                 "%.2f median %.2f ns/waiter; waiters that end instead (%d reps) best %.2f median "
+                 "%.2f\n",
+                 r.reps, kEventRounds, kEventWaiters, r.min, r.median, e.reps, e.min, e.median);
+    record("event_wake_ns", r.min, "ns", 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// semaphore_handoff_ns: two greenlets loop { acquire(); count; release(); } on a Semaphore(1).
+// The main greenlet holds the permit while both start, so both queue in acquire(); from then on
+// every acquire() blocks: the releaser's next acquire() finds the other greenlet queued (the
+// semaphore is FIFO-fair: no fast path while someone waits) and parks, and the permit goes to
+// the waiter through the wait list and the hub's wake-up callback. Checked: the holder
+// alternates on every acquire. Time / number of handoffs. A Lock is timed the same way and
+// printed on stderr.
+
+constexpr long kHandoffsPerGreenlet = 10'000;  // per repetition (two greenlets): about 1 ms
+
+template <class S, class... Args>
+double handoff_once(long n, Args... args) {
+    S sem(args...);
+    int last = -1;
+    long total = 0, handoffs = 0;
+    auto body = [&sem, &last, &total, &handoffs, n](int me) {
+        for (long i = 0; i < n; ++i) {
+            sem.acquire();
+            if (last != me) ++handoffs;
+            last = me;
+            ++total;
+            sem.release();
+        }
+    };
+    check(sem.acquire(false), "main takes the permit");
+    auto a = cogent::spawn(body, 0);
+    auto b = cogent::spawn(body, 1);
+    cogent::sleep(0);  // both start and queue in acquire()
+    check(sem.waiting() == 2, "both greenlets blocked in acquire()");
+    auto t0 = Clock::now();
+    sem.release();
+    a.join();
+    b.join();
+    double ns = ns_since(t0);
+    check(a.successful() && b.successful(), "handoff greenlets succeeded");
+    check(total == 2 * n && handoffs == 2 * n, "every acquire was a handoff");
+    return ns / double(2 * n);
+}
+
+void fig_semaphore() {
+    auto sem = [] { return handoff_once<cogent::Semaphore>(kHandoffsPerGreenlet, 1); };
+    auto lock = [] { return handoff_once<cogent::Lock>(kHandoffsPerGreenlet); };
+    sem();  // warm-up
+    lock();
+    std::vector<double> l;
+    Best r = best_of(
+        [&] {
+            l.push_back(lock());
+            return sem();
+        },
+        10, 400, 800);
+    std::sort(l.begin(), l.end());
+    std::fprintf(stderr,
+                 "cogent-bench: semaphore_handoff: %d reps of %ld handoffs; Semaphore(1) best "
+                 "%.2f median %.2f ns; Lock best %.2f median %.2f ns\n",
+                 r.reps, 2 * kHandoffsPerGreenlet, r.min, r.median, l.front(), l[l.size() / 2]);
+    record("semaphore_handoff_ns", r.min, "ns", 2);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Blocked greenlets (run in a child process).
 
 struct BlockedRun {
@@ -450,6 +685,11 @@ const Figure kFigures[] = {
     {"switch_ratio", "switch"},
     {"yield_ns", "yield"},
     {"spawn_join_ns", "spawn_join"},
+    {"queue_item_ns", "queue"},
+    {"queue_item_bounded_ns", "queue"},
+    {"channel_item_ns", "queue"},
+    {"event_wake_ns", "event"},
+    {"semaphore_handoff_ns", "semaphore"},
     {"blocked_rss_bytes", "blocked_rss"},
     {"million_blocked_s", "million"},
     {"million_blocked_rss_mib", "million"},
@@ -463,6 +703,12 @@ void run_group(const std::string& group, const char* self) {
         fig_yield();
     else if (group == "spawn_join")
         fig_spawn_join();
+    else if (group == "queue")
+        fig_queue();
+    else if (group == "event")
+        fig_event();
+    else if (group == "semaphore")
+        fig_semaphore();
     else if (group == "blocked_rss")
         run_child(self, "blocked_rss");
     else if (group == "million")

@@ -102,7 +102,7 @@ void Group::discard(const AnyGreenlet& g) noexcept {
 
 bool Group::join(TimeoutArg timeout, bool raise_error) {
     if (!raise_error) return empty_.wait_ready(timeout, "Group::join");
-    detail::pooling::Deadline dl(timeout);
+    detail::Deadline dl(timeout);
     std::exception_ptr first;
     std::vector<AnyGreenlet> snapshot = greenlets();
     if (!snapshot.empty()) {
@@ -116,7 +116,7 @@ bool Group::join(TimeoutArg timeout, bool raise_error) {
 }
 
 void Group::kill_ptr(std::exception_ptr e, bool block, TimeoutArg timeout) {
-    detail::pooling::Deadline dl(timeout);
+    detail::Deadline dl(timeout);
     if (block && on_hub()) block = false;
     for (;;) {
         drop_queued(e);
@@ -171,7 +171,7 @@ bool Pool::reserve(bool blocking, TimeoutArg timeout) {
         return true;
     }
     if (!blocking) return false;
-    detail::pooling::Deadline dl(timeout);
+    detail::Deadline dl(timeout);
     for (;;) {
         TimeoutArg left = dl.left();
         if (left.zero()) return false;

@@ -3,10 +3,15 @@
 #pragma once
 
 #include <dirent.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cogent/cogent.hpp>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <doctest/doctest.h>
+#include <string>
 
 namespace cogent_test {
 
@@ -34,5 +39,76 @@ struct LeakCheck {
         CHECK_MESSAGE(open_fds() == fds_before, "a file descriptor was leaked");
     }
 };
+
+// Milliseconds since t0 (steady clock).
+inline double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Sets *flag when destroyed: proves that a greenlet's stack was unwound.
+template <class Flag>
+struct SetOnDestroy {
+    Flag* flag;
+    ~SetOnDestroy() { *flag = true; }
+};
+
+// Redirects fd 2 into a temporary file for its lifetime; text() returns what was written.
+class StderrCapture {
+public:
+    StderrCapture() {
+        std::fflush(stderr);
+        file_ = std::tmpfile();
+        saved_ = dup(2);
+        dup2(fileno(file_), 2);
+    }
+    ~StderrCapture() { stop(); }
+    std::string text() {
+        stop();
+        return text_;
+    }
+
+private:
+    void stop() {
+        if (!file_) return;
+        std::fflush(stderr);
+        dup2(saved_, 2);
+        close(saved_);
+        std::rewind(file_);
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0) text_.append(buf, n);
+        std::fclose(file_);
+        file_ = nullptr;
+    }
+    std::FILE* file_ = nullptr;
+    int saved_ = -1;
+    std::string text_;
+};
+
+struct ChildResult {
+    int status = -1;     // as from waitpid
+    std::string output;  // stdout and stderr together
+};
+
+// Runs `cmd` through /bin/sh (exec'd, so the status is the program's own) and collects its
+// output.
+inline ChildResult run_child(const std::string& cmd) {
+    ChildResult r;
+    std::string full = "exec " + cmd + " 2>&1";
+    FILE* p = popen(full.c_str(), "r");
+    REQUIRE(p != nullptr);
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+    r.status = pclose(p);
+    return r;
+}
+
+// The path of a child program that meson passes in the environment, quoted for the shell.
+inline std::string child_path(const char* var) {
+    const char* p = std::getenv(var);
+    REQUIRE_MESSAGE(p != nullptr, std::string(var) << " is not set (run the test through meson test)");
+    return std::string("'") + p + "'";
+}
 
 }  // namespace cogent_test

@@ -12,6 +12,8 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::AsyncResult;
 using cogent::Greenlet;
@@ -19,19 +21,6 @@ using cogent::Timeout;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts them.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-struct SetOnDestroy {
-    bool* flag;
-    ~SetOnDestroy() { *flag = true; }
-};
 
 struct MyError : std::runtime_error {
     MyError() : std::runtime_error("my error") {}

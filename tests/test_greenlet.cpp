@@ -12,6 +12,8 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::AnyGreenlet;
 using cogent::Event;
@@ -23,57 +25,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts fds.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
-// Redirects fd 2 into a temporary file for its lifetime; text() returns what was written.
-class StderrCapture {
-public:
-    StderrCapture() {
-        std::fflush(stderr);
-        file_ = std::tmpfile();
-        saved_ = dup(2);
-        dup2(fileno(file_), 2);
-    }
-    ~StderrCapture() { stop(); }
-    std::string text() {
-        stop();
-        return text_;
-    }
-
-private:
-    void stop() {
-        if (!file_) return;
-        std::fflush(stderr);
-        dup2(saved_, 2);
-        close(saved_);
-        std::rewind(file_);
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0) text_.append(buf, n);
-        std::fclose(file_);
-        file_ = nullptr;
-    }
-    std::FILE* file_ = nullptr;
-    int saved_ = -1;
-    std::string text_;
-};
-
-struct SetOnDestroy {
-    bool* flag;
-    ~SetOnDestroy() { *flag = true; }
-};
-
 // Yields until pred() holds or `rounds` yields have passed.
 template <class P>
 bool yield_until(P pred, int rounds = 50) {
     for (int i = 0; i < rounds && !pred(); ++i) cogent::sleep(0);
     return pred();
-}
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 struct MyError : std::exception {

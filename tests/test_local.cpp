@@ -12,10 +12,6 @@
 using namespace std::chrono_literals;
 using cogent_test::LeakCheck;
 
-// The hub's own descriptors (epoll, eventfd) exist for the whole run: create them before the
-// first LeakCheck counts descriptors.
-[[maybe_unused]] static const bool hub_created = (cogent::get_hub(), true);
-
 namespace {
 
 struct Tracked {

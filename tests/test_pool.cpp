@@ -13,12 +13,10 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent_test::LeakCheck;
-
-// The hub's own descriptors (epoll, eventfd) exist for the whole run: create them before the
-// first LeakCheck counts descriptors.
-[[maybe_unused]] static const bool hub_created = (cogent::get_hub(), true);
 
 namespace {
 
@@ -41,10 +39,6 @@ struct Concurrency {
 };
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------

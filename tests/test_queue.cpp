@@ -15,6 +15,8 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::AnyGreenlet;
 using cogent::Channel;
@@ -30,17 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts fds.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
 // Let every runnable greenlet run until it blocks (a few rounds, for chains of wake-ups).
 void settle(int rounds = 3) {
     for (int i = 0; i < rounds; ++i) cogent::sleep(0);
-}
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 std::size_t callbacks() { return cogent::debug::pending_callbacks(); }

@@ -9,17 +9,13 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using cogent::GreenletError;
 using cogent::GreenletExit;
 using cogent::RawGreenlet;
 
 namespace {
-
-// Sets *flag when destroyed: proves that a stack was unwound.
-struct SetOnDestroy {
-    bool* flag;
-    ~SetOnDestroy() { *flag = true; }
-};
 
 }  // namespace
 

@@ -16,49 +16,13 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::Event;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts fds.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-struct ChildResult {
-    int status = -1;     // as from waitpid
-    std::string output;  // stdout and stderr together
-};
-
-// Runs `cmd` through /bin/sh (exec'd, so the status is the program's own) and collects its
-// output.
-ChildResult run_child(const std::string& cmd) {
-    ChildResult r;
-    std::string full = "exec " + cmd + " 2>&1";
-    FILE* p = popen(full.c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-    r.status = pclose(p);
-    return r;
-}
-
-std::string child_path(const char* var) {
-    const char* p = std::getenv(var);
-    REQUIRE_MESSAGE(p != nullptr, std::string(var) << " is not set (run the test through meson test)");
-    return std::string("'") + p + "'";
-}
-
-struct SetOnDestroy {
-    std::atomic<bool>* flag;
-    ~SetOnDestroy() { *flag = true; }
-};
 
 }  // namespace
 

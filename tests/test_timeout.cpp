@@ -7,6 +7,8 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::Event;
 using cogent::Timeout;
@@ -14,14 +16,6 @@ using cogent::TimeoutArg;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts fds.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 void busy_for(std::chrono::milliseconds d) {
     auto end = Clock::now() + d;

@@ -9,6 +9,8 @@
 
 #include "support.hpp"
 
+using namespace cogent_test;  // ms_since, SetOnDestroy, StderrCapture, run_child...
+
 using namespace std::chrono_literals;
 using cogent::AnyGreenlet;
 using cogent::Event;
@@ -18,14 +20,6 @@ using cogent::Timeout;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The main thread's hub keeps two fds (epoll, eventfd) for the life of the thread: create it
-// before the first LeakCheck counts fds.
-[[maybe_unused]] const bool hub_created = (cogent::get_hub(), true);
-
-double ms_since(Clock::time_point t0) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 // A greenlet that sleeps `ms` milliseconds and returns ms.
 Greenlet<int> sleeper(int ms) {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/std_lockable.hpp"
 #include "cogent/semaphore.hpp"
 #include "cogent/time.hpp"
 
@@ -24,7 +25,7 @@ public:
 // A re-entrant lock owned by a greenlet: its owner may acquire it again (each acquire needs a
 // release); release() by any other greenlet throws std::logic_error. Waiters are served FIFO.
 // Works with std::lock_guard and std::unique_lock. Not movable. All calls belong to one thread.
-class RLock {
+class RLock : public detail::StdLockable<RLock> {
 public:
     // An unlocked, unowned lock.
     RLock();
@@ -51,23 +52,6 @@ public:
     // How many times the owner has acquired it without releasing (0 when unlocked).
     int count() const noexcept { return count_; }
 
-    // acquire(); for std::lock_guard / std::unique_lock.
-    void lock() { acquire(); }
-    // release().
-    void unlock() { release(); }
-    // acquire(false).
-    bool try_lock() { return acquire(false); }
-    // acquire(true, d); a zero or negative d does not block.
-    template <class Rep, class Period>
-    bool try_lock_for(std::chrono::duration<Rep, Period> d) {
-        if (d <= std::chrono::duration<Rep, Period>::zero()) return acquire(false);
-        return acquire(true, TimeoutArg(d));
-    }
-    // acquire until the time point `t` of any clock.
-    template <class Clock, class Dur>
-    bool try_lock_until(std::chrono::time_point<Clock, Dur> t) {
-        return try_lock_for(t - Clock::now());
-    }
 
 private:
     friend class Condition;

@@ -53,24 +53,6 @@ template <class T>
 inline constexpr bool is_spawn_options_v = std::is_same_v<std::decay_t<T>, SpawnOptions> ||
                                            std::is_same_v<std::decay_t<T>, PoolSpawnOptions>;
 
-// A point in time a sequence of waits must end by (kept apart from other headers' helpers).
-class Deadline {
-public:
-    explicit Deadline(TimeoutArg t) : forever_(t.forever()) {
-        if (!forever_) at_ = std::chrono::steady_clock::now() + t.value();
-    }
-    // The time left: absent for no deadline, zero once it passed.
-    TimeoutArg left() const {
-        if (forever_) return {};
-        auto d = at_ - std::chrono::steady_clock::now();
-        return d <= d.zero() ? TimeoutArg(Duration::zero()) : TimeoutArg(d);
-    }
-
-private:
-    std::chrono::steady_clock::time_point at_{};
-    bool forever_;
-};
-
 // The typed result state behind an AnyGreenlet known to be a Greenlet<R>.
 template <class R>
 ResultState<R>& result_of(const AnyGreenlet& g) {
@@ -366,7 +348,7 @@ public:
     std::optional<R> next(TimeoutArg timeout = {}) {
         if (!st_) return std::nullopt;
         auto& s = *st_;
-        detail::pooling::Deadline dl(timeout);
+        detail::Deadline dl(timeout);
         for (;;) {
             if (s.finished) return std::nullopt;
             if (s.failure) {

@@ -59,24 +59,6 @@ public:
 
 namespace detail {
 
-// A point in time a wait must end by, turned back into a TimeoutArg for each (re)park.
-class Deadline {
-public:
-    explicit Deadline(TimeoutArg t) : forever_(t.forever()) {
-        if (!forever_) at_ = std::chrono::steady_clock::now() + t.value();
-    }
-    // The time left (zero once it passed; absent when there is no deadline).
-    TimeoutArg left() const {
-        if (forever_) return {};
-        auto d = at_ - std::chrono::steady_clock::now();
-        return d <= d.zero() ? TimeoutArg(Duration::zero()) : TimeoutArg(d);
-    }
-
-private:
-    std::chrono::steady_clock::time_point at_{};
-    bool forever_;
-};
-
 // A growable ring buffer: FIFO storage that, once grown, allocates nothing per item.
 template <class T>
 class Ring {

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/std_lockable.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -17,7 +18,7 @@ namespace cogent {
 // first to block on it); other threads get GreenletError.
 // Also a BasicLockable/TimedLockable (lock, unlock, try_lock, try_lock_for, try_lock_until), so
 // std::lock_guard and std::unique_lock work with it.
-class Semaphore : public detail::Linkable {
+class Semaphore : public detail::Linkable, public detail::StdLockable<Semaphore> {
 public:
     // Start with `value` permits. Throws std::invalid_argument if value < 0.
     explicit Semaphore(int value = 1);
@@ -42,23 +43,6 @@ public:
     // Greenlets currently blocked in acquire().
     int waiting() const noexcept { return acquirers_; }
 
-    // acquire(); for std::lock_guard / std::unique_lock.
-    void lock() { acquire(); }
-    // release().
-    void unlock() { release(); }
-    // acquire(false).
-    bool try_lock() { return acquire(false); }
-    // acquire(true, d); a zero or negative d does not block.
-    template <class Rep, class Period>
-    bool try_lock_for(std::chrono::duration<Rep, Period> d) {
-        if (d <= std::chrono::duration<Rep, Period>::zero()) return acquire(false);
-        return acquire(true, TimeoutArg(d));
-    }
-    // acquire until the time point `t` of any clock.
-    template <class Clock, class Dur>
-    bool try_lock_until(std::chrono::time_point<Clock, Dur> t) {
-        return try_lock_for(t - Clock::now());
-    }
 
     // Linkable: a permit is available (what iwait/wait and Semaphore::wait wait for).
     bool ready() const noexcept override { return counter_ > 0; }

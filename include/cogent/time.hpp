@@ -45,4 +45,27 @@ private:
     std::optional<Duration> value_;
 };
 
+namespace detail {
+
+// A point in time a sequence of waits must end by; left() turns it back into a TimeoutArg for
+// each (re)park. Shared by every primitive that may park more than once per call.
+class Deadline {
+public:
+    explicit Deadline(TimeoutArg t) : forever_(t.forever()) {
+        if (!forever_) at_ = std::chrono::steady_clock::now() + t.value();
+    }
+    // The time left: absent for no deadline, zero once it passed.
+    TimeoutArg left() const {
+        if (forever_) return {};
+        auto d = at_ - std::chrono::steady_clock::now();
+        return d <= d.zero() ? TimeoutArg(Duration::zero()) : TimeoutArg(d);
+    }
+
+private:
+    std::chrono::steady_clock::time_point at_{};
+    bool forever_;
+};
+
+}  // namespace detail
+
 }  // namespace cogent

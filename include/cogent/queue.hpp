@@ -59,6 +59,37 @@ public:
 
 namespace detail {
 
+// Input iterator over source->get() for range-for: ends when get() throws ShutDown (the source
+// is shut down and drained); yields each item as an rvalue so move-only items work.
+template <class Source, class T>
+class GetIterator {
+public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using reference = T&&;
+    GetIterator() = default;
+    explicit GetIterator(Source* s) : s_(s) { ++*this; }
+    T&& operator*() const { return std::move(*cur_); }
+    GetIterator& operator++() {
+        try {
+            cur_.emplace(s_->get());
+        } catch (const ShutDown&) {
+            cur_.reset();
+            s_ = nullptr;
+        }
+        return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const GetIterator& a, const GetIterator& b) noexcept {
+        return a.s_ == b.s_;
+    }
+
+private:
+    Source* s_ = nullptr;
+    mutable std::optional<T> cur_;
+};
+
 // A growable ring buffer: FIFO storage that, once grown, allocates nothing per item.
 template <class T>
 class Ring {
@@ -341,33 +372,7 @@ public:
     // Input iterator over get(): each step blocks for the next item; the iteration ends when
     // the queue is shut down and drained. `*it` yields the item as an rvalue (move-only types
     // work with `for (auto item : q)`). Exceptions other than ShutDown propagate.
-    class iterator {
-    public:
-        using iterator_category = std::input_iterator_tag;
-        using value_type = T;
-        using difference_type = std::ptrdiff_t;
-        using reference = T&&;
-        iterator() = default;
-        explicit iterator(BasicQueue* q) : q_(q) { ++*this; }
-        T&& operator*() const { return std::move(*cur_); }
-        iterator& operator++() {
-            try {
-                cur_.emplace(q_->get());
-            } catch (const ShutDown&) {
-                cur_.reset();
-                q_ = nullptr;
-            }
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        friend bool operator==(const iterator& a, const iterator& b) noexcept {
-            return a.q_ == b.q_;
-        }
-
-    private:
-        BasicQueue* q_ = nullptr;
-        mutable std::optional<T> cur_;
-    };
+    using iterator = detail::GetIterator<BasicQueue, T>;
     // Blocks for the first item (see iterator).
     iterator begin() { return iterator(this); }
     iterator end() noexcept { return iterator(); }
@@ -616,33 +621,7 @@ public:
     bool is_shutdown() const noexcept { return shutdown_; }
 
     // Input iterator over get(), ending at shutdown (see BasicQueue::iterator).
-    class iterator {
-    public:
-        using iterator_category = std::input_iterator_tag;
-        using value_type = T;
-        using difference_type = std::ptrdiff_t;
-        using reference = T&&;
-        iterator() = default;
-        explicit iterator(Channel* c) : c_(c) { ++*this; }
-        T&& operator*() const { return std::move(*cur_); }
-        iterator& operator++() {
-            try {
-                cur_.emplace(c_->get());
-            } catch (const ShutDown&) {
-                cur_.reset();
-                c_ = nullptr;
-            }
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        friend bool operator==(const iterator& a, const iterator& b) noexcept {
-            return a.c_ == b.c_;
-        }
-
-    private:
-        Channel* c_ = nullptr;
-        mutable std::optional<T> cur_;
-    };
+    using iterator = detail::GetIterator<Channel, T>;
     // Blocks for the first item.
     iterator begin() { return iterator(this); }
     iterator end() noexcept { return iterator(); }

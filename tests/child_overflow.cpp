@@ -1,3 +1,4 @@
+// Not a test file: a helper process. Its exit status and output are CHECKed by tests/test_stacks.cpp.
 // Child program for test_stacks: unbounded recursion in a greenlet with a small stack. The
 // runtime must report "stack overflow in greenlet NAME (stack size N bytes ...)" and the
 // process must die by SIGSEGV.

@@ -27,6 +27,15 @@ public:
     }
     // Another thread may set it: iwait/wait on it hold the loop (no LoopExit meanwhile).
     bool readied_from_other_threads() const noexcept override { return true; }
+    // Store an exception for get() to rethrow. Any thread. Throws std::logic_error if already
+    // set, std::invalid_argument if e is null.
+    void set_exception(std::exception_ptr e) { set_error(std::move(e)); }
+    // Same with an exception object (any type).
+    template <class E,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
+    void set_exception(E&& e) {
+        set_error(std::make_exception_ptr(std::forward<E>(e)));
+    }
     // Set with a value.
     bool successful() const noexcept { return state_.load(std::memory_order_acquire) == kValue; }
     // The exception it was set with, or null (not set, or set with a value).
@@ -101,15 +110,6 @@ public:
         }
         finish_set(true);
     }
-    // Store an exception for get() to rethrow. Any thread. Throws std::logic_error if already
-    // set, std::invalid_argument if e is null.
-    void set_exception(std::exception_ptr e) { set_error(std::move(e)); }
-    // Same with an exception object (any type).
-    template <class E,
-              class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
-    void set_exception(E&& e) {
-        set_error(std::make_exception_ptr(std::forward<E>(e)));
-    }
 
     // Block until set (up to timeout), then return the value or rethrow the exception. Throws
     // Timeout (Timeout::expired) if not set in time; a zero timeout does not block. Owner
@@ -143,15 +143,6 @@ public:
     void set() {
         begin_set();
         finish_set(true);
-    }
-    // Store an exception for get() to rethrow. Any thread. Throws std::logic_error if already
-    // set, std::invalid_argument if e is null.
-    void set_exception(std::exception_ptr e) { set_error(std::move(e)); }
-    // Same with an exception object (any type).
-    template <class E,
-              class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
-    void set_exception(E&& e) {
-        set_error(std::make_exception_ptr(std::forward<E>(e)));
     }
 
     // Block until set (up to timeout), then return or rethrow. Throws Timeout if not set in

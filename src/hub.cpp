@@ -2,6 +2,7 @@
 #include <cxxabi.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "cogent/exceptions.hpp"
 #include "cogent/hub.hpp"
+#include "fdwait.hpp"
 #include "runtime.hpp"
 #include "switch.hpp"
 
@@ -100,13 +102,49 @@ HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
 HubImpl::~HubImpl() {
     while (Callback* cb = callbacks.pop_front())
         if (cb->discard) cb->discard(cb);
+    delete io;  // stops the fd watchers still armed (kept read watchers of open sockets)
+    io = nullptr;
     ev_ref(loop);
     ev_async_stop(loop, &async_);
     if (loop != ev_default_loop_uc_()) ev_loop_destroy(loop);
     greenlet->release();
 }
 
+namespace {
+std::atomic<void (*)()> g_fork_hooks[16];
+std::atomic<int> g_fork_hook_count{0};
+
+void on_fork_child() {
+    // Only the forking thread exists in the child. Its hub's loop shares the parent's epoll fd:
+    // ev_loop_fork makes libev build a new one (and a new async pipe) at its next iteration.
+    if (ThreadState* ts = tls_state; ts && ts->hub) ts->hub->after_fork();
+    const int n = g_fork_hook_count.load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i)
+        if (auto hook = g_fork_hooks[i].load(std::memory_order_acquire)) hook();
+}
+}  // namespace
+
+void add_fork_child_hook(void (*hook)()) {
+    int i = g_fork_hook_count.fetch_add(1);
+    if (i >= 16) {
+        g_fork_hook_count.fetch_sub(1);
+        throw std::logic_error("cogent: too many fork hooks");
+    }
+    g_fork_hooks[i].store(hook, std::memory_order_release);
+}
+
+void HubImpl::after_fork() noexcept {
+    ev_loop_fork(loop);
+    // Another thread may have held the lock at the fork; it no longer exists to release it.
+    new (&remote_mu_) std::mutex;
+}
+
 HubImpl* create_hub(ThreadState* ts) {
+    static const bool fork_hook_installed = [] {
+        pthread_atfork(nullptr, nullptr, &on_fork_child);
+        return true;
+    }();
+    (void)fork_hook_installed;
     if (!ts->hub) {
         if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
         (void)config();  // a malformed setting throws here, before a loop or fd exists
@@ -299,25 +337,10 @@ void check_may_block(const char* what) {
                                      "wait (spawn a greenlet instead)");
 }
 
-namespace {
 [[noreturn, gnu::cold]] void blocking_on_hub(const char* what) {
     throw BlockingSwitchOutError(std::string("cogent: ") + what +
                                  " would block the hub; hub callbacks and rawlinks must not "
                                  "wait (spawn a greenlet instead)");
-}
-}  // namespace
-
-// Inline so that the jump is made from the blocking function's own frame.
-[[gnu::always_inline]] inline void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
-    if (cur == greenlet) [[unlikely]]
-        blocking_on_hub(what);
-    cur->waiting_on = what;
-    jump(ts, cur, greenlet);
-    cur->waiting_on = nullptr;
-    if (cur->pending) [[unlikely]]
-        rethrow_pending(cur);
-    if (cur->transfer.has_value()) [[unlikely]]
-        cur->transfer.reset();  // a stray raw switch with a value; the waiter reports it
 }
 
 void schedule(Callback* cb) { hub_of(thread_state_fast())->schedule(cb); }

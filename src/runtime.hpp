@@ -72,6 +72,7 @@ private:
 
 // ---- per-thread state ----
 class MainGreenlet;
+struct IoTable;
 
 struct ThreadState : ThreadCore {
     ThreadState();
@@ -138,7 +139,8 @@ public:
 
     // Cross-thread entry: queue fn to run on this hub (any thread may call).
     void run_threadsafe(std::function<void()> fn);
-    void keep_alive(int delta) noexcept;  // hold/release a reference on the loop from the hub thread
+    void keep_alive(int delta) noexcept;
+    void after_fork() noexcept;  // in a forked child, on the thread that forked  // hold/release a reference on the loop from the hub thread
 
     ThreadState* ts;
     struct ev_loop* loop = nullptr;
@@ -149,6 +151,7 @@ public:
     bool stopping = false;
     bool park_requested = false;  // teardown: finish the current callback, then yield to main
     std::uint64_t last_poll_ns = 0;
+    IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
 
 private:
     void run_callbacks();
@@ -161,6 +164,11 @@ private:
 };
 
 HubImpl* create_hub(ThreadState* ts);
+// fork() support. In the child, the forking thread's hub is reinitialised (ev_loop_fork, its
+// cross-thread queue reset) and then each registered hook runs, in registration order, on the
+// child's only thread (the thread pool forgets its workers, the resolver rebuilds its channel).
+// Registration is for the runtime's own subsystems; at most 16 hooks.
+void add_fork_child_hook(void (*hook)());
 inline HubImpl* hub_of(ThreadState* ts) {  // creates on first use
     HubImpl* h = ts->hub;
     return h ? h : create_hub(ts);

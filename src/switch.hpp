@@ -77,4 +77,19 @@ inline void jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
     after_resume(ts, fctx::transfer_t{r.fctx, r.data});
 }
 
+[[noreturn, gnu::cold]] void blocking_on_hub(const char* what);
+
+// Inline so that the jump is made from the blocking function's own frame.
+[[gnu::always_inline]] inline void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
+    if (cur == greenlet) [[unlikely]]
+        blocking_on_hub(what);
+    cur->waiting_on = what;
+    jump(ts, cur, greenlet);
+    cur->waiting_on = nullptr;
+    if (cur->pending) [[unlikely]]
+        rethrow_pending(cur);
+    if (cur->transfer.has_value()) [[unlikely]]
+        cur->transfer.reset();  // a stray raw switch with a value; the waiter reports it
+}
+
 }  // namespace cogent::detail

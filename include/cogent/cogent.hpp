@@ -8,6 +8,7 @@
 #include "cogent/generator.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/hub.hpp"
+#include "cogent/io.hpp"
 #include "cogent/local.hpp"
 #include "cogent/lock.hpp"
 #include "cogent/pool.hpp"

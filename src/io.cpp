@@ -1,0 +1,316 @@
+// Waiting on file descriptors (io.hpp): one ev_io per fd and direction, a table of them per hub,
+// and the close protocol that wakes waiters before an fd number can be reused.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string>
+#include <system_error>
+
+#include "cogent/exceptions.hpp"
+#include "fdwait.hpp"
+#include "switch.hpp"
+
+namespace cogent::detail {
+
+// A greenlet parked in fd_wait. Lives on its stack; every path out unregisters it and stops
+// what it started (the destructor), so no watcher or timer points at a dead frame.
+struct FdWaiter {
+    GreenletImpl* g = nullptr;
+    HubImpl* hub = nullptr;
+    FdState* state = nullptr;  // null once detached
+    int events = 0;
+    int revents = 0;
+    bool timed_out = false;
+    bool closed = false;       // notify_closing woke it
+    bool bad_fd = false;       // libev found the fd invalid (EV_ERROR)
+    ev_timer timer{};
+    WakeCallback close_wake;   // the wake after notify_closing: queued, never a direct switch
+    ~FdWaiter();
+};
+
+namespace {
+
+constexpr int dir_bit(int d) { return d == 0 ? READ : WRITE; }
+
+void start_dir(HubImpl* hub, FdState* s, int d) {
+    ev_io& io = s->io[d];
+    if (!ev_is_active(&io)) {
+        ev_io_start(hub->loop, &io);
+    } else if (d == 0 && s->read_unref) {
+        ev_ref(hub->loop);  // a kept watcher has a waiter again: it keeps the loop alive
+        s->read_unref = false;
+    }
+}
+
+void stop_dir(HubImpl* hub, FdState* s, int d) {
+    if (d == 0) {
+        if (s->read_unref) {
+            ev_ref(hub->loop);  // libev: re-reference before stopping an unreferenced watcher
+            s->read_unref = false;
+        }
+        s->may_read = true;  // the hint is only meaningful while the watcher is armed
+    }
+    ev_io_stop(hub->loop, &s->io[d]);
+}
+
+// Unregister w from its fd and stop its timer. The read watcher stays armed (unreferenced, so
+// it cannot keep the loop alive by itself) when the fd's owner asked for keep_read.
+void detach(FdWaiter* w, bool keep_ok) {
+    FdState* s = w->state;
+    if (s) {
+        for (int d = 0; d < 2; ++d) {
+            if (!(w->events & dir_bit(d)) || s->waiter[d] != w) continue;
+            s->waiter[d] = nullptr;
+            if (d == 0 && keep_ok && s->keep && ev_is_active(&s->io[0])) {
+                if (!s->read_unref) {
+                    ev_unref(w->hub->loop);
+                    s->read_unref = true;
+                }
+            } else if (ev_is_active(&s->io[d])) {
+                stop_dir(w->hub, s, d);
+            }
+        }
+        w->state = nullptr;
+    }
+    ev_timer_stop(w->hub->loop, &w->timer);  // also clears an expired-but-pending timer
+}
+
+void on_io(struct ev_loop* loop, ev_io* io, int revents) {
+    auto* s = static_cast<FdState*>(io->data);
+    const int d = io == &s->io[0] ? 0 : 1;
+    if (revents & EV_ERROR) {
+        // libev could not watch the fd (EBADF, or a file type epoll refuses and libev could not
+        // fall back for); it has stopped every watcher on it. Fail the waiters.
+        s->read_unref = false;  // libev stopped it without our ev_ref: restore the count
+        for (int k = 0; k < 2; ++k) {
+            if (ev_is_active(&s->io[k])) ev_io_stop(loop, &s->io[k]);
+            if (FdWaiter* w = s->waiter[k]) {
+                w->bad_fd = true;
+                detach(w, false);
+                resume(w->g);
+                return;  // the other direction's waiter (if any) sees EV_ERROR next time
+            }
+        }
+        return;
+    }
+    if (d == 0) s->may_read = true;
+    FdWaiter* w = s->waiter[d];
+    if (!w) {
+        // A kept watcher fired with nobody waiting: stop it, or a level-triggered fd with
+        // unread data would wake the loop on every iteration.
+        stop_dir(s->hub, s, d);
+        return;
+    }
+    w->revents |= dir_bit(d);
+    detach(w, true);
+    resume(w->g);
+}
+
+std::string describe_fd(int fd) {
+    std::string out = "fd " + std::to_string(fd);
+    auto name = [](const sockaddr_storage& ss, socklen_t len) -> std::string {
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET) {
+            auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+        }
+        if (ss.ss_family == AF_INET6) {
+            auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+        }
+        if (ss.ss_family == AF_UNIX) {
+            auto* a = reinterpret_cast<const sockaddr_un*>(&ss);
+            if (len > offsetof(sockaddr_un, sun_path) && a->sun_path[0])
+                return std::string(a->sun_path);
+            return "unix";
+        }
+        return "?";
+    };
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        out = "socket " + out + " (" + name(ss, len);
+        sockaddr_storage ps{};
+        socklen_t plen = sizeof ps;
+        if (getpeername(fd, reinterpret_cast<sockaddr*>(&ps), &plen) == 0)
+            out += " -> " + name(ps, plen);
+        out += ")";
+    }
+    return out;
+}
+
+[[noreturn, gnu::cold]] void concurrent_use(int fd, int d, FdWaiter* other) {
+    char gname[128] = "?";
+    if (other && other->g) other->g->describe(gname, sizeof gname);
+    throw ConcurrentObjectUseError("cogent: " + describe_fd(fd) + " is already waited on for " +
+                                   (d == 0 ? "reading" : "writing") + " by another greenlet (" +
+                                   gname + "); one greenlet per direction");
+}
+
+void check_args(int fd, int events) {
+    if (fd < 0)
+        throw std::invalid_argument("cogent: cannot wait on a negative file descriptor (" +
+                                    std::to_string(fd) + ")");
+    if (events == 0 || (events & ~(READ | WRITE)))
+        throw std::invalid_argument("cogent: wait_fd events must be READ, WRITE or both (got " +
+                                    std::to_string(events) + ")");
+}
+
+}  // namespace
+
+FdWaiter::~FdWaiter() {
+    if (hub) detach(this, true);
+    close_wake.unlink();
+}
+
+IoTable::~IoTable() {
+    for (FdState*& s : slots) {
+        if (!s) continue;
+        for (int d = 0; d < 2; ++d)
+            if (ev_is_active(&s->io[d])) stop_dir(hub, s, d);
+        delete s;
+        s = nullptr;
+    }
+}
+
+FdState* IoTable::get(int fd) {
+    if (std::size_t(fd) >= slots.size()) slots.resize(std::size_t(fd) + 64, nullptr);
+    FdState*& s = slots[std::size_t(fd)];
+    if (!s) {
+        s = new FdState;
+        s->fd = fd;
+        s->hub = hub;
+        ev_io_init(&s->io[0], on_io, fd, EV_READ);
+        ev_io_init(&s->io[1], on_io, fd, EV_WRITE);
+        s->io[0].data = s->io[1].data = s;
+    }
+    return s;
+}
+
+int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* what) {
+    check_args(fd, events);
+    ThreadState* ts = thread_state_fast();
+    GreenletImpl* cur = ts->current;
+    HubImpl* hub = hub_of(ts);
+    if (cur == hub->greenlet) blocking_on_hub(what);
+    if (timeout.zero()) {
+        // "Do not block": ask the kernel once.
+        pollfd p{fd, short((events & READ ? POLLIN : 0) | (events & WRITE ? POLLOUT : 0)), 0};
+        int saved = errno;
+        int n = ::poll(&p, 1, 0);
+        errno = saved;
+        if (n > 0 && (p.revents & POLLNVAL))
+            throw std::system_error(EBADF, std::generic_category(),
+                                    "cogent: " + std::string(what) + " on fd " +
+                                        std::to_string(fd) + ", which is not open");
+        if (n <= 0) return 0;
+        int r = 0;
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) r |= READ;
+        if (p.revents & (POLLOUT | POLLHUP | POLLERR)) r |= WRITE;
+        return r & events;
+    }
+    IoTable* table = hub->io ? hub->io : (hub->io = new IoTable(hub));
+    FdState* s = table->get(fd);
+    for (int d = 0; d < 2; ++d)
+        if ((events & dir_bit(d)) && s->waiter[d]) concurrent_use(fd, d, s->waiter[d]);
+
+    FdWaiter w;
+    w.g = cur;
+    w.hub = hub;
+    w.state = s;
+    w.events = events;
+    if (events & READ) s->keep = keep_read;
+    for (int d = 0; d < 2; ++d) {
+        if (!(events & dir_bit(d))) continue;
+        s->waiter[d] = &w;
+        start_dir(hub, s, d);
+    }
+    if (!timeout.forever()) {
+        ev_timer_init(&w.timer, [](struct ev_loop*, ev_timer* t, int) {
+            auto* self = static_cast<FdWaiter*>(t->data);
+            self->timed_out = true;
+            detach(self, true);
+            resume(self->g);
+        }, timeout.seconds(), 0.);
+        w.timer.data = &w;
+        hub->update_now();
+        ev_timer_start(hub->loop, &w.timer);
+    }
+    hub->switch_out(cur, what);  // kill / Timeout: ~FdWaiter cleans up
+    if (w.closed)
+        throw std::system_error(EBADF, std::generic_category(),
+                                "cogent: fd " + std::to_string(fd) +
+                                    ": file descriptor was closed in another greenlet");
+    if (w.bad_fd)
+        throw std::system_error(EBADF, std::generic_category(),
+                                "cogent: " + std::string(what) + " on fd " + std::to_string(fd) +
+                                    ", which is not an open file descriptor");
+    if (w.timed_out) return 0;
+    if (!w.revents)
+        throw InvalidSwitchError(
+            std::string("cogent: unexpected switch into a greenlet waiting in ") + what);
+    return w.revents & events;
+}
+
+void fd_drained(int fd) noexcept {
+    ThreadState* ts = tls_state;
+    if (!ts || !ts->hub || !ts->hub->io) return;
+    FdState* s = ts->hub->io->find(fd);
+    // Only an armed watcher makes "not readable" safe to act on: it will fire on new data.
+    if (s && ev_is_active(&s->io[0])) s->may_read = false;
+}
+
+}  // namespace cogent::detail
+
+namespace cogent {
+
+using namespace detail;
+
+bool wait_read(int fd, TimeoutArg timeout) {
+    return fd_wait(fd, READ, timeout, false, "wait_read()") != 0;
+}
+
+bool wait_write(int fd, TimeoutArg timeout) {
+    return fd_wait(fd, WRITE, timeout, false, "wait_write()") != 0;
+}
+
+int wait_fd(int fd, int events, TimeoutArg timeout) {
+    return fd_wait(fd, events, timeout, false, "wait_fd()");
+}
+
+void notify_closing(int fd) noexcept {
+    ThreadState* ts = tls_state;
+    if (fd < 0 || !ts || !ts->hub || !ts->hub->io) return;
+    IoTable* table = ts->hub->io;
+    FdState* s = table->find(fd);
+    if (!s) return;
+    for (int d = 0; d < 2; ++d) {
+        FdWaiter* w = s->waiter[d];
+        if (!w) continue;
+        w->closed = true;
+        detach(w, false);
+        // Waking never switches: the waiter resumes from the hub's queue.
+        w->close_wake.g = w->g;
+        w->close_wake.owns_ref = false;
+        ts->hub->schedule(&w->close_wake);
+    }
+    for (int d = 0; d < 2; ++d)
+        if (ev_is_active(&s->io[d])) stop_dir(table->hub, s, d);
+    table->slots[std::size_t(fd)] = nullptr;
+    delete s;
+}
+
+int close(int fd) noexcept {
+    notify_closing(fd);
+    return ::close(fd);
+}
+
+}  // namespace cogent

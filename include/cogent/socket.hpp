@@ -1,0 +1,178 @@
+// Cooperative sockets: TCP, UDP and Unix-domain, IPv4 and IPv6. Blocking calls park only the
+// calling greenlet ("try the call; on EAGAIN wait for the fd; retry").
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "cogent/time.hpp"
+
+namespace cogent {
+
+// A socket address: IPv4, IPv6 or Unix-domain. A plain value (copyable, no allocation).
+class Address {
+public:
+    // An empty address (family() == AF_UNSPEC).
+    Address() noexcept = default;
+    // A numeric IPv4 or IPv6 host ("127.0.0.1", "::1", "[::1]", "" or "0.0.0.0" for any) and a
+    // port. std::invalid_argument naming the host when it is not a numeric address.
+    Address(std::string_view host, std::uint16_t port);
+    // A Unix-domain path; a leading '@' names an abstract socket. std::invalid_argument when
+    // too long.
+    static Address unix_path(std::string_view path);
+    // Copy from a sockaddr (std::invalid_argument when len is too large or the family unknown).
+    static Address from_sockaddr(const sockaddr* sa, socklen_t len);
+
+    int family() const noexcept { return storage_.ss_family; }
+    const sockaddr* sockaddr_ptr() const noexcept {
+        return reinterpret_cast<const sockaddr*>(&storage_);
+    }
+    sockaddr* sockaddr_ptr() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
+    socklen_t length() const noexcept { return len_; }
+    // The numeric host ("127.0.0.1", "::1"), or the path for a Unix address.
+    std::string host() const;
+    // The port (0 for Unix addresses).
+    std::uint16_t port() const noexcept;
+    // "127.0.0.1:80", "[::1]:80", "/run/x.sock", "@abstract", "(unspecified)".
+    std::string to_string() const;
+    friend bool operator==(const Address& a, const Address& b) noexcept;
+
+private:
+    sockaddr_storage storage_{};
+    socklen_t len_ = 0;
+};
+
+// A socket operation did not finish within the socket's timeout (gevent's socket.timeout):
+// std::system_error with ETIMEDOUT and "timed out" plus what and which peer in the message.
+class SocketTimeout : public std::system_error {
+public:
+    explicit SocketTimeout(const std::string& what)
+        : std::system_error(ETIMEDOUT, std::generic_category(), what) {}
+};
+
+// A cooperative socket. Owns its fd (closed by the destructor and close(), waking any greenlet
+// waiting on it with EBADF first). Move-only. The fd is always O_NONBLOCK underneath; the
+// blocking behaviour the user sees comes from the socket's timeout:
+//   absent (the default) - calls block (only this greenlet) until done;
+//   zero                 - calls never block: what would block throws std::system_error
+//                          with EAGAIN (EINPROGRESS for connect), like gevent's BlockingIOError;
+//   positive             - each call must finish within it, else SocketTimeout.
+// Errors are std::system_error carrying errno, with the operation and the peer address (when
+// known) in the message. Sends never raise SIGPIPE (MSG_NOSIGNAL). One greenlet may read while
+// another writes; two reading (or two writing) at once is ConcurrentObjectUseError.
+// A socket's waits belong to the hub of the thread that uses it; use it from one thread.
+class Socket {
+public:
+    // An invalid socket (fileno() == -1).
+    Socket() noexcept = default;
+    // socket(2) with SOCK_NONBLOCK | SOCK_CLOEXEC; std::system_error on failure.
+    Socket(int family, int type, int protocol = 0);
+    // Take ownership of an open fd (made non-blocking). std::invalid_argument for fd < 0.
+    static Socket adopt(int fd);
+    // A connected pair (socketpair(2)), AF_UNIX by default.
+    static std::pair<Socket, Socket> pair(int type = SOCK_STREAM, int family = AF_UNIX);
+
+    Socket(Socket&& o) noexcept;
+    Socket& operator=(Socket&& o) noexcept;
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+    ~Socket();
+
+    int fileno() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+    int family() const noexcept { return family_; }
+    int type() const noexcept { return type_; }
+    // Give up ownership: returns the fd (still non-blocking), leaves this socket invalid.
+    int release() noexcept;
+
+    // Per-socket timeout for every later call (see the class comment).
+    void set_timeout(TimeoutArg timeout) noexcept { timeout_ = timeout; }
+    TimeoutArg timeout() const noexcept { return timeout_; }
+
+    void bind(const Address& addr);
+    void listen(int backlog = 1024);
+    // Connect, waiting cooperatively. std::system_error (ECONNREFUSED...) or SocketTimeout.
+    void connect(const Address& addr);
+    // As connect, but returns 0 or the errno instead of throwing (SocketTimeout: ETIMEDOUT).
+    int connect_ex(const Address& addr);
+    // Accept one connection (waiting cooperatively). As in gevent, the new socket starts with
+    // no timeout. Transient errors (ECONNABORTED) are retried; others throw.
+    std::pair<Socket, Address> accept();
+
+    // Receive up to n bytes; 0 means the peer closed (stream) or an empty datagram.
+    std::size_t recv(void* buf, std::size_t n, int flags = 0);
+    // Receive up to max bytes as a string ("" at end of stream).
+    std::string recv(std::size_t max, int flags = 0);
+    // gevent spelling of recv into a caller's buffer.
+    std::size_t recv_into(void* buf, std::size_t n, int flags = 0) { return recv(buf, n, flags); }
+    // Receive a datagram (or stream data) and its source address.
+    std::pair<std::size_t, Address> recvfrom(void* buf, std::size_t n, int flags = 0);
+    // Send some of the bytes; returns how many were sent.
+    std::size_t send(const void* buf, std::size_t n, int flags = 0);
+    std::size_t send(std::string_view data, int flags = 0) {
+        return send(data.data(), data.size(), flags);
+    }
+    // Send all of the bytes (looping and waiting). With a timeout, the whole call must finish
+    // within it.
+    void sendall(const void* buf, std::size_t n, int flags = 0);
+    void sendall(std::string_view data, int flags = 0) { sendall(data.data(), data.size(), flags); }
+    std::size_t sendto(const void* buf, std::size_t n, const Address& to, int flags = 0);
+    std::size_t sendto(std::string_view data, const Address& to, int flags = 0) {
+        return sendto(data.data(), data.size(), to, flags);
+    }
+    // shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR.
+    void shutdown(int how);
+    // Wake greenlets waiting on this socket (EBADF), then close the fd. Idempotent.
+    void close() noexcept;
+
+    Address local_address() const;
+    Address peer_address() const;
+    // setsockopt/getsockopt for int-valued options; std::system_error on failure.
+    void set_option(int level, int name, int value);
+    int get_option(int level, int name) const;
+
+private:
+    explicit Socket(int fd, int family, int type) noexcept : fd_(fd), family_(family), type_(type) {}
+    int fd_ = -1;
+    int family_ = 0;
+    int type_ = 0;
+    TimeoutArg timeout_{};
+};
+
+// Connect to host:port (a numeric address for now; names once the resolver lands), trying each
+// address in turn; `source` binds the local end first. The timeout bounds the connect and
+// becomes the returned socket's timeout. Throws like Socket::connect.
+Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg timeout = {},
+                         std::optional<Address> source = std::nullopt);
+
+// A buffered reader over a socket, for line protocols (gevent's makefile('rb')). Borrows the
+// socket, which must outlive it. Reads honour the socket's timeout.
+class SocketReader {
+public:
+    explicit SocketReader(Socket& sock, std::size_t buffer_size = 64 * 1024);
+    // Up to and including the next '\n'; shorter at end of stream; "" once at end. A line longer
+    // than max_line throws std::length_error (the bytes stay buffered).
+    std::string readline(std::size_t max_line = 64 * 1024);
+    // Exactly n bytes; std::runtime_error ("connection closed after K of n bytes") when the
+    // stream ends first.
+    std::string read_exactly(std::size_t n);
+    // Whatever is buffered, or one recv of up to max bytes when nothing is ("" at end).
+    std::string read_some(std::size_t max = 64 * 1024);
+    // Bytes read from the socket but not yet returned.
+    std::size_t buffered() const noexcept { return end_ - begin_; }
+
+private:
+    bool fill();
+    Socket* sock_;
+    std::string buf_;
+    std::size_t begin_ = 0, end_ = 0;
+};
+
+}  // namespace cogent

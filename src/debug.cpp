@@ -1,5 +1,6 @@
 #include "cogent/debug.hpp"
 
+#include "fdwait.hpp"
 #include "runtime.hpp"
 
 namespace cogent::debug {
@@ -19,6 +20,15 @@ std::size_t live_greenlets() noexcept {
 std::size_t pending_callbacks() noexcept {
     ThreadState* ts = tls_state;
     return ts && ts->hub ? ts->hub->callbacks.size() : 0;
+}
+
+std::size_t fd_watchers() noexcept {
+    ThreadState* ts = tls_state;
+    if (!ts || !ts->hub || !ts->hub->io) return 0;
+    std::size_t n = 0;
+    for (FdState* s : ts->hub->io->slots)
+        if (s) n += std::size_t(ev_is_active(&s->io[0])) + std::size_t(ev_is_active(&s->io[1]));
+    return n;
 }
 
 bool has_hub() noexcept {

@@ -38,8 +38,11 @@ struct IoTable {
 // Park until fd is ready for `events` (READ|WRITE); the ready subset, 0 on timeout. With
 // keep_read, the read watcher stays armed after the wake (saving an epoll_ctl per wait on a
 // connection that is read again and again); only an fd owner that always closes through
-// notify_closing may ask for that. `what` names the wait in errors.
-int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* what);
+// notify_closing may ask for that. `what` names the wait in errors. known_open: the caller has
+// just seen the fd work (a call on it returned EAGAIN), so the fd check that guards libev (it
+// aborts on an invalid fd) may be skipped.
+int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* what,
+            bool known_open = false);
 
 // Read-readiness hint for keep_read owners: false only when fd's read watcher is armed and has
 // not fired since fd_drained(fd), so a read would almost surely give EAGAIN and the caller may

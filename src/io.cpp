@@ -1,6 +1,7 @@
 // Waiting on file descriptors (io.hpp): one ev_io per fd and direction, a table of them per hub,
 // and the close protocol that wakes waiters before an fd number can be reused.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -87,7 +88,10 @@ void on_io(struct ev_loop* loop, ev_io* io, int revents) {
     if (revents & EV_ERROR) {
         // libev could not watch the fd (EBADF, or a file type epoll refuses and libev could not
         // fall back for); it has stopped every watcher on it. Fail the waiters.
-        s->read_unref = false;  // libev stopped it without our ev_ref: restore the count
+        if (s->read_unref) {
+            ev_ref(loop);  // libev stopped the unreferenced watcher itself: rebalance
+            s->read_unref = false;
+        }
         for (int k = 0; k < 2; ++k) {
             if (ev_is_active(&s->io[k])) ev_io_stop(loop, &s->io[k]);
             if (FdWaiter* w = s->waiter[k]) {
@@ -155,6 +159,12 @@ std::string describe_fd(int fd) {
                                    gname + "); one greenlet per direction");
 }
 
+[[noreturn, gnu::cold]] void throw_bad_fd(int fd, const char* what) {
+    throw std::system_error(EBADF, std::generic_category(),
+                            "cogent: " + std::string(what) + " on fd " + std::to_string(fd) +
+                                ", which is not an open file descriptor");
+}
+
 void check_args(int fd, int events) {
     if (fd < 0)
         throw std::invalid_argument("cogent: cannot wait on a negative file descriptor (" +
@@ -195,7 +205,8 @@ FdState* IoTable::get(int fd) {
     return s;
 }
 
-int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* what) {
+int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* what,
+            bool known_open) {
     check_args(fd, events);
     ThreadState* ts = thread_state_fast();
     GreenletImpl* cur = ts->current;
@@ -207,10 +218,7 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         int saved = errno;
         int n = ::poll(&p, 1, 0);
         errno = saved;
-        if (n > 0 && (p.revents & POLLNVAL))
-            throw std::system_error(EBADF, std::generic_category(),
-                                    "cogent: " + std::string(what) + " on fd " +
-                                        std::to_string(fd) + ", which is not open");
+        if (n > 0 && (p.revents & POLLNVAL)) throw_bad_fd(fd, what);
         if (n <= 0) return 0;
         int r = 0;
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) r |= READ;
@@ -222,6 +230,14 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
     for (int d = 0; d < 2; ++d)
         if ((events & dir_bit(d)) && s->waiter[d]) concurrent_use(fd, d, s->waiter[d]);
 
+    if (!known_open) {
+        // libev asserts (aborts the process) when epoll_ctl says EBADF. A watcher already armed
+        // proves nothing either (the fd may have been closed behind our back), so check always.
+        int saved = errno;
+        int ok = ::fcntl(fd, F_GETFD);
+        errno = saved;
+        if (ok < 0) throw_bad_fd(fd, what);
+    }
     FdWaiter w;
     w.g = cur;
     w.hub = hub;
@@ -249,10 +265,7 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         throw std::system_error(EBADF, std::generic_category(),
                                 "cogent: fd " + std::to_string(fd) +
                                     ": file descriptor was closed in another greenlet");
-    if (w.bad_fd)
-        throw std::system_error(EBADF, std::generic_category(),
-                                "cogent: " + std::string(what) + " on fd " + std::to_string(fd) +
-                                    ", which is not an open file descriptor");
+    if (w.bad_fd) throw_bad_fd(fd, what);
     if (w.timed_out) return 0;
     if (!w.revents)
         throw InvalidSwitchError(

@@ -1,5 +1,5 @@
 // Shared test support: a fixture that fails a test which leaves a greenlet, a queued hub
-// callback or a file descriptor behind.
+// callback, a file descriptor or an active fd watcher behind.
 #pragma once
 
 #include <dirent.h>
@@ -28,6 +28,7 @@ inline std::size_t open_fds() {
 struct LeakCheck {
     // The hub's own fds (epoll, eventfd) are created once per thread, not leaked by a test.
     std::size_t fds_before = (cogent::get_hub(), open_fds());
+    std::size_t watchers_before = cogent::debug::fd_watchers();
     ~LeakCheck() {
         // Let greenlets that are finishing (links, notifications) run to the end.
         for (int i = 0; i < 100 && (cogent::debug::live_greenlets() > 0 ||
@@ -37,6 +38,8 @@ struct LeakCheck {
         CHECK_MESSAGE(cogent::debug::live_greenlets() == 0, "a greenlet was left running");
         CHECK_MESSAGE(cogent::debug::pending_callbacks() == 0, "a hub callback was left queued");
         CHECK_MESSAGE(open_fds() == fds_before, "a file descriptor was leaked");
+        CHECK_MESSAGE(cogent::debug::fd_watchers() == watchers_before,
+                      "an fd watcher was left active");
     }
 };
 

@@ -18,20 +18,29 @@ PACKAGES=(
     libc-ares-dev
     doctest-dev
 )
+# What `./dev.sh bench` needs on top: the load generator and the servers it compares against.
+BENCH_PACKAGES=(
+    wrk
+    python3-gevent
+    python3-matplotlib
+    util-linux
+)
 JOBS=2  # the machine has 2 cores, shared
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 log() { echo "dev.sh: $*" >&2; }
 
-# Install the packages of PACKAGES that dpkg does not report as installed.
+# ensure_packages [PKG...]: install those of PACKAGES and the given ones that dpkg does not
+# report as installed (apt-get update once, then apt-get install -y).
 ensure_packages() {
+    local wanted=("${PACKAGES[@]}" "$@")
     if ! command -v dpkg-query >/dev/null 2>&1; then
-        log "dpkg-query not found: not a Debian system; install these yourself: ${PACKAGES[*]}"
+        log "dpkg-query not found: not a Debian system; install these yourself: ${wanted[*]}"
         return 0
     fi
     local missing=() p status
-    for p in "${PACKAGES[@]}"; do
+    for p in "${wanted[@]}"; do
         status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
         [[ "$status" == "install ok installed" ]] || missing+=("$p")
     done
@@ -78,7 +87,7 @@ cmd_demo() {
 }
 
 cmd_bench() {
-    ensure_packages
+    ensure_packages "${BENCH_PACKAGES[@]}"
     build build
     if [[ ! -f bench/run.sh ]]; then
         log "bench/run.sh does not exist yet: no benchmarks to run"

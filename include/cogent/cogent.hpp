@@ -15,6 +15,7 @@
 #include "cogent/queue.hpp"
 #include "cogent/raw_greenlet.hpp"
 #include "cogent/semaphore.hpp"
+#include "cogent/socket.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
 #include "cogent/timer.hpp"

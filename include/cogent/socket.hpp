@@ -12,6 +12,7 @@
 #include <system_error>
 #include <utility>
 
+#include "cogent/io.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -21,16 +22,21 @@ class Address {
 public:
     // An empty address (family() == AF_UNSPEC).
     Address() noexcept = default;
-    // A numeric IPv4 or IPv6 host ("127.0.0.1", "::1", "[::1]", "" or "0.0.0.0" for any) and a
-    // port. std::invalid_argument naming the host when it is not a numeric address.
+    // A numeric IPv4 or IPv6 host ("127.0.0.1", "::1", "[::1]", "fe80::1%eth0", "" or
+    // "0.0.0.0" for any) and a port. std::invalid_argument naming the host when it is not a
+    // numeric address (host names need the resolver, which is not available yet).
     Address(std::string_view host, std::uint16_t port);
     // A Unix-domain path; a leading '@' names an abstract socket. std::invalid_argument when
-    // too long.
+    // empty, too long (107 bytes at most) or containing a NUL byte.
     static Address unix_path(std::string_view path);
     // Copy from a sockaddr (std::invalid_argument when len is too large or the family unknown).
+    // len == 0 gives the empty address; an unnamed Unix socket gives a Unix address with an
+    // empty path.
     static Address from_sockaddr(const sockaddr* sa, socklen_t len);
 
+    // AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC for the empty address.
     int family() const noexcept { return storage_.ss_family; }
+    // The sockaddr to pass to bind/connect/sendto, and its length.
     const sockaddr* sockaddr_ptr() const noexcept {
         return reinterpret_cast<const sockaddr*>(&storage_);
     }
@@ -40,8 +46,10 @@ public:
     std::string host() const;
     // The port (0 for Unix addresses).
     std::uint16_t port() const noexcept;
-    // "127.0.0.1:80", "[::1]:80", "/run/x.sock", "@abstract", "(unspecified)".
+    // "127.0.0.1:80", "[::1]:80", "/run/x.sock", "@abstract", "(unnamed)" (an unbound Unix
+    // socket), "(unspecified)" (the empty address).
     std::string to_string() const;
+    // Same family, host and port (IPv6: and scope); same path for Unix addresses.
     friend bool operator==(const Address& a, const Address& b) noexcept;
 
 private:
@@ -57,9 +65,9 @@ public:
         : std::system_error(ETIMEDOUT, std::generic_category(), what) {}
 };
 
-// A cooperative socket. Owns its fd (closed by the destructor and close(), waking any greenlet
-// waiting on it with EBADF first). Move-only. The fd is always O_NONBLOCK underneath; the
-// blocking behaviour the user sees comes from the socket's timeout:
+// A cooperative socket (gevent.socket.socket). Owns its fd (closed by the destructor and close(),
+// waking any greenlet waiting on it with EBADF first). Move-only. The fd is always O_NONBLOCK
+// underneath; the blocking behaviour the user sees comes from the socket's timeout:
 //   absent (the default) - calls block (only this greenlet) until done;
 //   zero                 - calls never block: what would block throws std::system_error
 //                          with EAGAIN (EINPROGRESS for connect), like gevent's BlockingIOError;
@@ -67,36 +75,54 @@ public:
 // Errors are std::system_error carrying errno, with the operation and the peer address (when
 // known) in the message. Sends never raise SIGPIPE (MSG_NOSIGNAL). One greenlet may read while
 // another writes; two reading (or two writing) at once is ConcurrentObjectUseError.
-// A socket's waits belong to the hub of the thread that uses it; use it from one thread.
+// A socket's waits belong to the hub of the thread that uses it: use it from one thread, and
+// close (or release) it on that thread, which drops the read watcher kept armed between reads.
+// A method called on a closed or moved-from socket throws std::system_error with EBADF.
 class Socket {
 public:
     // An invalid socket (fileno() == -1).
     Socket() noexcept = default;
     // socket(2) with SOCK_NONBLOCK | SOCK_CLOEXEC; std::system_error on failure.
     Socket(int family, int type, int protocol = 0);
-    // Take ownership of an open fd (made non-blocking). std::invalid_argument for fd < 0.
+    // Take ownership of an open socket fd (made non-blocking; its FD_CLOEXEC flag is left as
+    // it is). std::invalid_argument for fd < 0; std::system_error (EBADF, ENOTSOCK) when fd is
+    // not an open socket, in which case the fd stays the caller's.
     static Socket adopt(int fd);
-    // A connected pair (socketpair(2)), AF_UNIX by default.
+    // A connected pair (socketpair(2)), AF_UNIX by default; std::system_error on failure.
     static std::pair<Socket, Socket> pair(int type = SOCK_STREAM, int family = AF_UNIX);
 
+    // Moves leave the source invalid (fileno() == -1); assigning closes what this socket held.
     Socket(Socket&& o) noexcept;
     Socket& operator=(Socket&& o) noexcept;
     Socket(const Socket&) = delete;
     Socket& operator=(const Socket&) = delete;
+    // Closes the socket (see close()).
     ~Socket();
 
+    // The fd, or -1 once closed, released or moved from.
     int fileno() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
+    // AF_INET, AF_INET6 or AF_UNIX (0 for an invalid socket).
     int family() const noexcept { return family_; }
+    // SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET (0 for an invalid socket).
     int type() const noexcept { return type_; }
-    // Give up ownership: returns the fd (still non-blocking), leaves this socket invalid.
+    // Give up ownership: returns the fd (still non-blocking; greenlets waiting on it are woken
+    // with EBADF, as by close), leaves this socket invalid. -1 for an invalid socket.
     int release() noexcept;
+    // gevent spelling of release().
+    int detach() noexcept { return release(); }
 
-    // Per-socket timeout for every later call (see the class comment).
+    // Per-socket timeout for every later call (see the class comment; gevent's settimeout).
     void set_timeout(TimeoutArg timeout) noexcept { timeout_ = timeout; }
     TimeoutArg timeout() const noexcept { return timeout_; }
+    // gevent's setblocking: true = no timeout (block), false = zero timeout (never block).
+    void set_blocking(bool blocking) noexcept {
+        timeout_ = blocking ? TimeoutArg() : TimeoutArg(Duration::zero());
+    }
 
+    // bind(2); std::system_error naming the address (EADDRINUSE...).
     void bind(const Address& addr);
+    // listen(2); std::system_error on failure.
     void listen(int backlog = 1024);
     // Connect, waiting cooperatively. std::system_error (ECONNREFUSED...) or SocketTimeout.
     void connect(const Address& addr);
@@ -105,6 +131,10 @@ public:
     // Accept one connection (waiting cooperatively). As in gevent, the new socket starts with
     // no timeout. Transient errors (ECONNABORTED) are retried; others throw.
     std::pair<Socket, Address> accept();
+
+    // The calls below wait cooperatively as the timeout says (MSG_DONTWAIT in flags: do not
+    // wait). They throw std::system_error (EBADF when closed, meanwhile too), SocketTimeout,
+    // ConcurrentObjectUseError (a second reader or writer), and whatever kill/Timeout throws.
 
     // Receive up to n bytes; 0 means the peer closed (stream) or an empty datagram.
     std::size_t recv(void* buf, std::size_t n, int flags = 0);
@@ -123,15 +153,21 @@ public:
     // within it.
     void sendall(const void* buf, std::size_t n, int flags = 0);
     void sendall(std::string_view data, int flags = 0) { sendall(data.data(), data.size(), flags); }
+    // Send a datagram to `to`; returns how many bytes were sent.
     std::size_t sendto(const void* buf, std::size_t n, const Address& to, int flags = 0);
     std::size_t sendto(std::string_view data, const Address& to, int flags = 0) {
         return sendto(data.data(), data.size(), to, flags);
     }
-    // shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR.
+    // sendmsg(2) / recvmsg(2) (scatter/gather, ancillary data such as SCM_RIGHTS), waiting as
+    // send/recv do; return the byte count.
+    std::size_t sendmsg(const msghdr* msg, int flags = 0);
+    std::size_t recvmsg(msghdr* msg, int flags = 0);
+    // shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR; std::system_error on failure (ENOTCONN...).
     void shutdown(int how);
     // Wake greenlets waiting on this socket (EBADF), then close the fd. Idempotent.
     void close() noexcept;
 
+    // getsockname(2) / getpeername(2); std::system_error on failure (ENOTCONN...).
     Address local_address() const;
     Address peer_address() const;
     // setsockopt/getsockopt for int-valued options; std::system_error on failure.
@@ -139,11 +175,18 @@ public:
     int get_option(int level, int name) const;
 
 private:
-    explicit Socket(int fd, int family, int type) noexcept : fd_(fd), family_(family), type_(type) {}
+    struct Owned {};  // tag: the (fd, family, type) constructor would clash with the public one
+    Socket(Owned, int fd, int family, int type) noexcept : fd_(fd), family_(family), type_(type) {}
+    int fd_check(const char* op) const;
+    int park(int fd, int events, TimeoutArg timeout, const char* what, const char* op) const;
+    [[noreturn]] void fail(int err, const char* op) const;
+    [[noreturn]] void fail_timeout(const char* op) const;
+    std::string peer_name() const;
     int fd_ = -1;
     int family_ = 0;
     int type_ = 0;
     TimeoutArg timeout_{};
+    Address peer_{};  // remembered by connect/accept for error messages
 };
 
 // Connect to host:port (a numeric address for now; names once the resolver lands), trying each
@@ -153,7 +196,8 @@ Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg t
                          std::optional<Address> source = std::nullopt);
 
 // A buffered reader over a socket, for line protocols (gevent's makefile('rb')). Borrows the
-// socket, which must outlive it. Reads honour the socket's timeout.
+// socket, which must outlive it. Reads honour the socket's timeout and throw what recv throws;
+// bytes read before an exception stay buffered, so nothing is lost.
 class SocketReader {
 public:
     explicit SocketReader(Socket& sock, std::size_t buffer_size = 64 * 1024);
@@ -170,6 +214,7 @@ public:
 
 private:
     bool fill();
+    void unread(std::string_view bytes);
     Socket* sock_;
     std::string buf_;
     std::size_t begin_ = 0, end_ = 0;

@@ -1,0 +1,790 @@
+// Subprocesses (subprocess.hpp): spawning with _Fork + execve and a close-on-exec error pipe,
+// cooperative pipes, communicate() with helper greenlets, run/check_output.
+#include "cogent/subprocess.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+
+#include "child.hpp"
+#include "cogent/greenlet.hpp"
+#include "cogent/io.hpp"
+#include "fdwait.hpp"
+#include "runtime.hpp"
+
+extern char** environ;
+
+namespace cogent::detail {
+
+// communicate()'s state. The helper greenlets hold it by shared_ptr, so neither a moved nor a
+// destroyed Popen leaves them pointing at freed memory.
+struct CommState {
+    subprocess::PipeEnd in, out, err;
+    std::string input;
+    std::size_t input_off = 0;
+    std::string out_data, err_data;
+    Greenlet<void> writer, err_reader;
+};
+
+}  // namespace cogent::detail
+
+namespace cogent::subprocess {
+
+using detail::ChildWatch;
+using detail::CommState;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("cogent: " + msg); }
+
+[[noreturn]] void sys_fail(int err, const std::string& msg) {
+    throw std::system_error(err, std::generic_category(), "cogent: " + msg);
+}
+
+bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+// Python's repr of the argv list: ['sh', '-c', 'exit 3'].
+std::string format_cmd(const std::vector<std::string>& argv) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        if (i) s += ", ";
+        s += '\'';
+        for (char c : argv[i]) {
+            if (c == '\'' || c == '\\') s += '\\';
+            s += c;
+        }
+        s += '\'';
+    }
+    return s + "]";
+}
+
+std::string format_seconds(Duration d) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%g", std::chrono::duration<double>(d).count());
+    return buf;
+}
+
+// write(2) that never raises SIGPIPE: the signal a write to a widowed pipe generates is
+// directed at the writing thread, so blocking it here and consuming it afterwards keeps it
+// from the rest of the process without touching the process-wide disposition.
+ssize_t write_nosigpipe(int fd, const char* data, std::size_t len) {
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pending);
+    const bool was_pending = sigismember(&pending, SIGPIPE);
+    ssize_t n = ::write(fd, data, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        timespec zero{};
+        while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = e;
+    return n;
+}
+
+void set_nonblocking(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fdfl >= 0 && !(fdfl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+}
+
+// Read fd into `out` until end of file (then close `pipe`). Data goes straight into `out`, so
+// an interrupted drain (Timeout, kill) loses nothing. False if `timeout` passed first.
+bool drain(PipeEnd& pipe, std::string& out, const detail::Deadline* deadline) {
+    constexpr std::size_t kChunk = 64 * 1024;
+    while (pipe) {
+        const std::size_t old = out.size();
+        out.resize(old + kChunk);
+        ssize_t n = ::read(pipe.fd(), out.data() + old, kChunk);
+        int e = errno;
+        out.resize(old + std::size_t(std::max<ssize_t>(n, 0)));
+        if (n > 0) continue;
+        if (n == 0) {
+            pipe.close();
+            break;
+        }
+        if (e == EINTR) continue;
+        if (e != EAGAIN)
+            sys_fail(e, "read from a child's pipe (fd " + std::to_string(pipe.fd()) + ")");
+        if (!cogent::wait_read(pipe.fd(), deadline ? deadline->left() : TimeoutArg{})) return false;
+    }
+    return true;
+}
+
+// communicate()'s stdin writer: the rest of the input, then close (EOF for the child).
+void write_input(const std::shared_ptr<CommState>& st) {
+    PipeEnd& in = st->in;
+    while (in && st->input_off < st->input.size()) {
+        ssize_t n = write_nosigpipe(in.fd(), st->input.data() + st->input_off,
+                                    st->input.size() - st->input_off);
+        if (n > 0) {
+            st->input_off += std::size_t(n);
+        } else if (errno == EAGAIN) {
+            cogent::wait_write(in.fd());
+        } else if (errno == EPIPE) {
+            break;  // the child closed its stdin: not an error (as Python)
+        } else if (errno != EINTR) {
+            sys_fail(errno, "write to a child's stdin (fd " + std::to_string(in.fd()) + ")");
+        }
+    }
+    in.close();
+    std::string().swap(st->input);
+}
+
+// ---- spawning ----
+
+enum Stage : int { kStageFds = 1, kStageSession, kStageCwd, kStageExec };
+
+struct ExecError {
+    int stage;
+    int err;
+};
+
+// Everything the child needs, prepared by the parent: after _Fork the child may only make
+// async-signal-safe calls (another thread may have held the malloc lock).
+struct ChildPlan {
+    int src[3];  // what becomes fd 0, 1, 2 (-1: leave it)
+    const char* cwd;
+    char* const* argv;
+    char* const* envp;
+    const char* const* candidates;  // paths to try with execve, in order
+    std::size_t ncandidates;
+    const int* pass_fds;
+    std::size_t npass;
+    bool close_fds;
+    bool new_session;
+    int errpipe;
+    int max_fd;  // for the close_fds fallback without close_range
+};
+
+[[noreturn]] void child_fail(const ChildPlan& p, int stage, int err) noexcept {
+    ExecError e{stage, err};
+    ssize_t r;
+    do {
+        r = ::write(p.errpipe, &e, sizeof e);
+    } while (r < 0 && errno == EINTR);
+    ::_exit(127);
+}
+
+[[noreturn]] void exec_child(const ChildPlan& p) noexcept {
+    // Handlers do not survive exec; reset them now so none runs in this half-made child once
+    // signals are unblocked. SIGPIPE and SIGXFSZ go back to default even when ignored (as
+    // CPython's restore_signals): a parent that ignores SIGPIPE would otherwise pass it on.
+    for (int s = 1; s < NSIG; ++s) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(s, nullptr, &old) != 0) continue;
+        bool reset;
+        if (old.sa_flags & SA_SIGINFO)
+            reset = true;
+        else if (s == SIGPIPE || s == SIGXFSZ)
+            reset = old.sa_handler != SIG_DFL;
+        else
+            reset = old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN;
+        if (reset) {
+            struct sigaction dfl;
+            std::memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            sigaction(s, &dfl, nullptr);
+        }
+    }
+    if (p.new_session && setsid() < 0) child_fail(p, kStageSession, errno);
+    // Sources among 0-2 that go elsewhere are first moved above 2, so no dup2 below overwrites
+    // a source another slot still needs (e.g. stdout=2, stderr=1).
+    int src[3] = {p.src[0], p.src[1], p.src[2]};
+    for (int i = 0; i < 3; ++i) {
+        if (src[i] < 0 || src[i] > 2 || src[i] == i) continue;
+        const int old = src[i];
+        const int moved = fcntl(old, F_DUPFD_CLOEXEC, 3);
+        if (moved < 0) child_fail(p, kStageFds, errno);
+        for (int j = 0; j < 3; ++j)
+            if (src[j] == old) src[j] = moved;
+    }
+    for (int i = 0; i < 3; ++i) {
+        if (src[i] < 0) continue;
+        if (src[i] == i) {
+            if (fcntl(i, F_SETFD, 0) < 0) child_fail(p, kStageFds, errno);
+        } else if (dup2(src[i], i) < 0) {
+            child_fail(p, kStageFds, errno);
+        }
+    }
+    if (p.cwd && chdir(p.cwd) < 0) child_fail(p, kStageCwd, errno);
+    if (p.close_fds) {
+        // Mark rather than close: the error pipe must stay open until exec succeeds.
+        if (syscall(SYS_close_range, 3u, ~0u, 1u << 2 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            for (int fd = 3; fd < p.max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    for (std::size_t i = 0; i < p.npass; ++i) fcntl(p.pass_fds[i], F_SETFD, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    // As execvp: go on past ENOENT-like errors, remember EACCES, stop at anything else.
+    int err = ENOENT;
+    bool eacces = false;
+    for (std::size_t i = 0; i < p.ncandidates; ++i) {
+        execve(p.candidates[i], p.argv, p.envp);
+        const int e = errno;
+        if (e == EACCES) {
+            eacces = true;
+        } else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT) {
+            err = e;
+            eacces = false;
+            break;
+        }
+    }
+    child_fail(p, kStageExec, eacces ? EACCES : err);
+}
+
+// An fd of ours, closed on scope exit unless released.
+struct OwnedFd {
+    int fd = -1;
+    OwnedFd() = default;
+    explicit OwnedFd(int f) : fd(f) {}
+    OwnedFd(const OwnedFd&) = delete;
+    ~OwnedFd() {
+        if (fd >= 0) cogent::close(fd);
+    }
+    void reset() {
+        if (fd >= 0) cogent::close(fd);
+        fd = -1;
+    }
+};
+
+// A close-on-exec fd that is not 0, 1 or 2 (those may be free if the parent closed its stdio;
+// the child's dup2 onto them must not hit the error pipe).
+int above_stdio(int fd) {
+    if (fd < 0 || fd > 2) return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    ::close(fd);
+    if (moved < 0) sys_fail(e, "fcntl(F_DUPFD_CLOEXEC)");
+    return moved;
+}
+
+}  // namespace
+
+// ---- Env ----
+
+Env::Env(const std::vector<std::string>& entries) {
+    for (const auto& e : entries) {
+        auto eq = e.find('=');
+        if (eq == std::string::npos) bad("environment entry '" + e + "' has no '='");
+        if (eq == 0) bad("environment entry '" + e + "' has an empty name");
+        vars_[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+}
+
+Env Env::current() {
+    Env env;
+    for (char** p = environ; p && *p; ++p) {
+        const char* eq = std::strchr(*p, '=');
+        if (!eq || eq == *p) continue;
+        env.vars_.emplace(std::string(*p, std::size_t(eq - *p)), std::string(eq + 1));
+    }
+    return env;
+}
+
+Env& Env::set(std::string key, std::string value) {
+    vars_[std::move(key)] = std::move(value);
+    return *this;
+}
+
+Env& Env::unset(const std::string& key) {
+    vars_.erase(key);
+    return *this;
+}
+
+// ---- exceptions ----
+
+TimeoutExpired::TimeoutExpired(std::vector<std::string> cmd_, Duration timeout_,
+                               std::string output_, std::string stderr_output)
+    : SubprocessError("cogent: command " + format_cmd(cmd_) + " timed out after " +
+                      format_seconds(timeout_) + " seconds"),
+      cmd(std::move(cmd_)),
+      timeout(timeout_),
+      output(std::move(output_)),
+      stderr(std::move(stderr_output)) {}
+
+namespace {
+std::string status_text(int returncode) {
+    if (returncode >= 0) return "returned non-zero exit status " + std::to_string(returncode);
+    const char* name = sigdescr_np(-returncode);
+    return "died with signal " + std::to_string(-returncode) +
+           (name ? " (" + std::string(name) + ")" : std::string());
+}
+}  // namespace
+
+CalledProcessError::CalledProcessError(int returncode_, std::vector<std::string> cmd_,
+                                       std::string output_, std::string stderr_output)
+    : SubprocessError("cogent: command " + format_cmd(cmd_) + " " + status_text(returncode_)),
+      returncode(returncode_),
+      cmd(std::move(cmd_)),
+      output(std::move(output_)),
+      stderr(std::move(stderr_output)) {}
+
+// ---- PipeEnd ----
+
+PipeEnd::PipeEnd(int fd) : fd_(fd) {
+    if (fd_ >= 0) set_nonblocking(fd_);
+}
+
+PipeEnd::PipeEnd(PipeEnd&& o) noexcept : fd_(std::exchange(o.fd_, -1)), buf_(std::move(o.buf_)) {}
+
+PipeEnd& PipeEnd::operator=(PipeEnd&& o) noexcept {
+    if (this != &o) {
+        close();
+        fd_ = std::exchange(o.fd_, -1);
+        buf_ = std::move(o.buf_);
+    }
+    return *this;
+}
+
+PipeEnd::~PipeEnd() { close(); }
+
+void PipeEnd::close() noexcept {
+    if (fd_ >= 0) cogent::close(fd_);
+    fd_ = -1;
+    buf_.clear();
+}
+
+void PipeEnd::write(std::string_view data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+        if (fd_ < 0) sys_fail(EBADF, "write to a closed pipe");
+        ssize_t n = write_nosigpipe(fd_, data.data() + off, data.size() - off);
+        if (n > 0) {
+            off += std::size_t(n);
+        } else if (errno == EAGAIN) {
+            cogent::wait_write(fd_);
+        } else if (errno != EINTR) {
+            sys_fail(errno, "write to a child's pipe (fd " + std::to_string(fd_) + ")");
+        }
+    }
+}
+
+std::size_t PipeEnd::fill(std::size_t max) {
+    for (;;) {
+        if (fd_ < 0) sys_fail(EBADF, "read from a closed pipe");
+        const std::size_t old = buf_.size();
+        buf_.resize(old + max);
+        ssize_t n = ::read(fd_, buf_.data() + old, max);
+        int e = errno;
+        buf_.resize(old + std::size_t(std::max<ssize_t>(n, 0)));
+        if (n >= 0) return std::size_t(n);
+        if (e == EAGAIN)
+            cogent::wait_read(fd_);
+        else if (e != EINTR)
+            sys_fail(e, "read from a child's pipe (fd " + std::to_string(fd_) + ")");
+    }
+}
+
+std::string PipeEnd::read(std::size_t max) {
+    if (max == 0) return {};
+    if (buf_.empty()) fill(std::min<std::size_t>(max, 1 << 20));
+    if (buf_.size() <= max) return std::exchange(buf_, {});
+    std::string head = buf_.substr(0, max);
+    buf_.erase(0, max);
+    return head;
+}
+
+std::string PipeEnd::read_all() {
+    while (fill(64 * 1024) > 0) {
+    }
+    return std::exchange(buf_, {});
+}
+
+std::string PipeEnd::readline() {
+    std::size_t scanned = 0;
+    for (;;) {
+        auto nl = buf_.find('\n', scanned);
+        if (nl != std::string::npos) {
+            std::string line = buf_.substr(0, nl + 1);
+            buf_.erase(0, nl + 1);
+            return line;
+        }
+        scanned = buf_.size();
+        if (fill(64 * 1024) == 0) return std::exchange(buf_, {});
+    }
+}
+
+// ---- Popen ----
+
+Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv)) {
+    if (argv_.empty()) bad("Popen needs a non-empty argv (argv[0] is the program to run)");
+    if (argv_[0].empty()) bad("Popen: the program name (argv[0]) is empty");
+    for (const auto& a : argv_)
+        if (has_nul(a)) bad("Popen: an argument of " + format_cmd(argv_) + " contains a NUL byte");
+    const Redirect redirects[3] = {opts.stdin, opts.stdout, opts.stderr};
+    static const char* const names[3] = {"stdin", "stdout", "stderr"};
+    for (int i = 0; i < 3; ++i) {
+        const Redirect& r = redirects[i];
+        if (r.kind() == Redirect::Kind::stdout_merge && i != 2)
+            bad(std::string("Popen: STDOUT is only valid for stderr, not ") + names[i]);
+        if (r.kind() == Redirect::Kind::fd) {
+            if (r.fd() < 0)
+                bad(std::string("Popen: ") + names[i] + " fd " + std::to_string(r.fd()) +
+                    " is negative");
+            if (fcntl(r.fd(), F_GETFD) < 0)
+                bad(std::string("Popen: ") + names[i] + " fd " + std::to_string(r.fd()) +
+                    " is not an open file descriptor");
+        }
+    }
+    std::vector<std::string> env_entries;
+    if (opts.env) {
+        for (const auto& [k, v] : opts.env->vars()) {
+            if (k.empty()) bad("Popen: an environment variable has an empty name");
+            if (k.find('=') != std::string::npos)
+                bad("Popen: environment variable name '" + k + "' contains '='");
+            if (has_nul(k) || has_nul(v))
+                bad("Popen: environment variable '" + k + "' contains a NUL byte");
+            env_entries.push_back(k + "=" + v);
+        }
+    }
+    if (opts.cwd && has_nul(*opts.cwd)) bad("Popen: cwd contains a NUL byte");
+    for (int fd : opts.pass_fds)
+        if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+            bad("Popen: pass_fds entry " + std::to_string(fd) + " is not an open file descriptor");
+    // Waiting for the exec below parks this greenlet: not possible on the hub.
+    detail::check_may_block("Popen()");
+    detail::reap_orphans();
+
+    // Where to look for the program: the child's PATH (as CPython), else ours.
+    const std::string& prog = argv_[0];
+    std::vector<std::string> candidates;
+    if (prog.find('/') != std::string::npos) {
+        candidates.push_back(prog);
+    } else {
+        std::string path;
+        bool have_path = false;
+        if (opts.env) {
+            auto it = opts.env->vars().find("PATH");
+            if (it != opts.env->vars().end()) {
+                path = it->second;
+                have_path = true;
+            }
+        } else if (const char* p = std::getenv("PATH")) {
+            path = p;
+            have_path = true;
+        }
+        if (!have_path) path = "/bin:/usr/bin";
+        std::size_t start = 0;
+        for (;;) {
+            std::size_t colon = path.find(':', start);
+            std::string dir =
+                path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+            candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + prog);
+            if (colon == std::string::npos) break;
+            start = colon + 1;
+        }
+    }
+
+    // The child's ends of its pipes (and /dev/null): closed here once it has them.
+    std::vector<std::unique_ptr<OwnedFd>> child_ends;
+    auto keep = [&](int fd) {
+        child_ends.push_back(std::make_unique<OwnedFd>(fd));
+        return fd;
+    };
+    int devnull = -1;
+    int src[3] = {-1, -1, -1};
+    for (int i = 0; i < 3; ++i) {
+        const Redirect& r = redirects[i];
+        switch (r.kind()) {
+            case Redirect::Kind::inherit:
+                break;
+            case Redirect::Kind::pipe: {
+                int fds[2];
+                if (pipe2(fds, O_CLOEXEC) < 0)
+                    sys_fail(errno, "pipe2 for a child's " + std::string(names[i]));
+                if (i == 0) {
+                    src[0] = keep(fds[0]);
+                    stdin_ = PipeEnd(fds[1]);
+                } else {
+                    src[i] = keep(fds[1]);
+                    (i == 1 ? stdout_ : stderr_) = PipeEnd(fds[0]);
+                }
+                break;
+            }
+            case Redirect::Kind::devnull:
+                if (devnull < 0) {
+                    devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+                    if (devnull < 0) sys_fail(errno, "open /dev/null");
+                    keep(devnull);
+                }
+                src[i] = devnull;
+                break;
+            case Redirect::Kind::fd:
+                src[i] = r.fd();
+                break;
+            case Redirect::Kind::stdout_merge:
+                src[2] = src[1] >= 0 ? src[1] : 1;
+                break;
+        }
+    }
+    OwnedFd err_r, err_w;
+    {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0) sys_fail(errno, "pipe2");
+        err_r.fd = fds[0];
+        err_w.fd = above_stdio(fds[1]);  // closes fds[1] itself if it throws
+    }
+
+    // Flat arrays for the child.
+    std::vector<char*> c_argv;
+    for (auto& a : argv_) c_argv.push_back(const_cast<char*>(a.c_str()));
+    c_argv.push_back(nullptr);
+    std::vector<char*> c_env;
+    for (auto& e : env_entries) c_env.push_back(e.data());
+    c_env.push_back(nullptr);
+    std::vector<const char*> c_cand;
+    for (auto& c : candidates) c_cand.push_back(c.c_str());
+    rlimit rl{};
+    int max_fd = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max_fd = int(std::min<rlim_t>(rl.rlim_cur, 1 << 20));
+    ChildPlan plan{{src[0], src[1], src[2]},
+                   opts.cwd ? opts.cwd->c_str() : nullptr,
+                   c_argv.data(),
+                   opts.env ? c_env.data() : environ,
+                   c_cand.data(),
+                   c_cand.size(),
+                   opts.pass_fds.data(),
+                   opts.pass_fds.size(),
+                   opts.close_fds,
+                   opts.start_new_session,
+                   err_w.fd,
+                   max_fd};
+
+    // All signals blocked across the fork: the child must not run one of our handlers before
+    // it has reset them.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // _Fork, not fork: no atfork handler (hub reinit, thread pool and resolver resets) is
+    // wasted on a child that only execs.
+    const pid_t pid = ::_Fork();
+    if (pid == 0) exec_child(plan);
+    const int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) sys_fail(fork_errno, "fork to run " + format_cmd(argv_));
+    child_ = std::make_unique<ChildWatch>(pid);
+    err_w.reset();
+    child_ends.clear();
+
+    // Wait (cooperatively) for the exec: end of file on the error pipe, or an ExecError.
+    set_nonblocking(err_r.fd);
+    ExecError report{};
+    std::size_t got = 0;
+    std::exception_ptr interrupted;
+    try {
+        while (got < sizeof report) {
+            ssize_t n =
+                ::read(err_r.fd, reinterpret_cast<char*>(&report) + got, sizeof report - got);
+            if (n > 0) {
+                got += std::size_t(n);
+            } else if (n == 0) {
+                break;
+            } else if (errno == EAGAIN) {
+                cogent::wait_read(err_r.fd);
+            } else if (errno != EINTR) {
+                sys_fail(errno, "read of the exec status pipe");
+            }
+        }
+    } catch (...) {
+        interrupted = std::current_exception();
+    }
+    if (interrupted) {
+        // Killed or timed out while the child was starting: nobody will own it, so stop it.
+        // Its ChildWatch hands it to the reaper.
+        child_->send_signal(SIGKILL);
+        std::rethrow_exception(interrupted);
+    }
+    if (got == 0) return;  // exec succeeded
+    // The child failed before or at exec and is exiting with 127: reap it, then report.
+    child_->wait({}, "Popen()");
+    int err = got == sizeof report ? report.err : EIO;
+    switch (got == sizeof report ? report.stage : 0) {
+        case kStageCwd:
+            sys_fail(err,
+                     "cannot change to directory '" + *opts.cwd + "' to run " + format_cmd(argv_));
+        case kStageExec:
+            sys_fail(err, "cannot run '" + prog + "'");
+        case kStageSession:
+            sys_fail(err, "setsid() failed starting " + format_cmd(argv_));
+        default:
+            sys_fail(err, "setting up the child's file descriptors for " + format_cmd(argv_));
+    }
+}
+
+Popen::Popen(Popen&& o) noexcept = default;
+
+Popen& Popen::operator=(Popen&& o) noexcept {
+    if (this != &o) {
+        stop_helpers();
+        argv_ = std::move(o.argv_);
+        child_ = std::move(o.child_);  // the old child, if running, goes to the reaper
+        stdin_ = std::move(o.stdin_);
+        stdout_ = std::move(o.stdout_);
+        stderr_ = std::move(o.stderr_);
+        comm_ = std::move(o.comm_);
+    }
+    return *this;
+}
+
+Popen::~Popen() { stop_helpers(); }
+
+void Popen::stop_helpers() noexcept {
+    if (!comm_) return;
+    // The helpers own nothing of ours (they hold comm_): stop them without waiting.
+    for (Greenlet<void>* g : {&comm_->writer, &comm_->err_reader})
+        if (g->valid() && !g->dead()) g->kill(GreenletExit(), false);
+}
+
+ChildWatch& Popen::child() {
+    if (!child_) throw std::logic_error("cogent: use of a moved-from Popen");
+    return *child_;
+}
+
+pid_t Popen::pid() const noexcept { return child_ ? child_->pid() : -1; }
+
+std::optional<int> Popen::returncode() const noexcept {
+    return child_ ? child_->returncode() : std::nullopt;
+}
+
+std::optional<int> Popen::poll() { return child().poll(); }
+
+int Popen::wait(TimeoutArg timeout) {
+    if (!child().wait(timeout, "Popen::wait()")) throw TimeoutExpired(argv_, timeout.value());
+    return *child_->returncode();
+}
+
+void Popen::send_signal(int sig) { child().send_signal(sig); }
+
+void Popen::terminate() { send_signal(SIGTERM); }
+
+void Popen::kill() { send_signal(SIGKILL); }
+
+Output Popen::communicate(std::string_view input, TimeoutArg timeout) {
+    detail::Deadline deadline(timeout);
+    ChildWatch& ch = child();
+    if (!input.empty()) {
+        if (comm_)
+            throw std::logic_error(
+                "cogent: Popen::communicate: cannot send input after communication started");
+        if (!stdin_) bad("Popen::communicate: input given, but stdin is not a PIPE");
+    }
+    detail::check_may_block("Popen::communicate()");
+    if (!comm_) {
+        auto st = std::make_shared<CommState>();
+        st->in = std::move(stdin_);
+        st->out = std::move(stdout_);
+        st->err = std::move(stderr_);
+        // What a readline() had read ahead belongs to the output.
+        st->out_data = std::exchange(st->out.buf_, {});
+        st->err_data = std::exchange(st->err.buf_, {});
+        st->input.assign(input);
+        if (st->in) {
+            if (st->input.empty())
+                st->in.close();
+            else
+                st->writer = cogent::spawn([st] { write_input(st); });
+        }
+        if (st->out && st->err)
+            st->err_reader = cogent::spawn([st] { drain(st->err, st->err_data, nullptr); });
+        comm_ = std::move(st);
+    }
+    CommState& st = *comm_;
+    auto expired = [&] { return TimeoutExpired(argv_, timeout.value(), st.out_data, st.err_data); };
+    // This greenlet reads stdout (or stderr, when it is the only pipe).
+    bool done = true;
+    if (st.out)
+        done = drain(st.out, st.out_data, &deadline);
+    else if (st.err && !st.err_reader.valid())
+        done = drain(st.err, st.err_data, &deadline);
+    if (!done) throw expired();
+    for (Greenlet<void>* g : {&st.writer, &st.err_reader}) {
+        if (!g->valid()) continue;
+        if (!g->join(deadline.left())) throw expired();
+        if (auto e = g->exception()) std::rethrow_exception(e);
+    }
+    if (!ch.wait(deadline.left(), "Popen::communicate()")) throw expired();
+    Output out{std::exchange(st.out_data, {}), std::exchange(st.err_data, {})};
+    return out;
+}
+
+// ---- run and friends ----
+
+void CompletedProcess::check_returncode() const {
+    if (returncode != 0) throw CalledProcessError(returncode, args, stdout, stderr);
+}
+
+CompletedProcess run(std::vector<std::string> argv, RunOptions opts) {
+    if (opts.input) {
+        if (opts.stdin.kind() != Redirect::Kind::inherit)
+            bad("run: stdin and input may not both be used");
+        opts.stdin = PIPE;
+    }
+    if (opts.capture_output) {
+        if (opts.stdout.kind() != Redirect::Kind::inherit ||
+            opts.stderr.kind() != Redirect::Kind::inherit)
+            bad("run: stdout and stderr may not be used with capture_output");
+        opts.stdout = PIPE;
+        opts.stderr = PIPE;
+    }
+    Popen p(std::move(argv), static_cast<Options&&>(std::move(opts)));
+    Output out;
+    std::exception_ptr timed_out;
+    try {
+        out = p.communicate(opts.input ? std::string_view(*opts.input) : std::string_view(),
+                            opts.timeout);
+    } catch (const TimeoutExpired&) {
+        timed_out = std::current_exception();
+    } catch (...) {
+        // Killed, or an I/O error: the child must not outlive its run() unnoticed. The Popen's
+        // destructor hands it to the reaper.
+        p.kill();
+        throw;
+    }
+    if (timed_out) {
+        // As CPython: kill the child and reap it, then report the timeout (with the output).
+        p.kill();
+        p.wait();
+        std::rethrow_exception(timed_out);
+    }
+    CompletedProcess cp{p.args(), *p.returncode(), std::move(out.stdout), std::move(out.stderr)};
+    if (opts.check) cp.check_returncode();
+    return cp;
+}
+
+std::string check_output(std::vector<std::string> argv, RunOptions opts) {
+    if (opts.stdout.kind() != Redirect::Kind::inherit)
+        bad("check_output: stdout is captured; do not set it");
+    opts.stdout = PIPE;
+    opts.check = true;
+    return run(std::move(argv), std::move(opts)).stdout;
+}
+
+int call(std::vector<std::string> argv, RunOptions opts) {
+    return run(std::move(argv), std::move(opts)).returncode;
+}
+
+void check_call(std::vector<std::string> argv, RunOptions opts) {
+    opts.check = true;
+    run(std::move(argv), std::move(opts));
+}
+
+}  // namespace cogent::subprocess

@@ -1,5 +1,6 @@
 // The one switch point: Boost.Context fcontext jumps, sanitizer annotations, errno, stack
 // hand-back of dead greenlets; plus per-thread state and greenlet construction.
+#include <cxxabi.h>
 #include <boost/context/detail/fcontext.hpp>
 #include <signal.h>
 #include <sys/mman.h>
@@ -93,6 +94,7 @@ void MainGreenlet::describe(char* buf, std::size_t len) const noexcept {
 
 ThreadState::ThreadState() {
     errno_loc = &errno;
+    eh = reinterpret_cast<EhState*>(abi::__cxa_get_globals());
 #ifdef COGENT_ASAN
     annotate = true;
 #endif
@@ -272,6 +274,7 @@ void entry(fctx::transfer_t t) noexcept {
 
 void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
     if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
+    swap_eh(ts->eh, &self->saved_eh, &to->saved_eh);  // ours is empty: its catches all ended
     ts->current = to;
     normalize_fp_status();
     asan_start(self, to, true);
@@ -280,6 +283,12 @@ void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
 }
 
 }  // namespace
+
+void swap_eh_slow(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept {
+    *from_saved = *eh;
+    *eh = *to_saved;
+    *to_saved = EhState{};
+}
 
 GreenletImpl* current() noexcept {
     ThreadState* ts = tls_state;

@@ -63,6 +63,7 @@ inline void before_jump(ThreadState* ts, GreenletImpl* from, GreenletImpl* to) {
         prepare_start(ts, to);
     normalize_fp_status();
     from->saved_errno = *ts->errno_loc;
+    swap_eh(ts->eh, &from->saved_eh, &to->saved_eh);
     ts->current = to;
     asan_start(from, to, false);
 }

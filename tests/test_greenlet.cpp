@@ -521,3 +521,64 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "handles are shared; the greenlet runs
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("greenlet") {
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "each greenlet keeps its own exception state across switches inside catch") {
+    // Two greenlets suspended inside catch blocks at once: a `throw;` after resuming must
+    // rethrow the greenlet's own exception, not the other one's (the C++ runtime's caught-
+    // exception stack is per thread; cogent swaps it per greenlet).
+    std::string seen_a, seen_b;
+    int uncaught_in_dtor = -1;
+    auto a = cogent::spawn([&] {
+        try {
+            throw std::runtime_error("A");
+        } catch (...) {
+            cogent::sleep(std::chrono::milliseconds(10));
+            try {
+                throw;
+            } catch (const std::runtime_error& e) {
+                seen_a = e.what();
+            }
+        }
+    });
+    auto b = cogent::spawn([&] {
+        try {
+            throw std::logic_error("B");
+        } catch (...) {
+            cogent::sleep(std::chrono::milliseconds(20));
+            CHECK(std::current_exception() != nullptr);
+            try {
+                throw;
+            } catch (const std::logic_error& e) {
+                seen_b = e.what();
+            }
+        }
+    });
+    // A greenlet that blocks in a destructor while an exception unwinds its stack.
+    struct BlockingDtor {
+        int* out;
+        ~BlockingDtor() {
+            cogent::sleep(std::chrono::milliseconds(5));
+            *out = std::uncaught_exceptions();
+        }
+    };
+    auto c = cogent::spawn([&] {
+        try {
+            BlockingDtor d{&uncaught_in_dtor};
+            throw std::runtime_error("C");
+        } catch (const std::runtime_error&) {
+        }
+    });
+    cogent::sleep(std::chrono::milliseconds(1));
+    CHECK(std::current_exception() == nullptr);  // main is in no catch block
+    CHECK(std::uncaught_exceptions() == 0);
+    cogent::joinall({a, b, c});
+    CHECK(seen_a == "A");
+    CHECK(seen_b == "B");
+    CHECK(uncaught_in_dtor == 1);
+    CHECK(std::current_exception() == nullptr);
+}
+
+}  // TEST_SUITE

@@ -58,6 +58,7 @@ public:
             t->transfer = std::move(value);
             detail::normalize_fp_status();
             from->saved_errno = *tc->errno_loc;
+            detail::swap_eh(tc->eh, &from->saved_eh, &t->saved_eh);
             tc->current = t;
             detail::Transfer r = detail::jump_fn(t->ctx, from);
             auto* prev = static_cast<detail::GreenletImpl*>(r.data);

@@ -30,12 +30,25 @@ struct ThreadState;
 class HubImpl;
 class GreenletImpl;
 
+// The C++ runtime's per-thread exception state (libstdc++'s __cxa_eh_globals on the Itanium
+// ABI: the stack of exceptions being handled and the count of those in flight). It is per
+// thread, but a greenlet that switches inside a catch block (or while unwinding) owns entries
+// of it: each greenlet carries its own copy, swapped at every switch, or `throw;`,
+// std::current_exception and std::uncaught_exceptions would see another greenlet's exceptions
+// (and __cxa_end_catch would pop them).
+struct alignas(16) EhState {
+    void* caught = nullptr;
+    unsigned int uncaught = 0;
+    unsigned int pad_ = 0;  // libstdc++'s padding is zero too (TLS starts zeroed, never written)
+};
+
 // The part of the per-thread state that the inline switch (RawGreenlet::switch_to) reads.
 // ThreadState derives from it; tls_core points at the calling thread's one (null before its
 // first use of cogent).
 struct ThreadCore {
     GreenletImpl* current = nullptr;
     int* errno_loc = nullptr;  // &errno of this thread: no __errno_location call per switch
+    EhState* eh = nullptr;     // this thread's __cxa_get_globals()
     bool annotate = false;     // a sanitizer build of the library: take the out-of-line path
 };
 extern thread_local constinit ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
@@ -55,6 +68,18 @@ inline void normalize_fp_status() noexcept {
     if (m & 0x3fu) [[unlikely]]
         __builtin_ia32_ldmxcsr(m & ~0x3fu);
 #endif
+}
+
+// Swap the C++ exception state at a switch from `from` to `to` (see EhState). Invariant: a
+// running greenlet's saved_eh is empty, so with no exception in flight on either side (the
+// common case) this is four loads and no store.
+void swap_eh_slow(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept;
+inline void swap_eh(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept {
+    unsigned long long a[2], b[2];
+    __builtin_memcpy(a, eh, 16);
+    __builtin_memcpy(b, to_saved, 16);
+    if ((a[0] | a[1] | b[0] | b[1]) != 0) [[unlikely]]
+        swap_eh_slow(eh, from_saved, to_saved);
 }
 
 // Intrusive reference-counted pointer (the count lives in the object).
@@ -141,6 +166,7 @@ public:
     const char* waiting_on = nullptr;  // what it is parked in (for LoopExit messages)
     void* asan_fake_stack = nullptr;
     int saved_errno = 0;
+    EhState saved_eh{};  // its exception state while suspended (empty while it runs)
     State state = State::unstarted;
     bool main_ = false;
     bool owns_stack_ = false;

@@ -2,7 +2,9 @@
 # Build cogent (build/), run build/bench/cogent-bench and compare the figures with the targets
 # of issue 2.
 #
-#   bench/run.sh [FIGURE...]     # no FIGURE: every figure
+#   bench/run.sh [FIGURE...]     # no FIGURE: every figure, then the HTTP benchmark
+#   bench/run.sh http [ARGS...]  # only the HTTP benchmark of issue 4: bench/http.py ARGS
+#                                # (HTTP_BENCH_QUICK=1 for a quick run; see bench/http.py)
 #
 # Prints the raw `NAME VALUE UNIT` lines, then a table: figure, value, target, PASS/MISS
 # ("-" for figures without a target; target "—" and status "-" for the informative figures,
@@ -17,10 +19,15 @@ if [ ! -f build/build.ninja ]; then
     meson setup build >&2
 fi
 ninja -C build -j2 >&2
+if [ "${1:-}" = http ]; then
+    shift
+    exec bench/http.py --build build --no-build "$@"
+fi
 
 out=$(build/bench/cogent-bench "$@")
 printf '%s\n\n' "$out"
 
+status=0
 printf '%s\n' "$out" | awk '
     { value[$1] = $2; unit[$1] = $3; order[++n] = $1 }
     END {
@@ -58,4 +65,10 @@ printf '%s\n' "$out" | awk '
         }
         if (miss) printf "\n%d figure(s) missed their target\n", miss
         exit miss ? 1 : 0
-    }'
+    }' || status=$?
+# The HTTP benchmark (its own table; exit status 1 if it missed a target).
+if [ $# -eq 0 ]; then
+    printf '\n'
+    bench/http.py --build build --no-build || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+fi
+exit "$status"

@@ -16,6 +16,7 @@
 #include "cogent/queue.hpp"
 #include "cogent/raw_greenlet.hpp"
 #include "cogent/semaphore.hpp"
+#include "cogent/server.hpp"
 #include "cogent/socket.hpp"
 #include "cogent/subprocess.hpp"
 #include "cogent/time.hpp"

@@ -14,6 +14,7 @@
 // complete request with memmem, append the constant response per request to one output
 // buffer, one sendall for all of them, keep a partial request for the next recv.
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 
 #include <cerrno>
@@ -175,6 +176,13 @@ int main(int argc, char** argv) {
         }
     }
     if (port < 0) return usage();
+
+    // One fd per connection: lift the soft limit (often 1024) to the hard one, so that ten
+    // thousand connections fit.
+    if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     // SIGINT/SIGTERM go to one thread that stops the server (stop() may come from any thread);
     // block them here, before any thread exists, so that every thread inherits the mask.

@@ -42,6 +42,15 @@ Config load() {
                                         "262144, 256K, 1M)");
         c.stack_size = *v;
     }
+    if (const char* e = std::getenv("COGENT_THREADPOOL_SIZE"); e && *e) {
+        char* end = nullptr;
+        unsigned long v =
+            std::isdigit(static_cast<unsigned char>(*e)) ? std::strtoul(e, &end, 10) : 0;
+        if (!end || *end || v < 1 || v > 1024)
+            throw std::invalid_argument(std::string("cogent: COGENT_THREADPOOL_SIZE='") + e +
+                                        "' is not a number of threads between 1 and 1024");
+        c.threadpool_size = v;
+    }
     return c;
 }
 }  // namespace

@@ -20,6 +20,7 @@ namespace cogent::detail {
 // ---- settings (COGENT_* environment variables are read here and nowhere else) ----
 struct Config {
     std::size_t stack_size;  // COGENT_STACK_SIZE, bytes, page-rounded
+    std::size_t threadpool_size = 10;  // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
 };
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();
@@ -169,6 +170,8 @@ HubImpl* create_hub(ThreadState* ts);
 // child's only thread (the thread pool forgets its workers, the resolver rebuilds its channel).
 // Registration is for the runtime's own subsystems; at most 16 hooks.
 void add_fork_child_hook(void (*hook)());
+// signal.cpp: record (alive) or forget the main thread's hub, the one on libev's default loop.
+void set_main_hub(HubImpl* hub, bool alive) noexcept;
 inline HubImpl* hub_of(ThreadState* ts) {  // creates on first use
     HubImpl* h = ts->hub;
     return h ? h : create_hub(ts);

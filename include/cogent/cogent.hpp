@@ -19,6 +19,7 @@
 #include "cogent/server.hpp"
 #include "cogent/socket.hpp"
 #include "cogent/subprocess.hpp"
+#include "cogent/threadpool.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
 #include "cogent/timer.hpp"

@@ -36,7 +36,7 @@ class GreenletImpl;
 // of it: each greenlet carries its own copy, swapped at every switch, or `throw;`,
 // std::current_exception and std::uncaught_exceptions would see another greenlet's exceptions
 // (and __cxa_end_catch would pop them).
-struct alignas(16) EhState {
+struct EhState {  // 8-aligned like libstdc++'s: no alignas (the live one is not 16-aligned)
     void* caught = nullptr;
     unsigned int uncaught = 0;
     unsigned int pad_ = 0;  // libstdc++'s padding is zero too (TLS starts zeroed, never written)

@@ -55,5 +55,8 @@ inline bool fd_may_read(int fd) noexcept {
 }
 // The last read drained fd (EAGAIN, or a short read on a stream socket).
 void fd_drained(int fd) noexcept;
+// select.cpp: wake select/poll calls parked on fd (called by notify_closing); active watches.
+void multiwait_fd_closing(int fd) noexcept;
+std::size_t multiwait_watches() noexcept;
 
 }  // namespace cogent::detail

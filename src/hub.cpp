@@ -97,9 +97,11 @@ HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
     ev_unref(loop);  // the cross-thread door alone does not keep the loop alive
     greenlet = new HubGreenlet(this, ts->main);
     index_ = ++g_hub_index;
+    if (main_thread) set_main_hub(this, true);  // signal.cpp: signal watchers live here
 }
 
 HubImpl::~HubImpl() {
+    set_main_hub(this, false);
     while (Callback* cb = callbacks.pop_front())
         if (cb->discard) cb->discard(cb);
     delete io;  // stops the fd watchers still armed (kept read watchers of open sockets)

@@ -300,6 +300,7 @@ int wait_fd(int fd, int events, TimeoutArg timeout) {
 }
 
 void notify_closing(int fd) noexcept {
+    multiwait_fd_closing(fd);  // select/poll waiting on fd (select.cpp)
     ThreadState* ts = tls_state;
     if (fd < 0 || !ts || !ts->hub || !ts->hub->io) return;
     IoTable* table = ts->hub->io;

@@ -9,7 +9,7 @@ namespace cogent::debug {
 std::size_t live_greenlets() noexcept;
 // Callbacks queued on this thread's hub (0 if it has none).
 std::size_t pending_callbacks() noexcept;
-// Active fd watchers (wait_read/wait_write, sockets' armed read watchers) on this thread's hub.
+// Active fd watchers (wait_read/wait_write, sockets' armed read watchers, fds select/poll wait on).
 std::size_t fd_watchers() noexcept;
 // True if this thread has a hub.
 bool has_hub() noexcept;

@@ -47,6 +47,8 @@
 #include <string>
 #include <vector>
 
+#include "dns_server.hpp"  // tests/: the fake DNS server of the resolver's tests
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -672,6 +674,68 @@ void run_million_children(const char* self) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// dns_concurrent (issue 5): N lookups at once against the test DNS server answering each after
+// kDnsDelay, divided by one lookup's time. 1.0 is the floor (all N in one round trip); doing
+// them one after another would give N. dns_lookup_us: the cost of one lookup with no delay
+// (resolver + c-ares + the fake server's work on the other core), taken one after another.
+
+constexpr int kDnsN = 1000;
+constexpr auto kDnsDelay = std::chrono::milliseconds(50);
+
+void fig_dns() {
+    using clock = std::chrono::steady_clock;
+    cogent_test::DnsServer dns;
+    cogent::Resolver::Options o;
+    o.servers = {dns.server_spec()};
+    o.timeout = std::chrono::seconds(5);
+    o.tries = 1;
+    o.hosts_file = "-";
+    cogent::Resolver r(o);
+    cogent::AddrInfoHints v4{AF_INET, SOCK_STREAM, 0, 0};
+    auto lookup = [&](const std::string& name) {
+        if (r.getaddrinfo(name, {}, v4).empty()) die("dns: empty answer for " + name);
+    };
+    // Cost per lookup without delay.
+    for (int i = 0; i < 200; ++i) lookup("warm" + std::to_string(i) + ".gen.test");
+    constexpr int kSeq = 3000;
+    auto t0 = clock::now();
+    for (int i = 0; i < kSeq; ++i) lookup("s" + std::to_string(i) + ".gen.test");
+    double per_us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / kSeq;
+    // One delayed lookup: the best of 5.
+    dns.set_delay(kDnsDelay);
+    double one = 1e300;
+    for (int i = 0; i < 5; ++i) {
+        auto t = clock::now();
+        lookup("one" + std::to_string(i) + ".gen.test");
+        one = std::min(one, std::chrono::duration<double>(clock::now() - t).count());
+    }
+    // N at once, each its own name (no answer can serve two).
+    double all = 1e300;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<cogent::Greenlet<void>> gs;
+        gs.reserve(kDnsN);
+        auto t = clock::now();
+        for (int i = 0; i < kDnsN; ++i)
+            gs.push_back(cogent::spawn(lookup, "c" + std::to_string(rep) + "-" +
+                                                   std::to_string(i) + ".gen.test"));
+        int failed = 0;
+        for (auto& g : gs) {
+            g.join();
+            if (!g.successful()) ++failed;
+        }
+        if (failed)
+            die("dns: " + std::to_string(failed) + " of " + std::to_string(kDnsN) +
+                " lookups failed; the server received " + std::to_string(dns.udp_queries()) +
+                " queries in all");
+        all = std::min(all, std::chrono::duration<double>(clock::now() - t).count());
+    }
+    std::fprintf(stderr, "cogent-bench: dns: one lookup %.1f ms, %d at once %.1f ms\n",
+                 one * 1e3, kDnsN, all * 1e3);
+    record("dns_concurrent", all / one, "x", 2);
+    record("dns_lookup_us", per_us, "us", 1);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Figure table
 
 struct Figure {
@@ -694,6 +758,8 @@ const Figure kFigures[] = {
     {"million_blocked_s", "million"},
     {"million_blocked_rss_mib", "million"},
     {"million_blocked_pte_mib", "million"},
+    {"dns_concurrent", "dns"},
+    {"dns_lookup_us", "dns"},
 };
 
 void run_group(const std::string& group, const char* self) {
@@ -713,6 +779,8 @@ void run_group(const std::string& group, const char* self) {
         run_child(self, "blocked_rss");
     else if (group == "million")
         run_million_children(self);
+    else if (group == "dns")
+        fig_dns();
 }
 
 int child_main(const std::string& which) {

@@ -66,4 +66,54 @@ const Config& config() {
     return *cached;
 }
 
+ResolverSettings resolver_settings() {
+    ResolverSettings r;
+    if (const char* e = std::getenv("COGENT_RESOLVER"); e && *e) {
+        std::string v = e;
+        for (auto& c : v) c = char(std::tolower(static_cast<unsigned char>(c)));
+        if (v == "ares")
+            r.kind = 0;
+        else if (v == "thread")
+            r.kind = 1;
+        else if (v == "block")
+            r.kind = 2;
+        else
+            throw std::invalid_argument(std::string("cogent: COGENT_RESOLVER='") + e +
+                                        "' is not one of ares, thread, block");
+    }
+    if (const char* e = std::getenv("COGENT_RESOLVER_SERVERS"); e && *e) {
+        std::string all = e;
+        std::size_t pos = 0;
+        while (pos <= all.size()) {
+            std::size_t comma = all.find(',', pos);
+            if (comma == std::string::npos) comma = all.size();
+            std::string item = all.substr(pos, comma - pos);
+            pos = comma + 1;
+            item.erase(0, item.find_first_not_of(" \t"));
+            item.erase(item.find_last_not_of(" \t") + 1);
+            if (!item.empty()) r.servers.push_back(item);
+        }
+        if (r.servers.empty())
+            throw std::invalid_argument(std::string("cogent: COGENT_RESOLVER_SERVERS='") + e +
+                                        "' names no server (expected ip[:port],...)");
+    }
+    if (const char* e = std::getenv("COGENT_RESOLVER_TIMEOUT"); e && *e) {
+        char* end = nullptr;
+        double v = std::strtod(e, &end);
+        if (!end || *end || !(v > 0) || v > 3600)
+            throw std::invalid_argument(std::string("cogent: COGENT_RESOLVER_TIMEOUT='") + e +
+                                        "' is not a number of seconds in (0, 3600]");
+        r.timeout_s = v;
+    }
+    if (const char* e = std::getenv("COGENT_RESOLVER_TRIES"); e && *e) {
+        char* end = nullptr;
+        long v = std::isdigit(static_cast<unsigned char>(*e)) ? std::strtol(e, &end, 10) : 0;
+        if (!end || *end || v < 1 || v > 100)
+            throw std::invalid_argument(std::string("cogent: COGENT_RESOLVER_TRIES='") + e +
+                                        "' is not a number of tries between 1 and 100");
+        r.tries = int(v);
+    }
+    return r;
+}
+
 }  // namespace cogent::detail

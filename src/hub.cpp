@@ -102,6 +102,7 @@ HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
 
 HubImpl::~HubImpl() {
     set_main_hub(this, false);
+    dns_hub_teardown(this);  // c-ares watchers are on this loop; may queue wakes (dropped below)
     while (Callback* cb = callbacks.pop_front())
         if (cb->discard) cb->discard(cb);
     delete io;  // stops the fd watchers still armed (kept read watchers of open sockets)

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,6 +25,16 @@ struct Config {
 };
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();
+// COGENT_RESOLVER, _SERVERS, _TIMEOUT, _TRIES, read afresh on each call (each Resolver built
+// from the environment). std::invalid_argument naming the variable for a malformed value; the
+// server entries are checked further by dns.cpp.
+struct ResolverSettings {
+    int kind = 0;  // 0 ares, 1 thread, 2 block
+    std::vector<std::string> servers;
+    std::optional<double> timeout_s;
+    std::optional<int> tries;
+};
+ResolverSettings resolver_settings();
 std::size_t page_size() noexcept;
 
 // ---- stacks ----
@@ -74,6 +85,9 @@ private:
 // ---- per-thread state ----
 class MainGreenlet;
 struct IoTable;
+struct DnsHub;
+// dns.cpp: drop every resolver channel on `hub` (its watchers are on the hub's loop).
+void dns_hub_teardown(HubImpl* hub) noexcept;
 
 struct ThreadState : ThreadCore {
     ThreadState();
@@ -153,6 +167,7 @@ public:
     bool park_requested = false;  // teardown: finish the current callback, then yield to main
     std::uint64_t last_poll_ns = 0;
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
+    DnsHub* dns = nullptr;  // this hub's resolvers (dns.cpp); created on the first one
 
 private:
     void run_callbacks();

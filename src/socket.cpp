@@ -25,6 +25,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "cogent/dns.hpp"
 #include "cogent/hub.hpp"
 #include "fdwait.hpp"
 
@@ -105,8 +106,8 @@ Address::Address(std::string_view host, std::uint16_t port) {
         storage_ = {};
         len_ = 0;
         throw std::invalid_argument("cogent: " + quoted(host) +
-                                    " is not a numeric IPv4 or IPv6 address (host names need the "
-                                    "resolver, which is not available yet)");
+                                    " is not a numeric IPv4 or IPv6 address (resolve host names with "
+                                    "getaddrinfo or resolve_addresses, dns.hpp)");
     }
 }
 
@@ -628,12 +629,33 @@ int Socket::get_option(int level, int name) const {
 
 Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg timeout,
                          std::optional<Address> source) {
-    Address target(host, port);  // numeric only until the resolver lands
-    Socket s(target.family(), SOCK_STREAM);
-    s.set_timeout(timeout);
-    if (source) s.bind(*source);
-    s.connect(target);
-    return s;
+    // Numeric hosts directly, names through the hub's resolver; each address in turn (as
+    // Python's create_connection), the last failure thrown when none connects.
+    std::vector<Address> targets =
+        resolve_addresses(host, port, source ? source->family() : AF_UNSPEC, SOCK_STREAM);
+    std::exception_ptr last;
+    for (const Address& target : targets) {
+        try {
+            Socket s(target.family(), SOCK_STREAM);
+            s.set_timeout(timeout);
+            if (source) s.bind(*source);
+            s.connect(target);
+            return s;
+        } catch (const std::system_error&) {
+            last = std::current_exception();
+        }
+    }
+    if (last) std::rethrow_exception(last);
+    throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
+                            "cogent: create_connection: " + std::string(host) +
+                                " has no address to connect to");
+}
+
+void Socket::connect(std::string_view host, std::uint16_t port) {
+    fd_check("connect");
+    const int type = type_ == SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
+    std::vector<Address> targets = resolve_addresses(host, port, family_, type);
+    connect(targets.at(0));
 }
 
 // ---- SocketReader -----------------------------------------------------------------------------

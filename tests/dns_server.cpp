@@ -468,8 +468,9 @@ void udp_loop(SharedPtr sh, cogent::Group& group, cogent::Socket& udp, cogent::L
 }
 
 // Bind UDP to an OS-chosen port, then TCP to the same one (retrying when TCP's is taken).
-std::uint16_t bind_pair(const std::string& host, cogent::Socket& udp, cogent::Socket& tcp) {
-    const cogent::Address any_port(host, 0);
+std::uint16_t bind_pair(const std::string& host, std::uint16_t fixed, cogent::Socket& udp,
+                        cogent::Socket& tcp) {
+    const cogent::Address any_port(host, fixed);
     for (int attempt = 0;; ++attempt) {
         udp = cogent::Socket(any_port.family(), SOCK_DGRAM);
         udp.bind(any_port);
@@ -484,7 +485,7 @@ std::uint16_t bind_pair(const std::string& host, cogent::Socket& udp, cogent::So
         try {
             tcp.bind(cogent::Address(host, port));
         } catch (const std::system_error& e) {
-            if (e.code().value() != EADDRINUSE || attempt >= 100) throw;
+            if (fixed || e.code().value() != EADDRINUSE || attempt >= 100) throw;
             continue;
         }
         tcp.listen(128);
@@ -492,11 +493,12 @@ std::uint16_t bind_pair(const std::string& host, cogent::Socket& udp, cogent::So
     }
 }
 
-void thread_main(SharedPtr sh, std::string host, std::promise<std::uint16_t> ready) {
+void thread_main(SharedPtr sh, std::string host, std::uint16_t fixed,
+                 std::promise<std::uint16_t> ready) {
     bool started = false;
     try {
         cogent::Socket udp, tcp;
-        const std::uint16_t port = bind_pair(host, udp, tcp);
+        const std::uint16_t port = bind_pair(host, fixed, udp, tcp);
         cogent::Event stop;
         cogent::Lock udp_lock;
         {
@@ -545,14 +547,15 @@ void thread_main(SharedPtr sh, std::string host, std::promise<std::uint16_t> rea
 
 }  // namespace
 
-DnsServer::DnsServer(std::string host) : host_(std::move(host)), sh_(std::make_shared<Shared>()) {
+DnsServer::DnsServer(std::string host, std::uint16_t port_wanted)
+    : host_(std::move(host)), sh_(std::make_shared<Shared>()) {
     // Validate on the caller's thread, so that a bad host is a plain invalid_argument.
     const cogent::Address check(host_, 0);
     if (check.family() != AF_INET && check.family() != AF_INET6)
         throw std::invalid_argument("DnsServer: '" + host_ + "' is not an IPv4 or IPv6 address");
     std::promise<std::uint16_t> ready;
     std::future<std::uint16_t> port = ready.get_future();
-    thread_ = std::thread(thread_main, sh_, host_, std::move(ready));
+    thread_ = std::thread(thread_main, sh_, host_, port_wanted, std::move(ready));
     try {
         port_ = port.get();
     } catch (...) {

@@ -21,6 +21,7 @@
 #include "cogent/server.hpp"
 #include "cogent/signal.hpp"
 #include "cogent/socket.hpp"
+#include "cogent/dns.hpp"
 #include "cogent/subprocess.hpp"
 #include "cogent/threadpool.hpp"
 #include "cogent/time.hpp"

@@ -24,7 +24,8 @@ public:
     Address() noexcept = default;
     // A numeric IPv4 or IPv6 host ("127.0.0.1", "::1", "[::1]", "fe80::1%eth0", "" or
     // "0.0.0.0" for any) and a port. std::invalid_argument naming the host when it is not a
-    // numeric address (host names need the resolver, which is not available yet).
+    // numeric address (an Address is a plain value: resolve host names with getaddrinfo or
+    // resolve_addresses, dns.hpp).
     Address(std::string_view host, std::uint16_t port);
     // A Unix-domain path; a leading '@' names an abstract socket. std::invalid_argument when
     // empty, too long (107 bytes at most) or containing a NUL byte.
@@ -126,6 +127,9 @@ public:
     void listen(int backlog = 1024);
     // Connect, waiting cooperatively. std::system_error (ECONNREFUSED...) or SocketTimeout.
     void connect(const Address& addr);
+    // Connect to host:port: a numeric host, or a name resolved through the thread's resolver
+    // (dns.hpp) to the first address of this socket's family. Throws DnsError, and as connect.
+    void connect(std::string_view host, std::uint16_t port);
     // As connect, but returns 0 or the errno instead of throwing (SocketTimeout: ETIMEDOUT).
     int connect_ex(const Address& addr);
     // Accept one connection (waiting cooperatively). As in gevent, the new socket starts with
@@ -189,9 +193,10 @@ private:
     Address peer_{};  // remembered by connect/accept for error messages
 };
 
-// Connect to host:port (a numeric address for now; names once the resolver lands), trying each
-// address in turn; `source` binds the local end first. The timeout bounds the connect and
-// becomes the returned socket's timeout. Throws like Socket::connect.
+// Connect to host:port (a numeric address or a name, resolved through the thread's resolver),
+// trying each address in turn; `source` binds the local end first (and limits the addresses to
+// its family). The timeout bounds each connect and becomes the returned socket's timeout.
+// Throws DnsError when the name does not resolve, else the last connect's error.
 Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg timeout = {},
                          std::optional<Address> source = std::nullopt);
 

@@ -51,6 +51,38 @@ Config load() {
                                         "' is not a number of threads between 1 and 1024");
         c.threadpool_size = v;
     }
+    if (const char* e = std::getenv("COGENT_PATCH"); e && *e) {
+        std::string v = e;
+        unsigned fam = 0;
+        std::size_t pos = 0;
+        while (pos <= v.size()) {
+            std::size_t comma = v.find(',', pos);
+            if (comma == std::string::npos) comma = v.size();
+            std::string item = v.substr(pos, comma - pos);
+            pos = comma + 1;
+            for (auto& ch : item) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+            item.erase(0, item.find_first_not_of(" \t"));
+            item.erase(item.find_last_not_of(" \t") + 1);
+            if (item == "all")
+                fam |= 15;
+            else if (item == "none")
+                ;
+            else if (item == "socket")
+                fam |= 1;
+            else if (item == "dns")
+                fam |= 2;
+            else if (item == "time")
+                fam |= 4;
+            else if (item == "select")
+                fam |= 8;
+            else
+                throw std::invalid_argument(std::string("cogent: COGENT_PATCH='") + e +
+                                            "': unknown family '" + item +
+                                            "' (expected all, none, or a list of socket, dns, "
+                                            "time, select)");
+        }
+        c.patch_families = fam;
+    }
     return c;
 }
 }  // namespace

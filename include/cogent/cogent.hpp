@@ -20,6 +20,7 @@
 #include "cogent/semaphore.hpp"
 #include "cogent/server.hpp"
 #include "cogent/signal.hpp"
+#include "cogent/patch.hpp"
 #include "cogent/socket.hpp"
 #include "cogent/dns.hpp"
 #include "cogent/subprocess.hpp"

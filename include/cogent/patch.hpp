@@ -1,0 +1,23 @@
+// Asking at run time what the monkey patch (libcogent_patch.so) covers: gevent's
+// monkey.is_module_patched / saved. The shim is loaded with LD_PRELOAD (or the launcher
+// `cogent-run`) or linked into the program; which families it patches comes from COGENT_PATCH
+// (all|none|socket,dns,time,select), read once when it loads.
+#pragma once
+
+#include <string>
+
+namespace cogent::patch {
+
+// Family bits, as COGENT_PATCH names them.
+enum Family : unsigned { socket = 1, dns = 2, time = 4, select = 8, all = 15 };
+
+// True when libcogent_patch.so is loaded in this process.
+bool loaded() noexcept;
+// The patched families (0 when the shim is not loaded).
+unsigned families() noexcept;
+// True when `family` is patched.
+bool is_patched(Family family) noexcept;
+// "socket,dns,time,select", "none", or "not loaded".
+std::string describe();
+
+}  // namespace cogent::patch

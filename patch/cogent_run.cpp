@@ -1,0 +1,2 @@
+// cogent-run: being written.
+int main() { return 2; }

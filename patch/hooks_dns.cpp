@@ -1,0 +1,2 @@
+// hooks_dns: being written.
+#include "shim.hpp"

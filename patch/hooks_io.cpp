@@ -1,0 +1,2 @@
+// hooks_io: being written.
+#include "shim.hpp"

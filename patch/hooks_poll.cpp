@@ -1,0 +1,2 @@
+// hooks_poll: being written.
+#include "shim.hpp"

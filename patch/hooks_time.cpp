@@ -1,0 +1,2 @@
+// hooks_time: being written.
+#include "shim.hpp"

@@ -1,0 +1,120 @@
+// Internals of libcogent_patch.so, the monkey patch: the real libc functions, the one check
+// that decides whether a call is made cooperative, and what the shim remembers per fd.
+//
+// A hooked call goes cooperative only when (cooperative(family)):
+//   - the calling thread has a hub, and the caller is a greenlet of it other than the hub (the
+//     hub runs libev and every runtime callback: its calls are the runtime's own and must reach
+//     libc unchanged, which is also how libev's epoll_wait and read of its eventfd get through);
+//   - the call's family (socket, dns, time, select) is patched (COGENT_PATCH).
+// Everything else (a program that never spawned a greenlet, a thread without a hub, the thread
+// pool's workers) goes straight to libc, after that one thread-local check.
+#pragma once
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "runtime.hpp"  // src/: ThreadState, HubImpl, tls_state
+
+namespace cogent::patch {
+
+// The real libc functions. Resolved by a constructor (before main, before any hook can matter)
+// and, should a hook run earlier (another preloaded library's constructor), on that first call.
+struct Real {
+    int (*socket)(int, int, int);
+    int (*socketpair)(int, int, int, int*);
+    int (*connect)(int, const sockaddr*, socklen_t);
+    int (*accept)(int, sockaddr*, socklen_t*);
+    int (*accept4)(int, sockaddr*, socklen_t*, int);
+    ssize_t (*read)(int, void*, size_t);
+    ssize_t (*write)(int, const void*, size_t);
+    ssize_t (*readv)(int, const iovec*, int);
+    ssize_t (*writev)(int, const iovec*, int);
+    ssize_t (*recv)(int, void*, size_t, int);
+    ssize_t (*recvfrom)(int, void*, size_t, int, sockaddr*, socklen_t*);
+    ssize_t (*recvmsg)(int, msghdr*, int);
+    int (*recvmmsg)(int, mmsghdr*, unsigned int, int, timespec*);
+    ssize_t (*send)(int, const void*, size_t, int);
+    ssize_t (*sendto)(int, const void*, size_t, int, const sockaddr*, socklen_t);
+    ssize_t (*sendmsg)(int, const msghdr*, int);
+    int (*sendmmsg)(int, mmsghdr*, unsigned int, int);
+    int (*poll)(pollfd*, nfds_t, int);
+    int (*ppoll)(pollfd*, nfds_t, const timespec*, const sigset_t*);
+    int (*select)(int, fd_set*, fd_set*, fd_set*, timeval*);
+    int (*pselect)(int, fd_set*, fd_set*, fd_set*, const timespec*, const sigset_t*);
+    int (*epoll_wait)(int, epoll_event*, int, int);
+    int (*epoll_pwait)(int, epoll_event*, int, int, const sigset_t*);
+    int (*close)(int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+    int (*fcntl)(int, int, ...);
+    int (*ioctl)(int, unsigned long, ...);
+    int (*setsockopt)(int, int, int, const void*, socklen_t);
+    int (*getsockopt)(int, int, int, void*, socklen_t*);
+    int (*pipe)(int*);
+    int (*pipe2)(int*, int);
+    unsigned (*sleep)(unsigned);
+    int (*usleep)(useconds_t);
+    int (*nanosleep)(const timespec*, timespec*);
+    int (*clock_nanosleep)(clockid_t, int, const timespec*, timespec*);
+    int (*getaddrinfo)(const char*, const char*, const addrinfo*, addrinfo**);
+    void (*freeaddrinfo)(addrinfo*);
+    int (*getnameinfo)(const sockaddr*, socklen_t, char*, socklen_t, char*, socklen_t, int);
+    hostent* (*gethostbyname)(const char*);
+    hostent* (*gethostbyname2)(const char*, int);
+    int (*gethostbyname_r)(const char*, hostent*, char*, size_t, hostent**, int*);
+    int (*gethostbyname2_r)(const char*, int, hostent*, char*, size_t, hostent**, int*);
+    hostent* (*gethostbyaddr)(const void*, socklen_t, int);
+    int (*gethostbyaddr_r)(const void*, socklen_t, int, hostent*, char*, size_t, hostent**, int*);
+    pid_t (*fork)();
+};
+extern Real real;
+extern std::atomic<bool> real_ready;
+void resolve_real() noexcept;
+// The real function table, resolved on first use if the constructor has not run yet.
+inline const Real& libc() noexcept {
+    if (!real_ready.load(std::memory_order_acquire)) [[unlikely]]
+        resolve_real();
+    return real;
+}
+
+// Families, as in gevent's patch_all(socket=..., dns=..., time=..., select=...).
+enum Family : unsigned { kSocket = 1, kDns = 2, kTime = 4, kSelect = 8, kAll = 15 };
+// The patched families (COGENT_PATCH, read once by config.cpp; all by default).
+extern unsigned families;
+
+// The one check (see the file comment). Reads one thread-local pointer; the rest are loads
+// from the thread's own state.
+inline bool cooperative(unsigned family) noexcept {
+    detail::ThreadState* ts = detail::tls_state;
+    if (!ts) [[likely]]
+        return false;
+    detail::HubImpl* hub = ts->hub;
+    return hub && ts->current != hub->greenlet && (families & family);
+}
+
+// ---- per-fd memory ----
+// What the shim knows about an fd, so that the common path costs no extra system call. Every
+// entry is a guess verified by the kernel where it matters: a wrong "socket" guess makes recv
+// fail with ENOTSOCK and the hook falls back. Reset by the hooks that create or close fds.
+enum class FdKind : std::uint8_t { unknown = 0, socket, pollable, passthrough };
+struct FdInfo {
+    std::atomic<std::uint8_t> kind{0};      // FdKind
+    std::atomic<std::int8_t> nonblock{-1};  // the user's O_NONBLOCK: -1 unknown, 0, 1
+    std::atomic<std::int64_t> rcvtimeo_ns{-1};  // SO_RCVTIMEO: -1 unknown, 0 none
+    std::atomic<std::int64_t> sndtimeo_ns{-1};  // SO_SNDTIMEO
+};
+// nullptr for fds beyond the table (65536): then every fact is looked up each time.
+FdInfo* fd_info(int fd) noexcept;
+// Forget what is known about fd (it was closed, or is a new fd).
+void fd_forget(int fd) noexcept;
+
+}  // namespace cogent::patch

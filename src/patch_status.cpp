@@ -1,0 +1,36 @@
+// patch.hpp: ask the shim, if it is loaded, through the one symbol it exports for this.
+#include <dlfcn.h>
+
+#include "cogent/patch.hpp"
+
+namespace cogent::patch {
+
+namespace {
+using Query = unsigned (*)();
+Query query() noexcept {
+    static Query q = reinterpret_cast<Query>(dlsym(RTLD_DEFAULT, "cogent_patch_families"));
+    return q;
+}
+}  // namespace
+
+bool loaded() noexcept { return query() != nullptr; }
+
+unsigned families() noexcept {
+    Query q = query();
+    return q ? q() : 0;
+}
+
+bool is_patched(Family family) noexcept { return (families() & family) == unsigned(family); }
+
+std::string describe() {
+    if (!loaded()) return "not loaded";
+    unsigned f = families();
+    if (!f) return "none";
+    std::string out;
+    const char* names[] = {"socket", "dns", "time", "select"};
+    for (int i = 0; i < 4; ++i)
+        if (f & (1u << i)) out += (out.empty() ? "" : ",") + std::string(names[i]);
+    return out;
+}
+
+}  // namespace cogent::patch

@@ -19,6 +19,7 @@
 #include <ares.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <dlfcn.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -950,6 +951,16 @@ Answer dns_forward(Resolver::Impl& impl, const std::string& name, bool want4, bo
     return out;
 }
 
+// The libc resolver for kinds thread and block, looked up in libc.so.6 itself: with the patch
+// shim loaded, the plain names are the shim's, which would hand the call back to us.
+template <class F>
+F libc_fn(const char* name) {
+    static void* handle = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    void* p = handle ? dlsym(handle, name) : nullptr;
+    if (!p) p = dlsym(RTLD_NEXT, name);
+    return reinterpret_cast<F>(p);
+}
+
 // The libc resolver (kind thread or block): getaddrinfo(3) itself.
 std::vector<AddrInfo> libc_getaddrinfo(const std::string& host, const std::string& service,
                                        const AddrInfoHints& hints, const std::string& call) {
@@ -959,8 +970,11 @@ std::vector<AddrInfo> libc_getaddrinfo(const std::string& host, const std::strin
     h.ai_protocol = hints.protocol;
     h.ai_flags = hints.flags;
     addrinfo* res = nullptr;
-    int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
-                           service.empty() ? nullptr : service.c_str(), &h, &res);
+    static const auto real_gai =
+        libc_fn<int (*)(const char*, const char*, const addrinfo*, addrinfo**)>("getaddrinfo");
+    static const auto real_free = libc_fn<void (*)(addrinfo*)>("freeaddrinfo");
+    int rc = real_gai(host.empty() ? nullptr : host.c_str(),
+                      service.empty() ? nullptr : service.c_str(), &h, &res);
     if (rc != 0) {
         std::string detail = rc == EAI_SYSTEM ? std::string(std::strerror(errno)) : "";
         fail(rc, host, call, detail);
@@ -975,7 +989,7 @@ std::vector<AddrInfo> libc_getaddrinfo(const std::string& host, const std::strin
         if (p->ai_canonname) ai.canonname = p->ai_canonname;
         out.push_back(std::move(ai));
     }
-    freeaddrinfo(res);
+    real_free(res);
     return out;
 }
 
@@ -1162,8 +1176,11 @@ HostEnt Resolver::gethostbyname(std::string_view name_in, int family) {
             hostent he{}, *res = nullptr;
             std::vector<char> buf(8192);
             int herr = 0, rc;
-            while ((rc = gethostbyname2_r(n.c_str(), family, &he, buf.data(), buf.size(), &res,
-                                          &herr)) == ERANGE &&
+            static const auto real =
+                libc_fn<int (*)(const char*, int, hostent*, char*, size_t, hostent**, int*)>(
+                    "gethostbyname2_r");
+            while ((rc = real(n.c_str(), family, &he, buf.data(), buf.size(), &res, &herr)) ==
+                       ERANGE &&
                    buf.size() < (1u << 20))
                 buf.resize(buf.size() * 2);
             if (rc != 0 || !res) fail(rc ? EAI_SYSTEM : eai_from_herrno(herr), n, call);
@@ -1213,8 +1230,10 @@ HostEnt Resolver::gethostbyaddr(std::string_view address) {
             hostent he{}, *res = nullptr;
             std::vector<char> buf(8192);
             int herr = 0, rc;
-            while ((rc = gethostbyaddr_r(a.bytes, a.family == AF_INET ? 4 : 16, a.family, &he,
-                                         buf.data(), buf.size(), &res, &herr)) == ERANGE &&
+            static const auto real = libc_fn<int (*)(const void*, socklen_t, int, hostent*, char*,
+                                                     size_t, hostent**, int*)>("gethostbyaddr_r");
+            while ((rc = real(a.bytes, a.family == AF_INET ? 4 : 16, a.family, &he, buf.data(),
+                              buf.size(), &res, &herr)) == ERANGE &&
                    buf.size() < (1u << 20))
                 buf.resize(buf.size() * 2);
             if (rc != 0 || !res) fail(rc ? EAI_SYSTEM : eai_from_herrno(herr), text, call);

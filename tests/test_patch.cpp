@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -576,4 +577,62 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "recvmmsg, sendmmsg, recvmsg, readv an
     CHECK(rv.get() == "abcdef");
     ::close(c);
     ::close(d);
+}
+
+TEST_CASE("fork: the child's hub works and its plain calls stay cooperative") {
+    auto [a, b] = pair_of();
+    auto g = cogent::spawn([a = a, b = b]() -> int {
+        pid_t pid = ::fork();  // plain libc fork, from a greenlet
+        if (pid == 0) {
+            // The child: a reader parks in recv while a writer sleeps, then writes.
+            auto reader = cogent::spawn([a] {
+                char c = 0;
+                return ::recv(a, &c, 1, 0) == 1 && c == 'f';
+            });
+            auto writer = cogent::spawn([b] {
+                ::usleep(30'000);
+                ::send(b, "f", 1, 0);
+            });
+            bool ok = reader.get();
+            writer.join();
+            _exit(ok ? 0 : 3);
+        }
+        int status = 0;
+        // waitpid is not patched: poll for the child cooperatively instead of blocking.
+        for (int i = 0; i < 500 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) ::usleep(10'000);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    });
+    CHECK(g.get() == 0);
+    ::close(a);
+    ::close(b);
+}
+
+TEST_CASE("threads: each thread's greenlets use its own hub through the shim") {
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t)
+        threads.emplace_back([&ok] {
+            auto [a, b] = pair_of();
+            auto ping = cogent::spawn([a = a] {
+                char buf[4];
+                for (int i = 0; i < 200; ++i) {
+                    if (::send(a, "pi", 2, 0) != 2) return false;
+                    if (::recv(a, buf, 2, MSG_WAITALL) != 2) return false;
+                }
+                return true;
+            });
+            auto pong = cogent::spawn([b = b] {
+                char buf[4];
+                for (int i = 0; i < 200; ++i) {
+                    if (::recv(b, buf, 2, MSG_WAITALL) != 2) return false;
+                    if (::send(b, "po", 2, 0) != 2) return false;
+                }
+                return true;
+            });
+            if (ping.get() && pong.get()) ++ok;
+            ::close(a);
+            ::close(b);
+        });
+    for (auto& th : threads) th.join();
+    CHECK(ok.load() == 3);
 }

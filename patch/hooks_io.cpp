@@ -167,6 +167,9 @@ struct ErrnoKeeper {
 
 template <class Attempt>
 ssize_t co_recv_loop(int fd, const char* what, Attempt attempt) {
+    // The user's non-blocking socket gets the kernel's answer, always (the readiness hint below
+    // may skip an attempt, which only a caller that will wait anyway can afford).
+    if (user_nonblock(fd)) return attempt();
     ErrnoKeeper ek;
     std::optional<detail::Deadline> dl;
     for (;;) {
@@ -175,10 +178,6 @@ ssize_t co_recv_loop(int fd, const char* what, Attempt attempt) {
             if (r >= 0) return ek.ok(r);
             if (!would_block(errno)) return -1;
             detail::fd_drained(fd);
-        }
-        if (user_nonblock(fd)) {
-            errno = EAGAIN;
-            return -1;
         }
         if (!dl) dl.emplace(sock_timeout(fd, false));
         int p = park(fd, READ, dl->left(), true, what);

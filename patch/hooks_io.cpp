@@ -165,8 +165,12 @@ struct ErrnoKeeper {
 
 // ---- sockets: receive ---------------------------------------------------------------------------
 
+// want: the bytes asked for (0: unknown). A short read means the socket is most likely drained
+// (as Socket::recv reasons): the next call parks at once instead of trying a recv that would
+// say EAGAIN. Safe even when wrong: the read watcher stays armed, level-triggered, and fires
+// at once for data already there.
 template <class Attempt>
-ssize_t co_recv_loop(int fd, const char* what, Attempt attempt) {
+ssize_t co_recv_loop(int fd, const char* what, Attempt attempt, size_t want = 0) {
     // The user's non-blocking socket gets the kernel's answer, always (the readiness hint below
     // may skip an attempt, which only a caller that will wait anyway can afford).
     if (user_nonblock(fd)) return attempt();
@@ -175,7 +179,10 @@ ssize_t co_recv_loop(int fd, const char* what, Attempt attempt) {
     for (;;) {
         if (detail::fd_may_read(fd)) {
             ssize_t r = attempt();
-            if (r >= 0) return ek.ok(r);
+            if (r >= 0) {
+                if (r > 0 && size_t(r) < want) detail::fd_drained(fd);
+                return ek.ok(r);
+            }
             if (!would_block(errno)) return -1;
             detail::fd_drained(fd);
         }
@@ -194,9 +201,10 @@ ssize_t co_recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, sock
     const Real& r = libc();
     if (flags & MSG_DONTWAIT) return r.recvfrom(fd, buf, n, flags, from, fromlen);
     if (!(flags & MSG_WAITALL) || n == 0)
-        return co_recv_loop(fd, what, [&] {
-            return r.recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen);
-        });
+        return co_recv_loop(
+            fd, what,
+            [&] { return r.recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen); },
+            (flags & MSG_PEEK) ? 0 : n);
     // MSG_WAITALL: until n bytes, the end of the stream, an error, or the timeout.
     size_t got = 0;
     ErrnoKeeper ek;

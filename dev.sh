@@ -17,6 +17,7 @@ PACKAGES=(
     libev-dev
     libc-ares-dev
     doctest-dev
+    postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl
 )
 # What `./dev.sh bench` needs on top: the load generator and the servers it compares against.
 BENCH_PACKAGES=(

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -150,12 +151,21 @@ public:
     std::pair<std::size_t, Address> recvfrom(void* buf, std::size_t n, int flags = 0);
     // Send some of the bytes; returns how many were sent.
     std::size_t send(const void* buf, std::size_t n, int flags = 0);
+    // send("abc", 3): a char pointer and a count mean bytes, not a string and flags.
+    template <std::integral N>
+    std::size_t send(const char* buf, N n, int flags = 0) {
+        return send(static_cast<const void*>(buf), std::size_t(n), flags);
+    }
     std::size_t send(std::string_view data, int flags = 0) {
         return send(data.data(), data.size(), flags);
     }
     // Send all of the bytes (looping and waiting). With a timeout, the whole call must finish
     // within it.
     void sendall(const void* buf, std::size_t n, int flags = 0);
+    template <std::integral N>
+    void sendall(const char* buf, N n, int flags = 0) {
+        sendall(static_cast<const void*>(buf), std::size_t(n), flags);
+    }
     void sendall(std::string_view data, int flags = 0) { sendall(data.data(), data.size(), flags); }
     // Send a datagram to `to`; returns how many bytes were sent.
     std::size_t sendto(const void* buf, std::size_t n, const Address& to, int flags = 0);

@@ -835,15 +835,31 @@ struct Resolver::Impl {
         finish(q);
     }
 
-    static void on_host(void* arg, int status, int, hostent* he) {
-        auto* q = static_cast<Query*>(arg);
-        q->status[0] = status;
-        if (status == ARES_SUCCESS && he) {
-            Answer& a = q->ans[0];
-            a.found = true;
-            a.canon = he->h_name ? he->h_name : "";
-            for (char** p = he->h_aliases; p && *p; ++p) a.aliases.emplace_back(*p);
+    struct PtrCall {
+        Query* q;
+        RawAddr addr;
+    };
+
+    // A PTR answer. ares_query (not ares_gethostbyaddr, which reports every failure, SERVFAIL
+    // included, as "not found") so that a server failure stays EAI_AGAIN, as in glibc.
+    static void on_ptr(void* arg, int status, int, unsigned char* abuf, int alen) {
+        auto* c = static_cast<PtrCall*>(arg);
+        Query* q = c->q;
+        if (status == ARES_SUCCESS) {
+            hostent* he = nullptr;
+            const bool four = c->addr.family == AF_INET;
+            status =
+                ares_parse_ptr_reply(abuf, alen, c->addr.bytes, four ? 4 : 16, c->addr.family, &he);
+            if (status == ARES_SUCCESS && he) {
+                Answer& a = q->ans[0];
+                a.found = true;
+                a.canon = he->h_name ? he->h_name : "";
+                for (char** p = he->h_aliases; p && *p; ++p) a.aliases.emplace_back(*p);
+            }
+            if (he) ares_free_hostent(he);
         }
+        delete c;
+        q->status[0] = status;
         finish(q);
     }
 
@@ -893,11 +909,32 @@ struct Resolver::Impl {
                     &Impl::on_search, new Call{q, slot});
     }
 
+    // "4.3.2.1.in-addr.arpa" or the nibbles under ip6.arpa; an IPv4-mapped IPv6 address is
+    // looked up under in-addr.arpa, as glibc does.
+    static std::string reverse_name(const RawAddr& a) {
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        char buf[80];
+        if (a.family == AF_INET || std::memcmp(a.bytes, mapped, 12) == 0) {
+            const unsigned char* b = a.family == AF_INET ? a.bytes : a.bytes + 12;
+            std::snprintf(buf, sizeof buf, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]);
+            return buf;
+        }
+        std::string out;
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 15; i >= 0; --i) {
+            out += hex[a.bytes[i] & 0xf];
+            out += '.';
+            out += hex[a.bytes[i] >> 4];
+            out += '.';
+        }
+        return out + "ip6.arpa";
+    }
+
     void reverse(Query* q, const RawAddr& a) {
         ++q->outstanding;
         ++in_ares;
-        ares_gethostbyaddr(channel, a.bytes, a.family == AF_INET ? 4 : 16, a.family, &Impl::on_host,
-                           q);
+        ares_query(channel, reverse_name(a).c_str(), ns_c_in, ns_t_ptr, &Impl::on_ptr,
+                   new PtrCall{q, a});
     }
 };
 

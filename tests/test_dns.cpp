@@ -397,6 +397,12 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "reverse lookups: gethostbyaddr and ge
     CHECK(eai_of([&] { r.getnameinfo(cogent::Address("10.9.8.6", 80), NI_NAMEREQD); }) ==
           EAI_NONAME);
     CHECK(eai_of([&] { r.getnameinfo(cogent::Address::unix_path("/tmp/x")); }) == EAI_FAMILY);
+    // A server failure is not "no name": EAI_AGAIN, as glibc says TRY_AGAIN.
+    dns.set_behavior(DnsServer::reverse_name("10.9.8.5"), DnsBehavior::servfail);
+    CHECK(eai_of([&] { r.gethostbyaddr("10.9.8.5"); }) == EAI_AGAIN);
+    CHECK(eai_of([&] { r.getnameinfo(cogent::Address("10.9.8.5", 80)); }) == EAI_AGAIN);
+    // An IPv4-mapped address is looked up under in-addr.arpa.
+    CHECK(r.gethostbyaddr("::ffff:10.9.8.7").name == "named.test");
     CHECK_THROWS_AS(r.gethostbyaddr("not-an-address"), std::invalid_argument);
 }
 

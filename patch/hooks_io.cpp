@@ -153,16 +153,6 @@ int park(int fd, int events, TimeoutArg left, bool keep, const char* what) {
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
-// Restores the caller's errno unless told the call failed.
-struct ErrnoKeeper {
-    int saved = errno;
-    template <class T>
-    T ok(T v) {
-        errno = saved;
-        return v;
-    }
-};
-
 // ---- sockets: receive ---------------------------------------------------------------------------
 
 // want: the bytes asked for (0: unknown). A short read means the socket is most likely drained

@@ -40,15 +40,6 @@ bool ts_timeout(const timespec* ts, TimeoutArg& out) {
     return true;
 }
 
-struct ErrnoKeeper {
-    int saved = errno;
-    template <class T>
-    T ok(T v) {
-        errno = saved;
-        return v;
-    }
-};
-
 // poll with a positive (or infinite) timeout, cooperatively. cogent::poll keeps poll(2)'s
 // contract (-1 with errno for a bad array; POLLNVAL for bad fds).
 int co_poll(pollfd* fds, nfds_t n, TimeoutArg t) {

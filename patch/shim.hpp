@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 
 #include "runtime.hpp"  // src/: ThreadState, HubImpl, tls_state
@@ -100,6 +101,17 @@ inline bool cooperative(unsigned family) noexcept {
     detail::HubImpl* hub = ts->hub;
     return hub && ts->current != hub->greenlet && (families & family);
 }
+
+// Keeps the caller's errno for a call that succeeds after attempts that failed (EAGAIN):
+// `return ek.ok(result);` on success; on failure errno is the failure's.
+struct ErrnoKeeper {
+    int saved = errno;
+    template <class T>
+    T ok(T v) {
+        errno = saved;
+        return v;
+    }
+};
 
 // ---- per-fd memory ----
 // What the shim knows about an fd, so that the common path costs no extra system call. Every

@@ -31,8 +31,6 @@
 // through the Resolver would come back here), AI_IDN with a non-ASCII node, and families the
 // resolver does not serve (gethostbyname2 with a family other than AF_INET/AF_INET6). IDN
 // output flags (AI_CANONIDN, NI_IDN) are accepted and ignored: names come back as in DNS.
-// An IPv4-mapped address given to gethostbyaddr is looked up under ip6.arpa (glibc asks
-// in-addr.arpa).
 //
 // Exceptions: a kill or a Timeout (cogent::BaseException) propagates out of the hook, which is
 // how a killed greenlet leaves the call; every std::exception becomes an error code (DnsError:

@@ -112,6 +112,20 @@ void note_new_fd(int fd, FdKind kind, int nonblock) noexcept {
     }
 }
 
+// The table said "socket" but the kernel says ENOTSOCK: the number was closed where no hook saw
+// it (glibc's own fclose) and reused by a call the shim does not watch (open, eventfd...).
+// Forget it, so the caller's retry classifies the fd afresh; true if there was a stale entry.
+bool stale(int fd) noexcept {
+    FdInfo* f = fd_info(fd);
+    if (!f || f->kind.load(std::memory_order_relaxed) != std::uint8_t(FdKind::socket)) return false;
+    fd_forget(fd);
+    int saved = errno;
+    struct stat st {};
+    const bool not_socket = ::fstat(fd, &st) == 0 && !S_ISSOCK(st.st_mode);
+    errno = saved;
+    return not_socket;
+}
+
 // Wake greenlets of this thread waiting on fd (EBADF) and drop its watchers before the number
 // can be reused. Runs for every close, cooperative or not: a thread with a hub may have parked
 // greenlets on an fd that another of its non-greenlet paths closes.
@@ -547,8 +561,11 @@ COGENT_HOOK ssize_t read(int fd, void* buf, size_t n) {
     const Real& r = libc();
     if (!cooperative(kSocket)) return r.read(fd, buf, n);
     switch (kind_of(fd)) {
-        case FdKind::socket:
-            return co_recvfrom(fd, buf, n, 0, nullptr, nullptr, "read()");
+        case FdKind::socket: {
+            ssize_t k = co_recvfrom(fd, buf, n, 0, nullptr, nullptr, "read()");
+            if (k < 0 && errno == ENOTSOCK && stale(fd)) return read(fd, buf, n);
+            return k;
+        }
         case FdKind::pollable:
             if (user_nonblock(fd) || n == 0) return r.read(fd, buf, n);
             if (wait_pollable(fd, READ, "read()") < 0) return -1;
@@ -562,8 +579,11 @@ COGENT_HOOK ssize_t write(int fd, const void* buf, size_t n) {
     const Real& r = libc();
     if (!cooperative(kSocket)) return r.write(fd, buf, n);
     switch (kind_of(fd)) {
-        case FdKind::socket:
-            return co_sendto(fd, buf, n, 0, nullptr, 0, "write()");
+        case FdKind::socket: {
+            ssize_t k = co_sendto(fd, buf, n, 0, nullptr, 0, "write()");
+            if (k < 0 && errno == ENOTSOCK && stale(fd)) return write(fd, buf, n);
+            return k;
+        }
         case FdKind::pollable: {
             if (user_nonblock(fd) || n == 0) return r.write(fd, buf, n);
             // Up to PIPE_BUF bytes fit once poll says writable; more are written in pieces,
@@ -594,7 +614,9 @@ COGENT_HOOK ssize_t readv(int fd, const iovec* iov, int cnt) {
             msghdr m{};
             m.msg_iov = const_cast<iovec*>(iov);
             m.msg_iovlen = size_t(cnt);
-            return co_recvmsg(fd, &m, 0);
+            ssize_t k = co_recvmsg(fd, &m, 0);
+            if (k < 0 && errno == ENOTSOCK && stale(fd)) return readv(fd, iov, cnt);
+            return k;
         }
         case FdKind::pollable:
             if (user_nonblock(fd)) return r.readv(fd, iov, cnt);
@@ -614,7 +636,9 @@ COGENT_HOOK ssize_t writev(int fd, const iovec* iov, int cnt) {
             msghdr m{};
             m.msg_iov = const_cast<iovec*>(iov);
             m.msg_iovlen = size_t(cnt);
-            return co_sendmsg(fd, &m, 0);
+            ssize_t k = co_sendmsg(fd, &m, 0);
+            if (k < 0 && errno == ENOTSOCK && stale(fd)) return writev(fd, iov, cnt);
+            return k;
         }
         case FdKind::pollable:
             if (user_nonblock(fd)) return r.writev(fd, iov, cnt);

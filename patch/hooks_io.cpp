@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 #include <vector>
@@ -652,6 +653,16 @@ COGENT_HOOK ssize_t writev(int fd, const iovec* iov, int cnt) {
 COGENT_HOOK int close(int fd) {
     closing(fd);
     return libc().close(fd);
+}
+
+// fclose closes its fd inside glibc, where the close hook cannot see it: a socket wrapped with
+// fdopen would leave its waiters and table entry behind. Not in the list; cheap.
+COGENT_HOOK int fclose(FILE* f) {
+    if (f) {
+        int fd = fileno(f);
+        if (fd >= 0) closing(fd);
+    }
+    return libc().fclose(f);
 }
 
 COGENT_HOOK int dup(int fd) {

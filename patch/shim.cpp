@@ -88,6 +88,7 @@ void resolve_real() noexcept {
         get(h, r.gethostbyaddr, "gethostbyaddr");
         get(h, r.gethostbyaddr_r, "gethostbyaddr_r");
         get(h, r.fork, "fork");
+        get(h, r.fclose, "fclose");
         real = r;
         real_ready.store(true, std::memory_order_release);
     });

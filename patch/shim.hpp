@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <cstdint>
 
@@ -76,6 +77,7 @@ struct Real {
     hostent* (*gethostbyaddr)(const void*, socklen_t, int);
     int (*gethostbyaddr_r)(const void*, socklen_t, int, hostent*, char*, size_t, hostent**, int*);
     pid_t (*fork)();
+    int (*fclose)(FILE*);
 };
 extern Real real;
 extern std::atomic<bool> real_ready;

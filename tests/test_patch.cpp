@@ -669,3 +669,17 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "an fd number reused behind the shim's
     ::close(p[0]);
     ::close(p[1]);
 }
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "fclose of an fdopen'd socket wakes its waiter") {
+    auto [a, b] = pair_of();
+    FILE* f = ::fdopen(a, "r+");
+    REQUIRE(f != nullptr);
+    auto g = cogent::spawn([a = a] {
+        char c;
+        return call([&] { return ::recv(a, &c, 1, 0); });
+    });
+    cogent::sleep(10ms);
+    CHECK(std::fclose(f) == 0);  // glibc closes the fd internally
+    CHECK(g.get() == Result{-1, EBADF});
+    ::close(b);
+}

@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "patch_families.hpp"  // src/
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <link.h>
 #endif
@@ -37,8 +39,8 @@
 namespace {
 
 constexpr const char* kLibName = "libcogent_patch.so";
-constexpr unsigned kAll = 15;
-const char* const kFamilyNames[] = {"socket", "dns", "time", "select"};
+constexpr unsigned kAll = cogent::detail::kPatchAll;
+constexpr const auto& kFamilyNames = cogent::detail::kPatchFamilyNames;
 
 // Exit statuses: as env(1) and a POSIX shell use them.
 constexpr int kUsageError = 2;
@@ -73,37 +75,9 @@ void usage(FILE* to) {
     std::exit(kUsageError);
 }
 
-// "all", "none", "socket,dns"... The same grammar as COGENT_PATCH in src/config.cpp: items are
-// case-insensitive, blanks around them ignored, "all" and "none" may be combined with names.
+// The same grammar as COGENT_PATCH in src/config.cpp: one parser, in src/patch_families.hpp.
 std::optional<unsigned> parse_families(const std::string& v, std::string* bad_item) {
-    unsigned fam = 0;
-    std::size_t pos = 0;
-    while (pos <= v.size()) {
-        std::size_t comma = v.find(',', pos);
-        if (comma == std::string::npos) comma = v.size();
-        std::string item = v.substr(pos, comma - pos);
-        pos = comma + 1;
-        for (auto& ch : item) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-        item.erase(0, item.find_first_not_of(" \t"));
-        item.erase(item.find_last_not_of(" \t") + 1);
-        bool known = false;
-        if (item == "all") {
-            fam |= kAll;
-            known = true;
-        } else if (item == "none") {
-            known = true;
-        }
-        for (unsigned i = 0; i < 4 && !known; ++i)
-            if (item == kFamilyNames[i]) {
-                fam |= 1u << i;
-                known = true;
-            }
-        if (!known) {
-            *bad_item = item;
-            return std::nullopt;
-        }
-    }
-    return fam;
+    return cogent::detail::parse_patch_families(v, bad_item);
 }
 
 // The canonical spelling, as patch.hpp's describe() gives it: "all" is spelled out.

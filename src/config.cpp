@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "patch_families.hpp"
 #include "runtime.hpp"
 
 namespace cogent::detail {
@@ -52,36 +53,14 @@ Config load() {
         c.threadpool_size = v;
     }
     if (const char* e = std::getenv("COGENT_PATCH"); e && *e) {
-        std::string v = e;
-        unsigned fam = 0;
-        std::size_t pos = 0;
-        while (pos <= v.size()) {
-            std::size_t comma = v.find(',', pos);
-            if (comma == std::string::npos) comma = v.size();
-            std::string item = v.substr(pos, comma - pos);
-            pos = comma + 1;
-            for (auto& ch : item) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-            item.erase(0, item.find_first_not_of(" \t"));
-            item.erase(item.find_last_not_of(" \t") + 1);
-            if (item == "all")
-                fam |= 15;
-            else if (item == "none")
-                ;
-            else if (item == "socket")
-                fam |= 1;
-            else if (item == "dns")
-                fam |= 2;
-            else if (item == "time")
-                fam |= 4;
-            else if (item == "select")
-                fam |= 8;
-            else
-                throw std::invalid_argument(std::string("cogent: COGENT_PATCH='") + e +
-                                            "': unknown family '" + item +
-                                            "' (expected all, none, or a list of socket, dns, "
-                                            "time, select)");
-        }
-        c.patch_families = fam;
+        std::string bad;
+        auto fam = parse_patch_families(e, &bad);
+        if (!fam)
+            throw std::invalid_argument(std::string("cogent: COGENT_PATCH='") + e +
+                                        "': unknown family '" + bad +
+                                        "' (expected all, none, or a list of socket, dns, "
+                                        "time, select)");
+        c.patch_families = *fam;
     }
     return c;
 }

@@ -40,13 +40,13 @@ bool ts_timeout(const timespec* ts, TimeoutArg& out) {
     return true;
 }
 
-// poll with a positive (or infinite) timeout, cooperatively. cogent::poll keeps poll(2)'s
-// contract (-1 with errno for a bad array; POLLNVAL for bad fds).
+// poll with a positive (or infinite) timeout, cooperatively. cogent::poll is the whole job: it
+// asks the kernel once without waiting (one zero-timeout ppoll, which also rejects a bad array
+// exactly as poll(2) does: -1 with EFAULT or EINVAL; POLLNVAL for bad fds) and parks only when
+// nothing is ready, so a look of our own first would be a second system call for nothing.
 int co_poll(pollfd* fds, nfds_t n, TimeoutArg t) {
     ErrnoKeeper ek;
-    int r = libc().poll(fds, n, 0);
-    if (r != 0) return r < 0 ? r : ek.ok(r);
-    r = cogent::poll(fds, n, t);
+    int r = cogent::poll(fds, n, t);
     return r < 0 ? r : ek.ok(r);
 }
 

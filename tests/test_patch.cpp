@@ -4,10 +4,14 @@
 // greenlet are libc's own.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -25,6 +29,8 @@
 #include <cogent/cogent.hpp>
 #include <cstring>
 #include <functional>
+#include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +84,84 @@ std::pair<int, int> pair_of(int type = SOCK_STREAM) {
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, type, 0, sv) == 0);
     return {sv[0], sv[1]};
+}
+
+// Counts the poll(2) and ppoll(2) system calls fn makes: fn runs on a thread of its own under a
+// seccomp filter that hands each such call to a supervisor thread (user notification), which
+// counts it while `counting` is set and lets it go on. Returns fn's result and the count, or
+// nullopt (with why) where seccomp user notification is not available.
+struct PollCount {
+    int result = -1;
+    int syscalls = 0;
+};
+std::optional<PollCount> count_poll_syscalls(std::function<int(std::atomic<bool>&)> fn,
+                                             std::string& why) {
+#if defined(__x86_64__)
+    std::atomic<bool> counting{false};
+    std::atomic<int> count{0};
+    std::promise<int> listener;  // the filter's notification fd, or -errno
+    auto listener_fd = listener.get_future();
+    std::thread supervisor([&] {
+        const int fd = listener_fd.get();
+        if (fd < 0) return;
+        seccomp_notif req{};
+        seccomp_notif_resp resp{};
+        for (;;) {
+            pollfd p{fd, POLLIN, 0};  // POLLHUP once the filtered thread is gone
+            if (::poll(&p, 1, -1) < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
+            if (!(p.revents & POLLIN)) break;
+            std::memset(&req, 0, sizeof req);
+            if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) continue;
+            if (counting.load()) ++count;
+            resp = {};
+            resp.id = req.id;
+            resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+            ::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+        }
+        ::close(fd);
+    });
+    int result = -1;
+    int err = 0;
+    std::thread filtered([&] {
+        sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_poll, 2, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ppoll, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        };
+        sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+        // Both apply to this thread only (and threads it would create).
+        long fd = ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                      ? ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                                  SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog)
+                      : -1;
+        if (fd < 0) {
+            err = errno;
+            listener.set_value(-1);
+            return;
+        }
+        listener.set_value(int(fd));
+        result = fn(counting);
+    });
+    filtered.join();
+    supervisor.join();
+    if (err) {
+        why = std::string("seccomp user notification is not available: ") + std::strerror(err);
+        return std::nullopt;
+    }
+    return PollCount{result, count.load()};
+#else
+    (void)fn;
+    why = "the seccomp filter is written for x86-64 only";
+    return std::nullopt;
+#endif
 }
 
 }  // namespace
@@ -359,6 +443,54 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "poll, select and epoll_wait park coop
     ::close(ep);
     ::close(a);
     ::close(b);
+}
+
+TEST_CASE("a parking poll asks the kernel once before it parks and once after it wakes") {
+    // One zero-timeout look is enough before parking (it also validates the arguments); the
+    // hook once made two (poll, then cogent::poll's ppoll). A poll with something ready at once
+    // costs one system call.
+    using Poller = std::function<int(pollfd*)>;
+    const std::pair<const char*, Poller> pollers[] = {
+        {"poll", [](pollfd* p) { return ::poll(p, 1, 5000); }},
+        {"ppoll", [](pollfd* p) {
+             timespec ts{5, 0};
+             return ::ppoll(p, 1, &ts, nullptr);
+         }},
+    };
+    for (const auto& [name, poller] : pollers) {
+        for (bool ready : {false, true}) {
+            const std::string what = std::string(name) + (ready ? ", ready at once" : ", parking");
+            INFO(what);
+            std::string why;
+            auto counted = count_poll_syscalls(
+                [&, poller = poller](std::atomic<bool>& counting) {
+                    int sv[2];
+                    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+                    if (ready) ::send(sv[1], "x", 1, 0);
+                    auto g = cogent::spawn([&] {
+                        pollfd p{sv[0], POLLIN, 0};
+                        counting = true;
+                        int r = poller(&p);
+                        counting = false;
+                        return r == 1 && p.revents == POLLIN ? 1 : -1;
+                    });
+                    // Once the greenlet has set `counting`, it is parked in its poll.
+                    while (!ready && !counting) cogent::sleep(0);
+                    if (!ready) ::send(sv[1], "x", 1, 0);
+                    int r = g.get();
+                    ::close(sv[0]);
+                    ::close(sv[1]);
+                    return r;
+                },
+                why);
+            if (!counted) {
+                MESSAGE("skipped: " << why);
+                return;
+            }
+            CHECK(counted->result == 1);
+            CHECK(counted->syscalls == (ready ? 1 : 2));
+        }
+    }
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected exactly as libc rejects it") {

@@ -3,6 +3,7 @@
 // Timeout leaving nothing behind.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -264,6 +265,89 @@ TEST_CASE("each thread waits on its own hub") {
     });
     t.join();
     CHECK(ok);
+}
+
+// A raw close(2) (not cogent::close) of an fd a greenlet has just started waiting on, before the
+// hub polls: libev's epoll_ctl fails with EBADF, which used to abort the process.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a raw close(2) before the hub polls is EBADF") {
+    for (int events : {cogent::READ, cogent::WRITE, cogent::READ | cogent::WRITE}) {
+        CAPTURE(events);
+        int sv[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0);
+        if (events & cogent::WRITE) {
+            // Fill the socket so that it is not writable.
+            char buf[4096] = {};
+            while (::write(sv[0], buf, sizeof buf) > 0) {
+            }
+        }
+        int code = 0;
+        auto g = cogent::spawn([&] {
+            try {
+                (void)cogent::wait_fd(sv[0], events, 5s);
+            } catch (const std::system_error& e) {
+                code = e.code().value();
+            }
+        });
+        auto closer = cogent::spawn([&] { REQUIRE(::close(sv[0]) == 0); });
+        CHECK(g.join(5s));
+        closer.join();
+        CHECK(code == EBADF);
+        cogent::close(sv[1]);
+    }
+
+    // A socket's own waits (which skip the open-fd check: the call just said EAGAIN).
+    auto [a, b] = cogent::Socket::pair();
+    int code = 0;
+    auto g = cogent::spawn([&] {
+        try {
+            char c;
+            (void)a.recv(&c, 1);
+        } catch (const std::system_error& e) {
+            code = e.code().value();
+        }
+    });
+    auto closer = cogent::spawn([&] { REQUIRE(::close(a.fileno()) == 0); });
+    CHECK(g.join(5s));
+    closer.join();
+    CHECK(code == EBADF);
+    (void)a.release();  // already closed: the socket must not close the number again
+}
+
+// In a forked child, libev re-adds every watched fd to a fresh epoll set before its first poll
+// (ev_loop_fork). A child that closes inherited fds with a raw close(2) while (copies of)
+// greenlets wait on them used to abort there.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a forked child that closes watched fds raw") {
+    Pair p;
+    int code = 0, sel_code = 0;
+    auto g = cogent::spawn([&] {
+        code = system_error_code([&] { (void)cogent::wait_read(p.a, 10s); });
+    });
+    auto s = cogent::spawn([&] {
+        sel_code = system_error_code([&] { (void)cogent::select({p.b}, {}, {}, 10s); });
+    });
+    cogent::sleep(0);  // both parked (queued before us)
+    REQUIRE(cogent::debug::fd_watchers() >= 2);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(p.a);
+        ::close(p.b);
+        const bool ok = g.join(5s) && s.join(5s) && code == EBADF && sel_code == EBADF;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // The parent's fds and waiters are untouched: close them the cogent way.
+    cogent::close(p.a);
+    p.a = -1;
+    cogent::close(p.b);
+    p.b = -1;
+    CHECK(g.join(5s));
+    CHECK(s.join(5s));
+    CHECK(code == EBADF);
+    CHECK(sel_code == EBADF);
 }
 
 }  // TEST_SUITE

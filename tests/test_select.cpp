@@ -418,3 +418,71 @@ TEST_CASE_FIXTURE(LeakCheck, "select: many fds and many rounds stay exact") {
     writer.join();
     CHECK(got == 200);
 }
+
+// A raw close(2) (not cogent::close) of an fd that a select/poll has just armed, before the hub
+// polls again: libev's epoll_ctl then fails with EBADF, which used to abort the process
+// (ev_epoll.c, "I/O watcher with invalid fd found in epoll_ctl").
+TEST_CASE_FIXTURE(LeakCheck,
+                  "select, poll: a raw close(2) before the hub polls is EBADF / POLLNVAL") {
+    // direct: plain ev_io watchers; epoll: the private epoll set (xlist, POLLPRI).
+    for (bool exotic : {false, true}) {
+        CAPTURE(exotic);
+        TestPipe p, q;
+        int code = 0;
+        std::string what;
+        bool armed = false;
+        auto g = cogent::spawn([&] {
+            try {
+                if (exotic)
+                    (void)cogent::select({q.r}, {}, {p.r});
+                else
+                    (void)cogent::select({q.r, p.r}, {}, {});
+            } catch (const std::system_error& e) {
+                code = e.code().value();
+                what = e.what();
+            }
+        });
+        // Queued right after g: runs once g has parked, before the hub's next poll.
+        auto closer = cogent::spawn([&] {
+            armed = cogent::debug::fd_watchers() >= 2;
+            REQUIRE(::close(p.r) == 0);
+        });
+        CHECK(g.join(5s));
+        closer.join();
+        CHECK(armed);
+        CHECK(code == EBADF);
+        CHECK(what.find("fd " + std::to_string(p.r)) != std::string::npos);
+        p.r = -1;
+
+        TestPipe s, t;
+        short mask = exotic ? short(POLLIN | POLLPRI) : short(POLLIN);
+        pollfd fds[2] = {{t.r, mask, 0}, {s.r, mask, 0}};
+        int n = -2;
+        auto pg = cogent::spawn([&] { n = cogent::poll(fds, 2, 5s); });
+        auto pcloser = cogent::spawn([&] { REQUIRE(::close(s.r) == 0); });
+        CHECK(pg.join(5s));
+        pcloser.join();
+        CHECK(n == 1);
+        CHECK(fds[0].revents == 0);
+        CHECK(fds[1].revents == POLLNVAL);
+        s.r = -1;
+    }
+}
+
+// The number is closed raw and at once reused by a new file, before the hub polls: the waiter
+// cannot tell (poll(2) and select(2) called after the reuse would not either); it watches the
+// new file.
+TEST_CASE_FIXTURE(LeakCheck, "select: an fd closed raw and reused before the hub polls") {
+    TestPipe p, other;
+    std::vector<int> readable;
+    auto g = cogent::spawn([&] { readable = cogent::select({p.r}, {}, {}, 5s).readable; });
+    auto reuser = cogent::spawn([&] {
+        REQUIRE(::close(p.r) == 0);
+        REQUIRE(::dup2(other.r, p.r) == p.r);  // the number now names other's read end
+    });
+    reuser.join();
+    other.put();
+    CHECK(g.join(5s));
+    CHECK(readable == std::vector<int>{p.r});
+    CHECK(other.take() == 'x');
+}

@@ -21,6 +21,16 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// The bound on a wait that another greenlet, thread or process ends: long, because a loaded
+// machine can stall a test for seconds, and only a broken wait ever reaches it.
+constexpr auto kLong = std::chrono::seconds(30);
+
+// The raw-close tests below spawn a waiter, then a closer, which must run once the waiter has
+// parked and before the hub polls (hands the waiter's new watchers to the kernel). The hub polls
+// between queued callbacks only every 16 of them; a timed sleep first resumes the test from
+// inside the loop, so that the two start a fresh round and nothing can come between them
+// ("fresh round" below).
+
 // A non-blocking socketpair closed at scope exit (through cogent::close).
 struct Pair {
     int a = -1, b = -1;
@@ -100,7 +110,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "other greenlets run while one waits o
         }
         REQUIRE(::write(p.b, "y", 1) == 1);
     });
-    CHECK(cogent::wait_read(p.a, 5s));
+    CHECK(cogent::wait_read(p.a, kLong));
     CHECK(ticks == 5);
     ticker.join();
 }
@@ -156,7 +166,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "close wakes a reader and a writer of 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
                   "two greenlets waiting for the same direction is ConcurrentObjectUseError") {
     Pair p;
-    auto first = cogent::spawn([&] { cogent::wait_read(p.a, 2s); });
+    auto first = cogent::spawn([&] { cogent::wait_read(p.a, kLong); });
     cogent::sleep(0);
     std::string msg;
     try {
@@ -241,7 +251,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "pipes and hang-ups: EOF counts as rea
         cogent::sleep(10ms);
         cogent::close(fds[1]);
     });
-    CHECK(cogent::wait_read(fds[0], 5s));
+    CHECK(cogent::wait_read(fds[0], kLong));
     char c;
     CHECK(::read(fds[0], &c, 1) == 0);
     closer.join();
@@ -258,7 +268,7 @@ TEST_CASE("each thread waits on its own hub") {
             cogent::sleep(10ms);
             REQUIRE(::write(sv[1], "t", 1) == 1);
         });
-        ok = cogent::wait_read(sv[0], 5s);
+        ok = cogent::wait_read(sv[0], kLong);
         g.join();
         cogent::close(sv[0]);
         cogent::close(sv[1]);
@@ -281,15 +291,16 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a raw close(2) before the hub polls i
             }
         }
         int code = 0;
+        cogent::sleep(1ms);  // fresh round
         auto g = cogent::spawn([&] {
             try {
-                (void)cogent::wait_fd(sv[0], events, 5s);
+                (void)cogent::wait_fd(sv[0], events, kLong);
             } catch (const std::system_error& e) {
                 code = e.code().value();
             }
         });
         auto closer = cogent::spawn([&] { REQUIRE(::close(sv[0]) == 0); });
-        CHECK(g.join(5s));
+        CHECK(g.join(kLong));
         closer.join();
         CHECK(code == EBADF);
         cogent::close(sv[1]);
@@ -298,6 +309,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a raw close(2) before the hub polls i
     // A socket's own waits (which skip the open-fd check: the call just said EAGAIN).
     auto [a, b] = cogent::Socket::pair();
     int code = 0;
+    cogent::sleep(1ms);  // fresh round
     auto g = cogent::spawn([&] {
         try {
             char c;
@@ -307,7 +319,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a raw close(2) before the hub polls i
         }
     });
     auto closer = cogent::spawn([&] { REQUIRE(::close(a.fileno()) == 0); });
-    CHECK(g.join(5s));
+    CHECK(g.join(kLong));
     closer.join();
     CHECK(code == EBADF);
     (void)a.release();  // already closed: the socket must not close the number again
@@ -332,7 +344,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a forked child that closes watched fd
     if (pid == 0) {
         ::close(p.a);
         ::close(p.b);
-        const bool ok = g.join(5s) && s.join(5s) && code == EBADF && sel_code == EBADF;
+        const bool ok = g.join(kLong) && s.join(kLong) && code == EBADF && sel_code == EBADF;
         _exit(ok ? 0 : 1);
     }
     int status = 0;
@@ -344,8 +356,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a forked child that closes watched fd
     p.a = -1;
     cogent::close(p.b);
     p.b = -1;
-    CHECK(g.join(5s));
-    CHECK(s.join(5s));
+    CHECK(g.join(kLong));
+    CHECK(s.join(kLong));
     CHECK(code == EBADF);
     CHECK(sel_code == EBADF);
 }

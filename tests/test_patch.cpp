@@ -695,16 +695,19 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "close from any thread while a wait is
             CAPTURE(kind);
             auto [a, b] = pair_of();
             Result got{0, 0};
+            // The hub polls between queued callbacks only every 16: a timed sleep first resumes
+            // us from inside the loop, so that g and the closer start a fresh round of them.
+            cogent::sleep(1ms);
             auto g = cogent::spawn([&, a = a] {
                 if (kind == 0) {
                     fd_set rd;
                     FD_ZERO(&rd);
                     FD_SET(a, &rd);
-                    timeval tv{5, 0};
+                    timeval tv{30, 0};
                     got = call([&] { return ::select(a + 1, &rd, nullptr, nullptr, &tv); });
                 } else if (kind == 1) {
                     pollfd p{a, POLLIN, 0};
-                    got = call([&] { return ::poll(&p, 1, 5000); });
+                    got = call([&] { return ::poll(&p, 1, 30000); });
                     if (got.rc == 1) got.err = p.revents;  // the poll(2) answer: POLLNVAL
                 } else {
                     char c;
@@ -718,7 +721,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "close from any thread while a wait is
                 else
                     ::close(a);
             });
-            CHECK(g.join(5s));
+            CHECK(g.join(30s));
             closer.join();
             CHECK(got == (kind == 1 ? Result{1, POLLNVAL} : Result{-1, EBADF}));
             ::close(b);

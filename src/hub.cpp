@@ -138,6 +138,7 @@ void add_fork_child_hook(void (*hook)()) {
 
 void HubImpl::after_fork() noexcept {
     ev_loop_fork(loop);
+    fd_after_fork(this);  // libev re-adds every watched fd: have them checked first
     // Another thread may have held the lock at the fork; it no longer exists to release it.
     new (&remote_mu_) std::mutex;
 }

@@ -1,11 +1,12 @@
 // Waiting on file descriptors (io.hpp): one ev_io per fd and direction, a table of them per hub,
 // and the close protocol that wakes waiters before an fd number can be reused.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,7 @@ struct FdWaiter {
     int revents = 0;
     bool timed_out = false;
     bool closed = false;       // notify_closing woke it
+    bool closed_raw = false;   // the fd was found closed behind cogent's back (check_armed)
     bool bad_fd = false;       // libev found the fd invalid (EV_ERROR)
     ev_timer timer{};
     WakeCallback close_wake;   // the wake after notify_closing: queued, never a direct switch
@@ -181,13 +183,87 @@ FdWaiter::~FdWaiter() {
     close_wake.unlink();
 }
 
+namespace {
+
+// Wake fd's waiters on this hub (queued wakes: never a switch from here) with EBADF, stop its
+// watchers and forget its state. raw: the fd is already closed, by a close notify_closing did
+// not see; otherwise it is about to be closed.
+void drop_fd(IoTable* table, int fd, bool raw) noexcept {
+    multiwait_fd_closing(fd, raw);  // select/poll waiting on fd (select.cpp)
+    if (!table) return;
+    FdState* s = table->find(fd);
+    if (!s) return;
+    for (int d = 0; d < 2; ++d) {
+        FdWaiter* w = s->waiter[d];
+        if (!w) continue;
+        (raw ? w->closed_raw : w->closed) = true;
+        detach(w, false);
+        w->close_wake.g = w->g;
+        w->close_wake.owns_ref = false;
+        table->hub->schedule(&w->close_wake);
+    }
+    for (int d = 0; d < 2; ++d)
+        if (ev_is_active(&s->io[d])) stop_dir(table->hub, s, d);
+    table->slots[std::size_t(fd)] = nullptr;
+    delete s;
+}
+
+// The prepare watcher: libev calls it right before fd_reify, and nothing of ours runs between
+// the two (wakes are queued), so an fd that passes here reaches epoll_ctl still open.
+void check_armed(struct ev_loop* loop, ev_prepare* w, int) {
+    auto* table = static_cast<IoTable*>(w->data);
+    ev_prepare_stop(loop, w);
+    std::vector<pollfd>& fds = table->armed;
+    // Events 0: only POLLNVAL (and hang-ups and errors, which do not matter here) can come back.
+    // Straight to the kernel: the patch shim interposes poll and ppoll.
+    timespec zero{0, 0};
+    long n;
+    do {
+        n = ::syscall(SYS_ppoll, fds.data(), nfds_t(fds.size()), &zero, nullptr, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0)
+        for (const pollfd& p : fds)
+            if (p.revents & POLLNVAL) drop_fd(table, p.fd, true);
+    // n < 0 (ENOMEM: the kernel had no memory for the check): libev will try its epoll_ctl
+    // anyway, as it did before this check existed.
+    fds.clear();
+}
+
+}  // namespace
+
+IoTable::IoTable(HubImpl* h) : hub(h) {
+    ev_prepare_init(&guard, check_armed);
+    guard.data = this;
+}
+
 IoTable::~IoTable() {
+    ev_prepare_stop(hub->loop, &guard);
     for (FdState*& s : slots) {
         if (!s) continue;
         for (int d = 0; d < 2; ++d)
             if (ev_is_active(&s->io[d])) stop_dir(hub, s, d);
         delete s;
         s = nullptr;
+    }
+}
+
+void IoTable::note_armed(int fd) {
+    armed.push_back(pollfd{fd, 0, 0});
+    // Not unreferenced: it only ever runs in an iteration that has fd watchers to reify, and
+    // stops itself there.
+    if (!ev_is_active(&guard)) ev_prepare_start(hub->loop, &guard);
+}
+
+void fd_after_fork(HubImpl* hub) noexcept {
+    IoTable* table = hub->io;
+    if (!table) return;  // select/poll create it too: no table, no fd watcher
+    try {
+        for (FdState* s : table->slots)
+            if (s && (ev_is_active(&s->io[0]) || ev_is_active(&s->io[1])))
+                table->note_armed(s->fd);
+        multiwait_note_all(*table);
+    } catch (...) {
+        // No memory for the list: libev checks nothing either, as before.
     }
 }
 
@@ -225,19 +301,18 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         if (p.revents & (POLLOUT | POLLHUP | POLLERR)) r |= WRITE;
         return r & events;
     }
-    IoTable* table = hub->io ? hub->io : (hub->io = new IoTable(hub));
+    IoTable* table = &io_table(hub);
     FdState* s = table->get(fd);
     for (int d = 0; d < 2; ++d)
         if ((events & dir_bit(d)) && s->waiter[d]) concurrent_use(fd, d, s->waiter[d]);
 
-    if (!known_open) {
-        // libev asserts (aborts the process) when epoll_ctl says EBADF. A watcher already armed
-        // proves nothing either (the fd may have been closed behind our back), so check always.
-        int saved = errno;
-        int ok = ::fcntl(fd, F_GETFD);
-        errno = saved;
-        if (ok < 0) throw_bad_fd(fd, what);
-    }
+    // A watcher about to start must be checked before libev hands fd to epoll_ctl (IoTable);
+    // that check also answers a wait on an fd that is not open at all (EBADF, after one trip
+    // through the hub). A watcher already armed proves nothing (the fd may have been closed
+    // behind our back since) unless the caller has just seen the fd work.
+    if (!known_open || ((events & READ) && !ev_is_active(&s->io[0])) ||
+        ((events & WRITE) && !ev_is_active(&s->io[1])))
+        table->note_armed(fd);
     FdWaiter w;
     w.g = cur;
     w.hub = hub;
@@ -265,6 +340,11 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         throw std::system_error(EBADF, std::generic_category(),
                                 "cogent: fd " + std::to_string(fd) +
                                     ": file descriptor was closed in another greenlet");
+    if (w.closed_raw)
+        throw std::system_error(EBADF, std::generic_category(),
+                                "cogent: " + std::string(what) + " on fd " + std::to_string(fd) +
+                                    ", which is not an open file descriptor (or was closed "
+                                    "while waiting, by a close that bypassed cogent::close)");
     if (w.bad_fd) throw_bad_fd(fd, what);
     if (w.timed_out) return 0;
     if (!w.revents)
@@ -300,26 +380,9 @@ int wait_fd(int fd, int events, TimeoutArg timeout) {
 }
 
 void notify_closing(int fd) noexcept {
-    multiwait_fd_closing(fd);  // select/poll waiting on fd (select.cpp)
+    if (fd < 0) return;
     ThreadState* ts = tls_state;
-    if (fd < 0 || !ts || !ts->hub || !ts->hub->io) return;
-    IoTable* table = ts->hub->io;
-    FdState* s = table->find(fd);
-    if (!s) return;
-    for (int d = 0; d < 2; ++d) {
-        FdWaiter* w = s->waiter[d];
-        if (!w) continue;
-        w->closed = true;
-        detach(w, false);
-        // Waking never switches: the waiter resumes from the hub's queue.
-        w->close_wake.g = w->g;
-        w->close_wake.owns_ref = false;
-        ts->hub->schedule(&w->close_wake);
-    }
-    for (int d = 0; d < 2; ++d)
-        if (ev_is_active(&s->io[d])) stop_dir(table->hub, s, d);
-    table->slots[std::size_t(fd)] = nullptr;
-    delete s;
+    drop_fd(ts && ts->hub ? ts->hub->io : nullptr, fd, false);
 }
 
 int close(int fd) noexcept {

@@ -17,7 +17,10 @@
 //            instead would spin on an fd that has normal data but no urgent data.
 // Every watched fd is also linked into a per-thread registry, so that notify_closing (hence
 // cogent::close and Socket::close) wakes a select/poll waiting on an fd being closed, with
-// EBADF for select and POLLNVAL for poll, and no watcher stays on the closed fd.
+// EBADF for select and POLLNVAL for poll, and no watcher stays on the closed fd. Every watched
+// fd is also noted with the hub's IoTable (fdwait.hpp), which checks it is still open just
+// before libev hands it to epoll_ctl: one closed behind cogent's back by then (libev would
+// abort the process) wakes its waiters the same way.
 #include "cogent/select.hpp"
 
 #include <pthread.h>
@@ -131,6 +134,7 @@ struct MultiWait {
     bool woken = false;
     bool timed_out = false;
     int closed_fd = -1;  // notify_closing woke us for this fd
+    bool closed_raw = false;  // ... found already closed (see IoTable): not a cogent::close
     int error_fd = -1;   // libev reported EV_ERROR for this fd
     WakeCallback close_wake;
     MwEntry small[8];
@@ -208,6 +212,7 @@ int poll_now(pollfd* fds, nfds_t n) {
 struct ParkResult {
     bool timed_out = false;
     int closed_fd = -1;
+    bool closed_raw = false;
     int error_fd = -1;
 };
 
@@ -275,14 +280,18 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
         mw.epio.data = &mw;
     }
 
-    // Arm. From here on nothing throws except reg_add's allocation, and the destructor undoes
-    // whatever was started by then.
+    // Arm. From here on nothing throws except reg_add's and note_armed's allocations, and the
+    // destructor undoes whatever was started by then. Every fd is noted armed, in the epoll
+    // mode too (where libev never sees it, and a close just ends its events): either way a
+    // close behind cogent's back before the hub polls is caught and reported the same.
+    IoTable& table = io_table(hub);
     for (nfds_t i = 0; i < nfds; ++i) {
         if (fds[i].fd < 0) continue;
         MwEntry& e = mw.entries[mw.n++];
         e.owner = &mw;
         e.fd = fds[i].fd;
         reg_add(&e);
+        table.note_armed(e.fd);
         if (direct) {
             int ev = (fds[i].events & (POLLIN | POLLRDNORM) ? EV_READ : 0) |
                      (fds[i].events & (POLLOUT | POLLWRNORM) ? EV_WRITE : 0);
@@ -304,6 +313,7 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
     if (mw.closed_fd >= 0) {
         if (!mw.close_wake.woken) mw.close_wake.unlink();
         out.closed_fd = mw.closed_fd;
+        out.closed_raw = mw.closed_raw;
     } else if (!mw.woken && !mw.timed_out) {
         throw InvalidSwitchError(
             std::string("cogent: unexpected switch into a greenlet waiting in ") + what);
@@ -326,8 +336,14 @@ void check_timeout_context(TimeoutArg timeout, const char* what) {
     if (ts->current == hub->greenlet) blocking_on_hub(what);
 }
 
+// What closed an fd under a select/poll (poll_loop's out-parameter).
+struct Closed {
+    int fd = -1;
+    bool raw = false;  // a close that bypassed cogent::close
+};
+
 // poll(2) semantics around park_fds. `closed` receives the fd closed under us, if any.
-int poll_loop(pollfd* fds, nfds_t nfds, TimeoutArg timeout, const char* what, int* closed) {
+int poll_loop(pollfd* fds, nfds_t nfds, TimeoutArg timeout, const char* what, Closed* closed) {
     check_timeout_context(timeout, what);
     int r = poll_now(fds, nfds);
     if (r != 0 || timeout.zero()) return r;
@@ -341,7 +357,7 @@ int poll_loop(pollfd* fds, nfds_t nfds, TimeoutArg timeout, const char* what, in
             // what the caller asked about.
             for (nfds_t i = 0; i < nfds; ++i)
                 if (fds[i].fd == p.closed_fd) fds[i].revents = POLLNVAL;
-            if (closed) *closed = p.closed_fd;
+            if (closed) *closed = Closed{p.closed_fd, p.closed_raw};
             return count_ready(fds, nfds);
         }
         if (p.error_fd == kEpollFailed && r == 0)
@@ -361,12 +377,13 @@ int poll_loop(pollfd* fds, nfds_t nfds, TimeoutArg timeout, const char* what, in
 
 }  // namespace
 
-void multiwait_fd_closing(int fd) noexcept {
+void multiwait_fd_closing(int fd, bool raw) noexcept {
     Registry& r = t_reg;
     if (fd < 0 || std::size_t(fd) >= r.cap) return;
     while (MwEntry* e = r.heads[fd]) {
         MultiWait* mw = e->owner;
         mw->closed_fd = fd;
+        mw->closed_raw = raw;
         mw->detach();  // unlinks e and the rest of mw's entries
         // Waking never switches: the waiter resumes from the hub's queue.
         mw->close_wake.g = mw->g;
@@ -376,6 +393,12 @@ void multiwait_fd_closing(int fd) noexcept {
 }
 
 std::size_t multiwait_watches() noexcept { return t_reg.count; }
+
+void multiwait_note_all(IoTable& table) {
+    Registry& r = t_reg;
+    for (std::size_t fd = 0; fd < r.cap; ++fd)
+        if (r.heads[fd]) table.note_armed(int(fd));
+}
 
 }  // namespace cogent::detail
 
@@ -398,11 +421,16 @@ namespace {
 constexpr short kReadSet = POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR;
 constexpr short kWriteSet = POLLOUT | POLLWRNORM | POLLWRBAND | POLLHUP | POLLERR;
 
-[[noreturn]] void select_bad_fd(int fd, bool closed) {
+enum class BadFd { not_open, closed, closed_raw };
+
+[[noreturn]] void select_bad_fd(int fd, BadFd why) {
+    const char* what = why == BadFd::closed ? ": file descriptor was closed in another greenlet"
+                       : why == BadFd::closed_raw
+                           ? ": the fd was closed while select() waited (by a close that "
+                             "bypassed cogent::close)"
+                           : " is not an open file descriptor";
     throw std::system_error(EBADF, std::generic_category(),
-                            "cogent: select(): fd " + std::to_string(fd) +
-                                (closed ? ": file descriptor was closed in another greenlet"
-                                        : " is not an open file descriptor"));
+                            "cogent: select(): fd " + std::to_string(fd) + what);
 }
 }  // namespace
 
@@ -436,14 +464,14 @@ SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist
     add(wlist, POLLOUT, "wlist");
     add(xlist, POLLPRI, "xlist");
 
-    int closed = -1;
+    Closed closed;
     int r = poll_loop(pfds.data(), nfds_t(pfds.size()), timeout, "select()", &closed);
     if (r < 0) throw std::system_error(errno, std::generic_category(), "cogent: select(): poll");
-    if (closed >= 0) select_bad_fd(closed, true);
+    if (closed.fd >= 0) select_bad_fd(closed.fd, closed.raw ? BadFd::closed_raw : BadFd::closed);
     SelectResult out;
     if (r == 0) return out;
     for (const pollfd& p : pfds)
-        if (p.revents & POLLNVAL) select_bad_fd(p.fd, false);
+        if (p.revents & POLLNVAL) select_bad_fd(p.fd, BadFd::not_open);
     auto revents_of = [&](int fd) -> const pollfd& { return pfds[slot(fd)]; };
     for (int fd : rlist)
         if (revents_of(fd).revents & kReadSet) out.readable.push_back(fd);

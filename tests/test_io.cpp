@@ -3,6 +3,7 @@
 // Timeout leaving nothing behind.
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,16 @@ using cogent_test::ms_since;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// The bound on a wait that another greenlet, thread or process ends: long, because a loaded
+// machine can stall a test for seconds, and only a broken wait ever reaches it.
+constexpr auto kLong = std::chrono::seconds(30);
+
+// The raw-close tests below spawn a waiter, then a closer, which must run once the waiter has
+// parked and before the hub polls (hands the waiter's new watchers to the kernel). The hub polls
+// between queued callbacks only every 16 of them; a timed sleep first resumes the test from
+// inside the loop, so that the two start a fresh round and nothing can come between them
+// ("fresh round" below).
 
 // A non-blocking socketpair closed at scope exit (through cogent::close).
 struct Pair {
@@ -99,7 +110,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "other greenlets run while one waits o
         }
         REQUIRE(::write(p.b, "y", 1) == 1);
     });
-    CHECK(cogent::wait_read(p.a, 5s));
+    CHECK(cogent::wait_read(p.a, kLong));
     CHECK(ticks == 5);
     ticker.join();
 }
@@ -155,7 +166,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "close wakes a reader and a writer of 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
                   "two greenlets waiting for the same direction is ConcurrentObjectUseError") {
     Pair p;
-    auto first = cogent::spawn([&] { cogent::wait_read(p.a, 2s); });
+    auto first = cogent::spawn([&] { cogent::wait_read(p.a, kLong); });
     cogent::sleep(0);
     std::string msg;
     try {
@@ -240,7 +251,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "pipes and hang-ups: EOF counts as rea
         cogent::sleep(10ms);
         cogent::close(fds[1]);
     });
-    CHECK(cogent::wait_read(fds[0], 5s));
+    CHECK(cogent::wait_read(fds[0], kLong));
     char c;
     CHECK(::read(fds[0], &c, 1) == 0);
     closer.join();
@@ -257,13 +268,98 @@ TEST_CASE("each thread waits on its own hub") {
             cogent::sleep(10ms);
             REQUIRE(::write(sv[1], "t", 1) == 1);
         });
-        ok = cogent::wait_read(sv[0], 5s);
+        ok = cogent::wait_read(sv[0], kLong);
         g.join();
         cogent::close(sv[0]);
         cogent::close(sv[1]);
     });
     t.join();
     CHECK(ok);
+}
+
+// A raw close(2) (not cogent::close) of an fd a greenlet has just started waiting on, before the
+// hub polls: libev's epoll_ctl fails with EBADF, which used to abort the process.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a raw close(2) before the hub polls is EBADF") {
+    for (int events : {cogent::READ, cogent::WRITE, cogent::READ | cogent::WRITE}) {
+        CAPTURE(events);
+        int sv[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0);
+        if (events & cogent::WRITE) {
+            // Fill the socket so that it is not writable.
+            char buf[4096] = {};
+            while (::write(sv[0], buf, sizeof buf) > 0) {
+            }
+        }
+        int code = 0;
+        cogent::sleep(1ms);  // fresh round
+        auto g = cogent::spawn([&] {
+            try {
+                (void)cogent::wait_fd(sv[0], events, kLong);
+            } catch (const std::system_error& e) {
+                code = e.code().value();
+            }
+        });
+        auto closer = cogent::spawn([&] { REQUIRE(::close(sv[0]) == 0); });
+        CHECK(g.join(kLong));
+        closer.join();
+        CHECK(code == EBADF);
+        cogent::close(sv[1]);
+    }
+
+    // A socket's own waits (which skip the open-fd check: the call just said EAGAIN).
+    auto [a, b] = cogent::Socket::pair();
+    int code = 0;
+    cogent::sleep(1ms);  // fresh round
+    auto g = cogent::spawn([&] {
+        try {
+            char c;
+            (void)a.recv(&c, 1);
+        } catch (const std::system_error& e) {
+            code = e.code().value();
+        }
+    });
+    auto closer = cogent::spawn([&] { REQUIRE(::close(a.fileno()) == 0); });
+    CHECK(g.join(kLong));
+    closer.join();
+    CHECK(code == EBADF);
+    (void)a.release();  // already closed: the socket must not close the number again
+}
+
+// In a forked child, libev re-adds every watched fd to a fresh epoll set before its first poll
+// (ev_loop_fork). A child that closes inherited fds with a raw close(2) while (copies of)
+// greenlets wait on them used to abort there.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a forked child that closes watched fds raw") {
+    Pair p;
+    int code = 0, sel_code = 0;
+    auto g = cogent::spawn([&] {
+        code = system_error_code([&] { (void)cogent::wait_read(p.a, 10s); });
+    });
+    auto s = cogent::spawn([&] {
+        sel_code = system_error_code([&] { (void)cogent::select({p.b}, {}, {}, 10s); });
+    });
+    cogent::sleep(0);  // both parked (queued before us)
+    REQUIRE(cogent::debug::fd_watchers() >= 2);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(p.a);
+        ::close(p.b);
+        const bool ok = g.join(kLong) && s.join(kLong) && code == EBADF && sel_code == EBADF;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // The parent's fds and waiters are untouched: close them the cogent way.
+    cogent::close(p.a);
+    p.a = -1;
+    cogent::close(p.b);
+    p.b = -1;
+    CHECK(g.join(kLong));
+    CHECK(s.join(kLong));
+    CHECK(code == EBADF);
+    CHECK(sel_code == EBADF);
 }
 
 }  // TEST_SUITE

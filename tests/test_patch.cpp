@@ -815,3 +815,48 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "fclose of an fdopen'd socket wakes it
     CHECK(g.get() == Result{-1, EBADF});
     ::close(b);
 }
+
+// A close(2) through the shim's close hook while a greenlet has just started waiting on the fd,
+// before the hub polls. From the waiter's own thread the hook wakes it (EBADF) before the fd
+// goes; from another thread it cannot (the hook wakes its caller's thread's waiters only), and
+// libev used to abort the process when it then gave the closed fd to epoll_ctl.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "close from any thread while a wait is being armed") {
+    for (bool other_thread : {false, true}) {
+        for (int kind = 0; kind < 3; ++kind) {  // select, poll, recv
+            CAPTURE(other_thread);
+            CAPTURE(kind);
+            auto [a, b] = pair_of();
+            Result got{0, 0};
+            // The hub polls between queued callbacks only every 16: a timed sleep first resumes
+            // us from inside the loop, so that g and the closer start a fresh round of them.
+            cogent::sleep(1ms);
+            auto g = cogent::spawn([&, a = a] {
+                if (kind == 0) {
+                    fd_set rd;
+                    FD_ZERO(&rd);
+                    FD_SET(a, &rd);
+                    timeval tv{30, 0};
+                    got = call([&] { return ::select(a + 1, &rd, nullptr, nullptr, &tv); });
+                } else if (kind == 1) {
+                    pollfd p{a, POLLIN, 0};
+                    got = call([&] { return ::poll(&p, 1, 30000); });
+                    if (got.rc == 1) got.err = p.revents;  // the poll(2) answer: POLLNVAL
+                } else {
+                    char c;
+                    got = call([&] { return ::recv(a, &c, 1, 0); });
+                }
+            });
+            // Queued right after g: runs once g has parked, before the hub's next poll.
+            auto closer = cogent::spawn([&, a = a] {
+                if (other_thread)
+                    std::thread([a] { ::close(a); }).join();  // blocks this thread: no poll
+                else
+                    ::close(a);
+            });
+            CHECK(g.join(30s));
+            closer.join();
+            CHECK(got == (kind == 1 ? Result{1, POLLNVAL} : Result{-1, EBADF}));
+            ::close(b);
+        }
+    }
+}

@@ -19,6 +19,10 @@ using cogent_test::ms_since;
 
 namespace {
 
+// The bound on a wait that another greenlet, thread or process ends: long, because a loaded
+// machine can stall a test for seconds, and only a broken wait ever reaches it.
+constexpr auto kLong = std::chrono::seconds(30);
+
 int err_of(const std::function<void()>& fn) {
     try {
         fn();
@@ -83,25 +87,28 @@ TEST_CASE_FIXTURE(LeakCheck, "read/write: cooperative, timeouts, EOF, EPIPE") {
     CHECK(err_of([&] { cogent::read(r.get(), buf, sizeof buf, 30ms); }) == ETIMEDOUT);
     CHECK(ms_since(t0) >= 25);
 
+    // The writer writes only once the ticker has run ten times (timers in between): the read,
+    // which has no timeout, waited all that while without blocking the thread. (Counting ticks
+    // during a fixed 20 ms sleep flaked under load: a stalled thread runs both timers in one
+    // loop iteration.)
     int ticks = 0;
-    auto writer = cogent::spawn([&] {
-        cogent::sleep(20ms);
-        CHECK(cogent::write(w.get(), "hello", 5) == 5);
-    });
     auto ticker = cogent::spawn([&] {
         for (int i = 0; i < 10; ++i) {
             ++ticks;
             cogent::sleep(1ms);
         }
     });
+    auto writer = cogent::spawn([&] {
+        ticker.join();
+        CHECK(cogent::write(w.get(), "hello", 5) == 5);
+    });
     std::size_t n = cogent::read(r.get(), buf, sizeof buf);
     CHECK(std::string(buf, n) == "hello");
-    CHECK(ticks >= 5);
+    CHECK(ticks == 10);
     writer.join();
-    ticker.join();
 
     // A second reader while one waits: ConcurrentObjectUseError.
-    auto first = cogent::spawn([&] { (void)cogent::read(r.get(), buf, 1, 1s); });
+    auto first = cogent::spawn([&] { (void)cogent::read(r.get(), buf, 1, kLong); });
     cogent::sleep(2ms);
     CHECK_THROWS_AS(cogent::read(r.get(), buf, 1, 1s), cogent::ConcurrentObjectUseError);
     cogent::write_all(w.get(), "z");
@@ -124,12 +131,12 @@ TEST_CASE_FIXTURE(LeakCheck, "write_all: more than the pipe buffer while a reade
     auto reader = cogent::spawn([&] {
         char buf[8192];
         for (;;) {
-            std::size_t n = cogent::read(r.get(), buf, sizeof buf, 5s);
+            std::size_t n = cogent::read(r.get(), buf, sizeof buf, kLong);
             if (n == 0) break;
             got.append(buf, n);
         }
     });
-    cogent::write_all(w.get(), data, 5s);
+    cogent::write_all(w.get(), data, kLong);
     w.close();
     reader.join();
     CHECK(got == data);
@@ -177,8 +184,8 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: messages both ways, empty and large, in orde
     });
     auto sender = cogent::spawn([&] { a.send(big); });
     auto sender2 = cogent::spawn([&] { b.send(big2); });
-    auto got = b.recv(10s);
-    auto got2 = a.recv(10s);
+    auto got = b.recv(kLong);
+    auto got2 = a.recv(kLong);
     sender.join();
     sender2.join();
     stop = true;
@@ -301,7 +308,7 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: concurrent senders take turns, whole message
         }));
     int counts[kSenders] = {};
     for (int i = 0; i < kSenders * kEach; ++i) {
-        auto m = b.recv(5s);
+        auto m = b.recv(kLong);
         REQUIRE(m.has_value());
         int s = (*m)[0] - 'A';
         REQUIRE(s >= 0);
@@ -315,14 +322,6 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: concurrent senders take turns, whole message
 
 TEST_CASE_FIXTURE(LeakCheck, "Pipe: parent and forked child exchange messages both ways") {
     auto [parent_end, child_end] = cogent::Pipe::create();
-    int ticks = 0;
-    bool stop = false;
-    auto ticker = cogent::spawn([&] {
-        while (!stop) {
-            ++ticks;
-            cogent::sleep(1ms);
-        }
-    });
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
@@ -330,18 +329,20 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: parent and forked child exchange messages bo
         parent_end.close();
         int status = 0;
         try {
+            // Nothing before the parent's "go", which its ticker sends while the parent's
+            // main greenlet waits in recv for our greeting.
+            if (child_end.recv(kLong) != "go") status = 4;
             // Echo in a greenlet while main sends its own greeting.
             auto echo = cogent::spawn([&] {
                 for (;;) {
-                    auto m = child_end.recv(5s);
+                    auto m = child_end.recv(kLong);
                     if (!m) break;
                     child_end.send("echo:" + *m);
                 }
             });
-            cogent::sleep(30ms);  // the parent waits in recv meanwhile; its ticker must run
             child_end.send("hello from child " + std::to_string(::getpid()));
             child_end.send(pattern(3 << 20, 9));  // 3 MiB: needs many cooperative waits
-            if (!echo.join(10s)) status = 3;
+            if (!echo.join(kLong)) status = 3;
             echo.get();
         } catch (const std::exception& e) {
             fprintf(stderr, "child failed: %s\n", e.what());
@@ -350,30 +351,37 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: parent and forked child exchange messages bo
         ::_exit(status);
     }
     child_end.close();
-    auto hello = parent_end.recv(5s);
+    // The child greets only after this ticker, which runs while main waits in recv, has ticked
+    // five times (timers in between) and said "go": the parent's other greenlets ran while it
+    // waited. (Counting ticks over the whole exchange flaked under load.)
+    int ticks = 0;
+    auto ticker = cogent::spawn([&] {
+        for (; ticks < 5; ++ticks) cogent::sleep(1ms);
+        parent_end.send("go");
+    });
+    auto hello = parent_end.recv(kLong);
+    CHECK(ticks == 5);
     REQUIRE(hello.has_value());
     CHECK(*hello == "hello from child " + std::to_string(pid));
-    auto big = parent_end.recv(5s);
+    ticker.join();
+    auto big = parent_end.recv(kLong);
     REQUIRE(big.has_value());
     CHECK(*big == pattern(3 << 20, 9));
     for (int i = 0; i < 20; ++i) {
         parent_end.send("msg " + std::to_string(i));
-        CHECK(parent_end.recv(5s) == "echo:msg " + std::to_string(i));
+        CHECK(parent_end.recv(kLong) == "echo:msg " + std::to_string(i));
     }
     parent_end.send(pattern(2 << 20, 4));
-    CHECK(parent_end.recv(5s) == "echo:" + pattern(2 << 20, 4));
+    CHECK(parent_end.recv(kLong) == "echo:" + pattern(2 << 20, 4));
     parent_end.close();  // the child's echo loop sees EOF and the child exits
     int status = -1;
-    for (int i = 0; i < 500; ++i) {
+    for (auto t0 = std::chrono::steady_clock::now(); ms_since(t0) < 30000;) {
         pid_t r = ::waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
         cogent::sleep(10ms);
     }
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    stop = true;
-    ticker.join();
-    CHECK(ticks >= 10);  // the parent's other greenlets kept running throughout
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Pipe: a child that dies gives EOF to the parent") {
@@ -386,8 +394,8 @@ TEST_CASE_FIXTURE(LeakCheck, "Pipe: a child that dies gives EOF to the parent") 
         ::_exit(0);  // without closing: the kernel closes it
     }
     child_end.close();
-    CHECK(parent_end.recv(5s) == "bye");
-    CHECK(parent_end.recv(5s) == std::nullopt);
+    CHECK(parent_end.recv(kLong) == "bye");
+    CHECK(parent_end.recv(kLong) == std::nullopt);
     int status = 0;
     ::waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));

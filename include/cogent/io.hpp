@@ -24,7 +24,9 @@ public:
 // Block the current greenlet until fd is readable: true, or `timeout` passed first: false.
 // "Readable" includes end of file, a hang-up and a pending error: the next read says which.
 // Throws std::system_error(EBADF) when the fd is closed through cogent::close (or
-// notify_closing) while waiting, or is not an open fd; ConcurrentObjectUseError when another
+// notify_closing) while waiting, or is not an open fd (checked when the hub next polls, which
+// also catches a raw close(2) made before then; one made later goes unseen and the wait lasts
+// until its timeout, see select.hpp); ConcurrentObjectUseError when another
 // greenlet of this thread already waits to read it; std::invalid_argument for a negative fd;
 // BlockingSwitchOutError on the hub. Kill and Timeout interrupt it; no watcher is left behind.
 // Call from a greenlet (or the main greenlet) of the thread that owns the fd's waits.

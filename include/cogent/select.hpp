@@ -35,10 +35,13 @@ struct SelectResult {
 // Throws std::invalid_argument for a negative fd (and, through TimeoutArg, a negative timeout);
 // std::system_error(EBADF) naming the fd when it is not open, or when it is closed through
 // cogent::close / notify_closing on this thread while select waits (gevent's "file descriptor
-// was closed in another greenlet"; an fd closed behind cogent's back with a raw close(2) just
-// never becomes ready); std::system_error (EMFILE...) when a wait with xlist cannot create its
-// epoll set; BlockingSwitchOutError when called on the hub with a non-zero timeout. Kill and
-// Timeout interrupt it and leave no watcher behind.
+// was closed in another greenlet"), or by a close that bypasses cogent (a raw close(2), or one
+// from another thread) before the hub next polls. A raw close after that goes unseen, as a
+// close in another thread does for select(2) on Linux: the wait lasts until the timeout. A
+// number closed and reused by a new file before the hub polls is watched as the new file.
+// std::system_error (EMFILE...) when a wait with xlist cannot create its epoll set;
+// BlockingSwitchOutError when called on the hub with a non-zero timeout. Kill and Timeout
+// interrupt it and leave no watcher behind.
 // Call from any greenlet of the thread that uses the fds.
 SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist,
                     const std::vector<int>& xlist, TimeoutArg timeout = {});
@@ -47,7 +50,9 @@ SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist
 // greenlet waits. Fills every revents, returns how many entries have a non-zero revents, 0 when
 // the timeout passes (absent: wait forever; zero: look once). Entries with fd < 0 are ignored
 // (revents 0); an fd that is not open reports POLLNVAL instead of throwing; an fd closed
-// through cogent::close / notify_closing while poll waits reports POLLNVAL too. Any event bits
+// through cogent::close / notify_closing while poll waits reports POLLNVAL too, as does one
+// closed by a close that bypasses cogent before the hub next polls (after that, as select
+// says). Any event bits
 // are honoured (POLLIN, POLLOUT, POLLPRI, POLLRDHUP, ...; POLLERR and POLLHUP always); masks
 // beyond POLLIN/POLLOUT take a slower path (a private epoll set per call).
 // Returns -1 with errno as poll(2) sets it for a bad array (EFAULT), too many entries (EINVAL)

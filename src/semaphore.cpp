@@ -23,7 +23,7 @@ int checked_value(int value) {
 Semaphore::Semaphore(int value) : Semaphore(value, INT_MAX, nullptr) {}
 
 Semaphore::Semaphore(int value, int bound, const char* over_release)
-    : counter_(checked_value(value)), bound_(bound), over_release_(over_release) {}
+    : Linkable(true), counter_(checked_value(value)), bound_(bound), over_release_(over_release) {}
 
 BoundedSemaphore::BoundedSemaphore(int value)
     : Semaphore(value, value, "cogent: BoundedSemaphore released too many times") {}

@@ -405,6 +405,25 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: a wait() queued behind a round
     c.join();
 }
 
+// gevent's TestGeventWaitOnEvent.test_set_during_wait (gevent issue 771): a greenlet woken by a
+// set() (so running inside the wake-up round) clears the event and waits on it with
+// cogent::wait: the round must not report the event to that new registration.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: cleared and waited on again from inside its wake-up round, it is not reported") {
+    Event event;
+    auto waiter = cogent::spawn([&] {
+        auto setter = cogent::spawn([&] { event.set(); });
+        CHECK(event.wait());
+        CHECK(event.ready());
+        setter.join();
+        event.clear();
+        CHECK_FALSE(event.ready());
+        auto got = cogent::wait(std::vector<Event*>{&event}, 10ms);
+        CHECK_FALSE(event.ready());
+        CHECK(got.empty());
+    });
+    waiter.join();
+}
+
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event::rawlink: called on the hub with the event, once, in FIFO order with the waiters") {
     Event ev;
     std::vector<std::string> order;

@@ -13,7 +13,7 @@ struct AsyncResultBase::Remote {
     AsyncResultBase* target;
 };
 
-AsyncResultBase::AsyncResultBase() : owner_(thread_state()), hub_(hub_of(owner_)) {}
+AsyncResultBase::AsyncResultBase() : Linkable(true), owner_(thread_state()), hub_(hub_of(owner_)) {}
 
 AsyncResultBase::~AsyncResultBase() {
     // A set() on another thread publishes the state before it is done with this object (it
@@ -56,12 +56,19 @@ void AsyncResultBase::finish_set(bool ok) {
     });
 }
 
-bool AsyncResultBase::wait_done(TimeoutArg timeout, const char* what) {
-    if (ready()) return true;
+void AsyncResultBase::check_owner(const char* what) const {
     if (tls_state != owner_)
         throw GreenletError(std::string("cogent: ") + what +
                             " called from a thread other than the one that created the "
                             "AsyncResult (only set() may come from another thread)");
+}
+
+bool AsyncResultBase::wait_done(TimeoutArg timeout, const char* what, bool take_turn) {
+    if (ready()) {
+        if (take_turn && tls_state == owner_) wait_turn(timeout, what);
+        return true;
+    }
+    check_owner(what);
     if (timeout.zero()) return false;
     // Hold the loop: a set() may come from another thread, which the loop cannot know about
     // (its async watcher is unreferenced), and LoopExit would otherwise be raised while the

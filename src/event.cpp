@@ -6,39 +6,24 @@ namespace cogent {
 
 using namespace detail;
 
-Event::Event() noexcept {
-    release_cb_.self = this;
-    release_cb_.fn = &Event::run_release;
-}
+Event::Event() noexcept : Linkable(true) {}
 
-Event::~Event() {
-    release_cb_.unlink();
-    if (releasing_alive_) *releasing_alive_ = false;
-    while (WaitNode* n = releasing_.pop_front()) (void)n;
-}
+Event::~Event() = default;
 
 void Event::set() {
     check_thread();
     flag_ = true;
     if (waiters_.empty()) return;
     bind_thread();
-    releasing_.splice_back(waiters_);
-    if (!release_cb_.linked()) schedule(&release_cb_);
-}
-
-void Event::run_release(Callback* cb) {
-    Event* self = static_cast<ReleaseCb*>(cb)->self;
-    bool alive = true;
-    self->releasing_alive_ = &alive;
-    while (WaitNode* n = self->releasing_.pop_front()) {
-        n->on_wake(n);
-        if (!alive) return;  // a woken greenlet destroyed the event
-    }
-    self->releasing_alive_ = nullptr;
+    // Every party there now is woken even if clear() comes before its turn.
+    notify_all_linked();
 }
 
 bool Event::wait(TimeoutArg timeout) {
-    if (flag_) return true;
+    if (flag_) {
+        wait_turn(timeout, "Event::wait");
+        return true;
+    }
     bind_thread();
     // Woken means a set() happened while we waited: true even if cleared since.
     return park(waiters_, timeout, "Event::wait") || flag_;

@@ -23,7 +23,7 @@ int checked_value(int value) {
 Semaphore::Semaphore(int value) : Semaphore(value, INT_MAX, nullptr) {}
 
 Semaphore::Semaphore(int value, int bound, const char* over_release)
-    : counter_(checked_value(value)), bound_(bound), over_release_(over_release) {}
+    : Linkable(true), counter_(checked_value(value)), bound_(bound), over_release_(over_release) {}
 
 BoundedSemaphore::BoundedSemaphore(int value)
     : Semaphore(value, value, "cogent: BoundedSemaphore released too many times") {}
@@ -48,8 +48,9 @@ bool Semaphore::acquire(bool blocking, TimeoutArg timeout) {
     } queued(acquirers_);
     // park() returns true only from run_notify, which wakes us synchronously after checking
     // ready() (counter_ > 0): nothing can take the permit between the check and us. On every
-    // other exit (timeout, kill, Timeout) we took nothing, and run_notify, still walking the
-    // list or scheduled again by the next release(), hands the permit to the next waiter.
+    // other exit (timeout, kill, Timeout) we took nothing, and run_notify (this round, the next
+    // one it schedules while a permit is left, or the one the next release() schedules) hands
+    // the permit to the next waiter.
     if (!park(waiters_, timeout, "Semaphore::acquire")) return false;
     --counter_;
     return true;

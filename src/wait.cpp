@@ -1,5 +1,10 @@
-// iwait / joinall / killall on top of the one wait mechanism.
+// The one wait mechanism's wake-up side (Linkable: rounds of wake-ups, rawlinks), and iwait /
+// joinall / killall on top of it.
 #include "cogent/wait.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
 
 #include "runtime.hpp"
 
@@ -8,6 +13,167 @@ namespace cogent {
 using namespace detail;
 
 namespace detail {
+
+// ---------------------------------------------------------------------------------------------
+// Linkable
+
+// The round under way, on the hub's stack while run_notify walks the links.
+struct Linkable::NotifyRun {
+    bool alive = true;      // cleared by ~Linkable: a woken party destroyed the object
+    bool arrivals = false;  // wait_turn() queued a waiter behind this round
+};
+
+namespace {
+// A rawlink: owned by the object's list until it fires (then by fire) or is removed.
+struct RawLink : WaitNode {
+    LinkId id = 0;
+    Linkable* owner = nullptr;
+    std::function<void(Linkable&)> fn;
+    static void fire(WaitNode* n);
+};
+
+void RawLink::fire(WaitNode* n) {
+    std::unique_ptr<RawLink> self(static_cast<RawLink*>(n));
+    try {
+        self->fn(*self->owner);
+    } catch (...) {
+        report_exception("a rawlink callback", std::current_exception());
+    }
+}
+
+// Link ids are numbers never handed out twice in the process, so a stale id (of a link that
+// fired or was removed) can never name a newer link, on any object.
+std::atomic<LinkId> next_link_id{1};
+}  // namespace
+
+Linkable::Linkable(bool bounded_rounds) noexcept {
+    notify_cb_.self = this;
+    notify_cb_.fn = bounded_rounds ? &Linkable::run_notify<true> : &Linkable::run_notify<false>;
+    notify_cb_.discard = [](Callback* cb) { static_cast<NotifyCb*>(cb)->self->keepalive(false); };
+}
+
+Linkable::~Linkable() {
+    notify_cb_.unlink();
+    if (run_) run_->alive = false;
+    // Never leave nodes pointing here; rawlinks are ours to free.
+    while (WaitNode* n = waiters_.pop_front())
+        if (n->on_wake == &RawLink::fire) delete static_cast<RawLink*>(n);
+}
+
+void Linkable::bind_thread() {
+    ThreadState* ts = thread_state_fast();
+    if (!owner_) {
+        owner_ = ts;
+    } else if (owner_ != ts) {
+        throw GreenletError(
+            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
+            "from another thread (or use Hub::run_callback_threadsafe)");
+    }
+}
+
+void Linkable::check_thread() const {
+    if (owner_ && owner_ != tls_state)
+        throw GreenletError(
+            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
+            "from another thread (or use Hub::run_callback_threadsafe)");
+}
+
+bool Linkable::wait_ready(TimeoutArg timeout, const char* what) {
+    if (ready()) return true;
+    bind_thread();
+    return park(waiters_, timeout, what) || ready();
+}
+
+void Linkable::link(WaitNode* n) {
+    bind_thread();
+    waiters_.push_back(n);
+    if (ready()) notify();
+}
+
+void Linkable::notify() {
+    // The thread check comes first: from another thread even reading the list is a race.
+    if (owner_ && owner_ != tls_state) bind_thread();  // throws
+    if (run_ || notify_cb_.linked() || waiters_.empty()) return;
+    if (!owner_) bind_thread();
+    keepalive(true);
+    schedule(&notify_cb_);
+}
+
+// gevent's AbstractLinkable._notify_links (Bounded): first the links that were
+// there when the round began (each only while ready(), except those notify_all_linked() or
+// wait_turn() covered), then, once, those that arrived through wait_turn() meanwhile. Links
+// added later (a woken greenlet waiting again, a rawlink added by a rawlink) wait for the next
+// round, scheduled below: a party that keeps coming back cannot hold the hub in one callback,
+// and the FIFO order holds across rounds. Unbounded (gevent's Greenlet._notify_links), the
+// round goes on while there are links and ready() holds.
+template <bool Bounded>
+void Linkable::run_notify(Callback* cb) {
+    Linkable* self = static_cast<NotifyCb*>(cb)->self;
+    NotifyRun run;
+    self->run_ = &run;
+    std::uint64_t end = Bounded ? self->waiters_.next_seq() : UINT64_MAX;
+    for (;;) {
+        while (WaitNode* n = self->waiters_.front()) {
+            if (n->seq >= end) break;
+            if (n->seq >= self->all_until_ && !self->ready()) break;
+            n->unlink();
+            n->on_wake(n);  // may switch into a greenlet, which runs until it yields back
+            if (!run.alive) return;  // a woken party destroyed the object
+        }
+        if (!Bounded || !run.arrivals) break;
+        run.arrivals = false;
+        end = self->waiters_.next_seq();  // only once: later arrivals go to the next round
+    }
+    self->run_ = nullptr;
+    // Links left that are due (added during the round while ready, or owed a wake-up by a
+    // set() or an arrival): another round, keeping this round's keepalive.
+    WaitNode* first = self->waiters_.front();
+    if (first && (first->seq < self->all_until_ || self->ready())) {
+        schedule(&self->notify_cb_);
+        return;
+    }
+    self->keepalive(false);  // may destroy self: last
+}
+
+void Linkable::wait_turn_slow(TimeoutArg timeout, const char* what) {
+    if (timeout.zero()) return;
+    bind_thread();
+    ThreadState* ts = thread_state_fast();
+    if (ts->hub && ts->current == ts->hub->greenlet) return;  // the hub is the one waking them
+    // Owed its wake-up in this round even if the object is no longer ready by its turn.
+    all_until_ = waiters_.next_seq() + 1;
+    if (run_) run_->arrivals = true;
+    park(waiters_, timeout, what);
+}
+
+LinkId Linkable::add_rawlink(std::function<void(Linkable&)> fn) {
+    if (!fn) throw_empty_rawlink();
+    bind_thread();
+    auto node = std::make_unique<RawLink>();
+    node->id = next_link_id.fetch_add(1, std::memory_order_relaxed);
+    node->owner = this;
+    node->fn = std::move(fn);
+    node->on_wake = &RawLink::fire;
+    RawLink* n = node.release();
+    link(n);  // schedules a round at once if ready
+    return n->id;
+}
+
+void Linkable::remove_rawlink(LinkId id) noexcept {
+    if (owner_ && owner_ != tls_state) return;  // not ours to walk: nothing of this thread here
+    RawLink* found = nullptr;
+    waiters_.for_each([&](WaitNode* n) {
+        if (!found && n->on_wake == &RawLink::fire && static_cast<RawLink*>(n)->id == id)
+            found = static_cast<RawLink*>(n);
+    });
+    if (!found) return;
+    found->unlink();
+    delete found;
+}
+
+void Linkable::throw_empty_rawlink() {
+    throw std::invalid_argument("cogent: rawlink needs a callable");
+}
 
 MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout)
     : nodes_(objs.size()), objects_(std::move(objs)), timeout_(timeout) {

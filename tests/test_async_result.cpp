@@ -79,6 +79,78 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waiters wake in FIFO order") {
     CHECK(order == std::vector<int>{0, 1, 2, 3, 4, 5});
 }
 
+// gevent's AbstractLinkable._wait (issue 1520), as for Event: wait() on a result that is set
+// while its earlier waiters are still to be woken waits its turn behind them, in the same round.
+// get() returns the value at once (gevent's get() does not queue either).
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait() while the waiters of a set() are being woken runs after them; get() does not") {
+    AsyncResult<int> r;
+    std::vector<int> results;
+    auto g1 = cogent::spawn([&] {
+        CHECK(r.wait());
+        results.push_back(1);
+    });
+    auto g2 = cogent::spawn([&] {
+        CHECK(r.get() == 7);
+        results.push_back(2);
+    });
+    cogent::sleep(0);
+    CHECK(r.linkcount() == 2);
+    r.set(7);
+    cogent::get_hub().run_callback([&] { results.push_back(4); });
+    CHECK(r.get() == 7);  // at once
+    CHECK(results.empty());
+    CHECK(r.wait());
+    results.push_back(3);
+    CHECK(results == std::vector<int>{1, 2, 3});
+    cogent::sleep(0);
+    CHECK(results == std::vector<int>{1, 2, 3, 4});
+    cogent::joinall({g1, g2});
+    CHECK(r.wait(0s));
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "rawlink: called on the hub with the result, in FIFO order with the waiters; unlink") {
+    AsyncResult<int> r;
+    std::vector<std::string> order;
+    auto a = cogent::spawn([&] {
+        r.get();
+        order.push_back("a");
+    });
+    cogent::sleep(0);
+    AsyncResult<int>* seen = nullptr;
+    r.rawlink([&](AsyncResult<int>& x) {
+        seen = &x;
+        order.push_back("r" + std::to_string(*x.value()));
+    });
+    cogent::LinkId gone = r.rawlink([&](AsyncResult<int>&) { order.push_back("gone"); });
+    auto b = cogent::spawn([&] {
+        r.wait();
+        order.push_back("b");
+    });
+    cogent::sleep(0);
+    CHECK(r.linkcount() == 4);
+    r.unlink(gone);
+    r.unlink(gone);  // removed already: nothing
+    CHECK(r.linkcount() == 3);
+    r.set(5);
+    CHECK(order.empty());
+    cogent::joinall({a, b});
+    CHECK(order == std::vector<std::string>{"a", "r5", "b"});
+    CHECK(seen == &r);
+    // Set already: a new link runs at the next turn.
+    r.rawlink([&](AsyncResult<int>&) { order.push_back("late"); });
+    CHECK(order.size() == 3);
+    cogent::sleep(0);
+    CHECK(order.back() == "late");
+
+    AsyncResult<void> e;
+    bool failed = false;
+    e.rawlink([&](AsyncResult<void>& x) { failed = x.exception() != nullptr; });
+    e.set_exception(MyError());
+    cogent::sleep(0);
+    CHECK(failed);
+    CHECK_THROWS_AS(e.rawlink(nullptr), std::invalid_argument);
+}
+
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "get(timeout) throws Timeout; get(0s) and get_nowait do not block") {
     AsyncResult<int> r;
     auto t0 = Clock::now();
@@ -328,6 +400,33 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set_exception from another thread; se
     cogent::joinall(gs);
     t.join();
     CHECK(failed == 3);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "rawlink runs on the owner's hub when another thread sets the result; rawlink from another thread throws") {
+    AsyncResult<int> r;
+    std::thread::id ran_on;
+    int got = 0;
+    r.rawlink([&](AsyncResult<int>& x) {
+        ran_on = std::this_thread::get_id();
+        got = x.get();
+    });
+    bool refused = false;
+    std::thread t([&] {
+        try {
+            r.rawlink([](AsyncResult<int>&) {});
+        } catch (const cogent::GreenletError&) {
+            refused = true;
+        }
+        std::this_thread::sleep_for(10ms);
+        r.set(9);
+    });
+    CHECK(r.wait(5s));  // usually queued behind the rawlink (unless the set came first)
+    t.join();
+    auto t0 = Clock::now();
+    while (got == 0 && ms_since(t0) < 5000.0) cogent::sleep(1ms);
+    CHECK(refused);
+    CHECK(got == 9);
+    CHECK(ran_on == std::this_thread::get_id());
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set from another thread before anyone waits") {

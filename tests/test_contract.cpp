@@ -555,6 +555,8 @@ using AllWaitables =
                ChanPutW, PoolSpawnW, PoolWaitW>;
 // The ones cogent::wait/iwait accept (Linkable-based, or greenlet handles).
 using Linkables = std::tuple<EventW, AsyncGetW, JoinW, SemW, BSemW, LockW>;
+// The ones with gevent's rawlink/unlink/linkcount (AbstractLinkable).
+using RawLinkables = std::tuple<EventW, AsyncWaitW, SemW, BSemW, LockW>;
 
 // ---- Waiter greenlets ----
 
@@ -1173,3 +1175,94 @@ TEST_CASE_TEMPLATE_DEFINE("contract: cogent::wait and iwait report readiness", W
     }
 }
 TEST_CASE_TEMPLATE_APPLY(contract_iwait, Linkables);
+
+// ---------------------------------------------------------------------------------------------
+// rawlink / unlink / linkcount (gevent's AbstractLinkable)
+
+TEST_CASE_TEMPLATE_DEFINE("contract: rawlink runs on the hub, once, in FIFO order with the waiters; unlink removes it",
+                          W, contract_rawlink) {
+    cogent_test::LeakCheck leak;
+    {
+        // Waiter 0, a rawlink, waiter 1, and a rawlink that is unlinked again.
+        W w;
+        Waiters ws;
+        auto obj = w.waitable();
+        std::vector<int> order;
+        ws.spawn(w, {}, &order);
+        settle();
+        int fired = 0;
+        bool could_block = true;
+        const cogent::LinkId id1 = obj->rawlink([&](auto& o) {
+            CHECK(&o == obj);
+            order.push_back(100);
+            ++fired;
+            cogent::Event never;
+            try {
+                never.wait();  // on the hub: refused
+            } catch (const cogent::BlockingSwitchOutError&) {
+                could_block = false;
+            }
+        });
+        ws.spawn(w, {}, &order);
+        settle();
+        const cogent::LinkId id2 = obj->rawlink([&](auto&) { order.push_back(200); });
+        CHECK(id1 != id2);
+        CHECK(obj->linkcount() == 4);
+        obj->unlink(id2);
+        CHECK(obj->linkcount() == 3);
+        CHECK(w.release());
+        CHECK(fired == 0);  // waking never switches, nor calls a link
+        settle();
+        if constexpr (!W::wakes_all) {
+            // One permit: waiter 0 took it; the rawlink waits for a permit at its turn.
+            CHECK(order == std::vector<int>{0});
+            CHECK(obj->linkcount() == 2);
+            CHECK(w.release());
+            settle();
+        }
+        CHECK(order == std::vector<int>{0, 100, 1});
+        CHECK(fired == 1);
+        CHECK_FALSE(could_block);
+        CHECK(obj->linkcount() == 0);
+        obj->unlink(id1);  // fired: nothing
+        if constexpr (W::resettable) {
+            CHECK(w.reset());
+            CHECK(w.release());
+            settle();
+            CHECK(fired == 1);  // once
+        }
+        CHECK_FALSE(ws.any_alive());
+    }
+    {
+        // Ids never alias: a removed id, another object's, or an unknown one does nothing.
+        W a, b;
+        int fired_a = 0, fired_b = 0;
+        const cogent::LinkId removed = a.waitable()->rawlink([&](auto&) { fired_a += 100; });
+        a.waitable()->unlink(removed);
+        const cogent::LinkId ida = a.waitable()->rawlink([&](auto&) { ++fired_a; });
+        const cogent::LinkId idb = b.waitable()->rawlink([&](auto&) { ++fired_b; });
+        CHECK(ida != removed);
+        CHECK(idb != removed);
+        CHECK(idb != ida);
+        a.waitable()->unlink(removed);
+        a.waitable()->unlink(idb);
+        a.waitable()->unlink(0);
+        CHECK(a.waitable()->linkcount() == 1);
+        CHECK(b.waitable()->linkcount() == 1);
+        CHECK(a.release());
+        CHECK(b.release());
+        settle();
+        CHECK(fired_a == 1);
+        CHECK(fired_b == 1);
+        a.waitable()->unlink(ida);  // fired: nothing
+        // Ready already: a new rawlink runs at the next turn of the hub, not at once.
+        a.waitable()->rawlink([&](auto&) { ++fired_a; });
+        CHECK(fired_a == 1);
+        settle();
+        CHECK(fired_a == 2);
+        // One that never runs is freed with its object.
+        W c;
+        c.waitable()->rawlink([](auto&) { FAIL("never released"); });
+    }
+}
+TEST_CASE_TEMPLATE_APPLY(contract_rawlink, RawLinkables);

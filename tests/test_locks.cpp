@@ -289,6 +289,94 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore::wait waits for a permit wi
     CHECK(s.wait() == 1);     // available: returns at once
 }
 
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore::rawlink: called when a permit is there at its turn, in FIFO order with acquirers") {
+    Semaphore s(0);
+    std::vector<std::string> log;
+    auto a = cogent::spawn([&] {
+        s.acquire();
+        log.push_back("a");
+    });
+    cogent::sleep(0);
+    Semaphore* seen = nullptr;
+    s.rawlink([&](Semaphore& x) {
+        seen = &x;
+        log.push_back("r" + std::to_string(x.counter()));  // takes nothing
+    });
+    cogent::LinkId gone = s.rawlink([&](Semaphore&) { log.push_back("gone"); });
+    auto b = cogent::spawn([&] {
+        s.acquire();
+        log.push_back("b");
+    });
+    cogent::sleep(0);
+    CHECK(s.linkcount() == 4);
+    s.unlink(gone);
+    CHECK(s.linkcount() == 3);
+    s.release();  // one permit: a takes it; nothing is left for the rawlink, nor for b
+    for (int i = 0; i < 3; ++i) cogent::sleep(0);
+    CHECK(log == std::vector<std::string>{"a"});
+    CHECK(s.linkcount() == 2);
+    s.release();
+    CHECK(log.size() == 1);  // not from release()
+    cogent::joinall({a, b});
+    CHECK(log == std::vector<std::string>{"a", "r1", "b"});
+    CHECK(seen == &s);
+    CHECK(s.counter() == 0);
+    s.unlink(gone);  // removed already: nothing
+    CHECK_THROWS_AS(s.rawlink(nullptr), std::invalid_argument);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: greenlets handing a permit back and forth do not keep timers from running") {
+    // Each wake-up round ends with the waiters that were there when it began (gevent's
+    // _notify_links): one that parks again is woken by the next round, and between rounds the
+    // hub gets to its timers. (Before, one hub callback went on as long as the two kept
+    // re-parking: main's sleep below ended only once they ran out of turns.)
+    constexpr long kLimit = 5'000'000;
+    Semaphore s(0);
+    bool stop = false;
+    long turns = 0;
+    auto body = [&] {
+        while (!stop && turns < kLimit) {
+            s.acquire();
+            ++turns;
+            s.release();  // the other one waits: this one queues behind it at the next acquire
+        }
+    };
+    auto a = cogent::spawn(body);
+    auto b = cogent::spawn(body);
+    cogent::sleep(0);
+    REQUIRE(s.waiting() == 2);
+    s.release();
+    cogent::sleep(5ms);
+    stop = true;
+    cogent::joinall({a, b});
+    CHECK(turns > 0);
+    CHECK(turns < kLimit);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Lock::rawlink runs when the lock is released; BoundedSemaphore's when a permit comes back") {
+    Lock l;
+    REQUIRE(l.acquire(false));
+    int lock_calls = 0;
+    l.rawlink([&](Semaphore& x) {
+        ++lock_calls;
+        CHECK_FALSE(x.locked());
+        CHECK(x.acquire(false));  // a callback may take it (never blocking)
+    });
+    cogent::sleep(0);
+    CHECK(lock_calls == 0);
+    l.release();
+    cogent::sleep(0);
+    CHECK(lock_calls == 1);
+    CHECK(l.locked());  // taken by the callback
+    l.release();
+
+    BoundedSemaphore b(2);
+    int bsem_calls = 0;
+    b.rawlink([&](Semaphore&) { ++bsem_calls; });  // ready: runs at the next turn
+    cogent::sleep(0);
+    CHECK(bsem_calls == 1);
+}
+
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: iwait on a semaphore") {
     Semaphore s(0);
     auto g = cogent::spawn([&] {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -325,6 +326,245 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event set then clear before the waite
     CHECK(results == std::vector<int>{1, 1});
     CHECK(ms_since(t0) < 1000.0);  // woken by set(), not by the 2 s timeout
     CHECK_FALSE(ev.is_set());
+}
+
+// gevent's test__event.py TestEventBasics.test_wait_while_notifying (gevent issue 1520): a
+// wait() on an event that is set while its earlier waiters are still to be woken waits its
+// turn behind them, and is woken in the same round (no trip around the loop: a hub callback
+// queued after the set() has not run yet; gevent checks that with a check watcher).
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: wait() while the waiters of a set() are being woken runs after them") {
+    Event event;
+    std::vector<int> results;
+    auto wait_then_append = [&](int arg) {
+        CHECK(event.wait());
+        results.push_back(arg);
+    };
+    auto g1 = cogent::spawn([&] { wait_then_append(1); });
+    auto g2 = cogent::spawn([&] { wait_then_append(2); });
+    cogent::sleep(0);
+    CHECK(event.linkcount() == 2);
+    event.set();
+    cogent::get_hub().run_callback([&] { results.push_back(4); });
+    wait_then_append(3);
+    CHECK(results == std::vector<int>{1, 2, 3});
+    cogent::sleep(0);
+    CHECK(results == std::vector<int>{1, 2, 3, 4});
+    cogent::joinall({g1, g2});
+    // Nothing pending any more: a wait() on the set event returns at once, without yielding.
+    bool ran = false;
+    auto other = cogent::spawn([&] { ran = true; });
+    CHECK(event.wait());
+    CHECK_FALSE(ran);
+    other.join();
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: a woken waiter that waits again runs after the rest of its round") {
+    Event ev;
+    std::vector<int> order;
+    auto a = cogent::spawn([&] {
+        ev.wait();
+        order.push_back(1);
+        ev.wait();  // still set, the round is under way: queued behind b
+        order.push_back(11);
+    });
+    auto b = cogent::spawn([&] {
+        ev.wait();
+        order.push_back(2);
+    });
+    cogent::sleep(0);
+    ev.set();
+    cogent::get_hub().run_callback([&] { order.push_back(4); });
+    cogent::joinall({a, b});
+    CHECK(order == std::vector<int>{1, 2, 11, 4});  // all in the one round, before the callback
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: a wait() queued behind a round returns true even if cleared before its turn") {
+    Event ev;
+    std::vector<int> order;
+    auto t0 = Clock::now();
+    auto a = cogent::spawn([&] {
+        ev.wait();
+        order.push_back(1);
+        order.push_back(ev.wait(2s) ? 11 : 10);  // it was set when a looked
+    });
+    auto b = cogent::spawn([&] {
+        ev.wait();
+        order.push_back(2);
+        ev.clear();
+    });
+    cogent::sleep(0);
+    ev.set();
+    cogent::joinall({a, b});
+    CHECK(order == std::vector<int>{1, 2, 11});
+    CHECK(ms_since(t0) < 1000.0);  // woken in the round, not by the timeout
+    // A zero timeout still never blocks, even while a round is pending.
+    auto c = cogent::spawn([&] { ev.wait(); });
+    cogent::sleep(0);
+    ev.set();
+    CHECK(ev.wait(0s));
+    c.join();
+}
+
+// gevent's TestGeventWaitOnEvent.test_set_during_wait (gevent issue 771): a greenlet woken by a
+// set() (so running inside the wake-up round) clears the event and waits on it with
+// cogent::wait: the round must not report the event to that new registration.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: cleared and waited on again from inside its wake-up round, it is not reported") {
+    Event event;
+    auto waiter = cogent::spawn([&] {
+        auto setter = cogent::spawn([&] { event.set(); });
+        CHECK(event.wait());
+        CHECK(event.ready());
+        setter.join();
+        event.clear();
+        CHECK_FALSE(event.ready());
+        auto got = cogent::wait(std::vector<Event*>{&event}, 10ms);
+        CHECK_FALSE(event.ready());
+        CHECK(got.empty());
+    });
+    waiter.join();
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event::rawlink: called on the hub with the event, once, in FIFO order with the waiters") {
+    Event ev;
+    std::vector<std::string> order;
+    auto a = cogent::spawn([&] {
+        ev.wait();
+        order.push_back("a");
+    });
+    cogent::sleep(0);
+    Event* seen = nullptr;
+    bool could_block = true;
+    cogent::LinkId id = ev.rawlink([&](Event& e) {
+        seen = &e;
+        order.push_back("r");
+        Event never;
+        try {
+            never.wait();  // on the hub: refused
+        } catch (const cogent::BlockingSwitchOutError&) {
+            could_block = false;
+        }
+    });
+    auto b = cogent::spawn([&] {
+        ev.wait();
+        order.push_back("b");
+    });
+    cogent::sleep(0);
+    CHECK(ev.linkcount() == 3);
+    ev.set();
+    CHECK(order.empty());  // not from set()
+    cogent::joinall({a, b});
+    CHECK(order == std::vector<std::string>{"a", "r", "b"});
+    CHECK(seen == &ev);
+    CHECK_FALSE(could_block);
+    CHECK(ev.linkcount() == 0);
+    ev.unlink(id);  // fired: nothing
+    ev.clear();
+    ev.set();
+    cogent::sleep(0);
+    CHECK(order.size() == 3);  // once
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event::unlink: before set the callback never runs; stale, unknown and foreign ids do nothing") {
+    Event ev, other;
+    int calls1 = 0, calls2 = 0, calls_other = 0;
+    cogent::LinkId id1 = ev.rawlink([&](Event&) { ++calls1; });
+    CHECK(ev.linkcount() == 1);
+    ev.unlink(id1);
+    CHECK(ev.linkcount() == 0);
+    cogent::LinkId id2 = ev.rawlink([&](Event&) { ++calls2; });
+    cogent::LinkId id_other = other.rawlink([&](Event&) { ++calls_other; });
+    CHECK(id2 != id1);
+    CHECK(id_other != id2);
+    ev.unlink(id1);  // removed already: must not remove the newer link
+    ev.unlink(id_other);  // another event's
+    ev.unlink(0);
+    ev.unlink(~cogent::LinkId(0));
+    CHECK(ev.linkcount() == 1);
+    CHECK(other.linkcount() == 1);
+    ev.set();
+    other.set();
+    cogent::sleep(0);
+    CHECK(calls1 == 0);
+    CHECK(calls2 == 1);
+    CHECK(calls_other == 1);
+    // A link added to a set event runs at the next turn of the hub, not at once.
+    ev.rawlink([&](Event&) { ++calls2; });
+    CHECK(calls2 == 1);
+    cogent::sleep(0);
+    CHECK(calls2 == 2);
+    CHECK_THROWS_AS(ev.rawlink(nullptr), std::invalid_argument);
+    // One never fired is freed with the event (ASan: no leak).
+    Event unset;
+    unset.rawlink([](Event&) { FAIL("never set"); });
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event::rawlink: early links may unlink later ones, throw, or destroy the event") {
+    std::vector<int> order;
+    {
+        Event ev;
+        cogent::LinkId second = 0;
+        ev.rawlink([&](Event& e) {
+            order.push_back(1);
+            e.unlink(second);
+        });
+        second = ev.rawlink([&](Event&) { order.push_back(2); });
+        ev.rawlink([&](Event&) { order.push_back(3); });
+        ev.set();
+        cogent::sleep(0);
+        CHECK(order == std::vector<int>{1, 3});
+    }
+    {
+        order.clear();
+        Event ev;
+        StderrCapture err;
+        ev.rawlink([&](Event&) {
+            order.push_back(1);
+            throw std::runtime_error("boom from a rawlink");
+        });
+        ev.rawlink([&](Event&) { order.push_back(2); });
+        ev.set();
+        cogent::sleep(0);
+        CHECK(order == std::vector<int>{1, 2});
+        CHECK(err.text().find("boom from a rawlink") != std::string::npos);
+    }
+    {
+        order.clear();
+        auto ev = std::make_unique<Event>();
+        ev->rawlink([&](Event&) {
+            order.push_back(1);
+            ev.reset();
+        });
+        ev->rawlink([&](Event&) { order.push_back(2); });
+        ev->set();
+        cogent::sleep(0);
+        CHECK(order == std::vector<int>{1});
+        CHECK(ev == nullptr);
+    }
+    {
+        // set() then clear() before the round: links there at the set() still run.
+        order.clear();
+        Event ev;
+        ev.rawlink([&](Event& e) { order.push_back(e.is_set() ? 11 : 10); });
+        ev.set();
+        ev.clear();
+        cogent::sleep(0);
+        CHECK(order == std::vector<int>{10});
+    }
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Event: links added during a round wait for the next round") {
+    // gevent's _notify_links notifies the links that were there when it began; one added by a
+    // callback is notified by a new round, after what was queued on the hub meanwhile.
+    Event ev;
+    std::vector<std::string> order;
+    ev.rawlink([&](Event& e) {
+        order.push_back("r1");
+        e.rawlink([&](Event&) { order.push_back("r2"); });
+        cogent::get_hub().run_callback([&] { order.push_back("cb"); });
+    });
+    ev.set();
+    for (int i = 0; i < 3; ++i) cogent::sleep(0);
+    CHECK(order == std::vector<std::string>{"r1", "cb", "r2"});
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "zero timeouts never block on ready objects") {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,7 +57,17 @@ protected:
     // begin_set, store e (std::invalid_argument if null), finish_set.
     void set_error(std::exception_ptr e);
     // Block until ready (true) or timeout (false), holding a loop reference meanwhile.
-    bool wait_done(TimeoutArg timeout, const char* what);
+    // take_turn (wait(), not get(), as in gevent): if it is ready but its waiters are still being
+    // woken, wait for them to be woken first (Linkable::wait_turn).
+    bool wait_done(TimeoutArg timeout, const char* what, bool take_turn);
+    // rawlink() with the owner-thread check.
+    template <class Self>
+    LinkId rawlink_owned(std::function<void(Self&)> cb) {
+        check_owner("AsyncResult::rawlink");
+        return rawlink_as<Self>(std::move(cb));
+    }
+    // GreenletError unless called on the owner thread.
+    void check_owner(const char* what) const;
     // Rethrow the stored exception, if any.
     void rethrow_if_error() const {
         if (state_.load(std::memory_order_acquire) == kError) std::rethrow_exception(error_);
@@ -115,14 +126,27 @@ public:
     // Timeout (Timeout::expired) if not set in time; a zero timeout does not block. Owner
     // thread's greenlets (any thread once set); BlockingSwitchOutError on the hub.
     T& get(TimeoutArg timeout = {}) {
-        if (!wait_done(timeout, "AsyncResult::get")) throw Timeout::expired(timeout);
+        if (!wait_done(timeout, "AsyncResult::get", false)) throw Timeout::expired(timeout);
         rethrow_if_error();
         return *value_;
     }
     // get() without blocking: throws Timeout if not set yet.
     T& get_nowait() { return get(TimeoutArg(Duration::zero())); }
-    // Block until set (true) or timeout (false). Does not rethrow. Same callers as get().
-    bool wait(TimeoutArg timeout = {}) { return wait_done(timeout, "AsyncResult::wait"); }
+    // Block until set (true) or timeout (false). Does not rethrow. Same callers as get(). Unlike
+    // get() (as in gevent), once set it still waits, on the owner thread, for the waiters being
+    // woken to be woken first, and returns true in the same wake-up round (see Event::wait).
+    bool wait(TimeoutArg timeout = {}) { return wait_done(timeout, "AsyncResult::wait", true); }
+    // Call `cb(*this)` on the owner's hub once it is set, with a value or an exception
+    // (gevent's rawlink): once, in FIFO order with the waiters; at the next turn of the hub if
+    // it is set already. `cb` must not block (an exception from it is reported on stderr).
+    // Returns an id for unlink(). Owner thread only (GreenletError otherwise); throws
+    // std::invalid_argument for an empty cb.
+    LinkId rawlink(std::function<void(AsyncResult&)> cb) {
+        return rawlink_owned<AsyncResult>(std::move(cb));
+    }
+    // Remove a rawlink that has not been called yet; a fired, removed or unknown id does
+    // nothing (ids are never reused). Never blocks.
+    void unlink(LinkId id) noexcept { remove_rawlink(id); }
     // The value if it was set with one, else nullptr. Never blocks.
     T* value() noexcept { return successful() ? &*value_ : nullptr; }
     // The value if it was set with one, else nullptr. Never blocks.
@@ -148,13 +172,19 @@ public:
     // Block until set (up to timeout), then return or rethrow. Throws Timeout if not set in
     // time. Same callers as AsyncResult<T>::get.
     void get(TimeoutArg timeout = {}) {
-        if (!wait_done(timeout, "AsyncResult::get")) throw Timeout::expired(timeout);
+        if (!wait_done(timeout, "AsyncResult::get", false)) throw Timeout::expired(timeout);
         rethrow_if_error();
     }
     // get() without blocking: throws Timeout if not set yet.
     void get_nowait() { get(TimeoutArg(Duration::zero())); }
-    // Block until set (true) or timeout (false). Does not rethrow.
-    bool wait(TimeoutArg timeout = {}) { return wait_done(timeout, "AsyncResult::wait"); }
+    // Block until set (true) or timeout (false). Does not rethrow. Like AsyncResult<T>::wait.
+    bool wait(TimeoutArg timeout = {}) { return wait_done(timeout, "AsyncResult::wait", true); }
+    // Like AsyncResult<T>::rawlink.
+    LinkId rawlink(std::function<void(AsyncResult&)> cb) {
+        return rawlink_owned<AsyncResult>(std::move(cb));
+    }
+    // Like AsyncResult<T>::unlink.
+    void unlink(LinkId id) noexcept { remove_rawlink(id); }
 };
 
 }  // namespace cogent

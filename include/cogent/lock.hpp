@@ -15,7 +15,8 @@ namespace cogent {
 // A binary semaphore: acquire() blocks while another greenlet holds it. Any greenlet may
 // release it (as with threading.Lock); releasing an unlocked Lock throws std::logic_error.
 // FIFO and kill/timeout-safe like Semaphore; works with std::lock_guard and std::unique_lock.
-// All calls belong to one thread.
+// Semaphore's rawlink/unlink/linkcount apply (a rawlink runs when the lock is released; its
+// callback receives the Semaphore&). All calls belong to one thread.
 class Lock : public Semaphore {
 public:
     // An unlocked lock.

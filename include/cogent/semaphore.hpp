@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 
 #include "cogent/detail/core.hpp"
 #include "cogent/detail/std_lockable.hpp"
@@ -43,6 +44,19 @@ public:
     // Greenlets currently blocked in acquire().
     int waiting() const noexcept { return acquirers_; }
 
+    // Call `cb(*this)` on the hub when a permit is available (gevent's rawlink): once, in FIFO
+    // order with the greenlets blocked in acquire()/wait(), from the hub callback that wakes
+    // them after a release(), and only if a permit is still there when its turn comes; at the
+    // next turn of the hub if one is available already. The callback takes nothing (it may try
+    // acquire(false)); it must not block (an exception from it is reported on stderr). Returns
+    // an id for unlink(). Throws std::invalid_argument for an empty cb, GreenletError from
+    // another thread. (Inherited by BoundedSemaphore and Lock.)
+    LinkId rawlink(std::function<void(Semaphore&)> cb) {
+        return rawlink_as<Semaphore>(std::move(cb));
+    }
+    // Remove a rawlink that has not been called yet; a fired, removed or unknown id does
+    // nothing (ids are never reused). Never blocks.
+    void unlink(LinkId id) noexcept { remove_rawlink(id); }
 
     // Linkable: a permit is available (what iwait/wait and Semaphore::wait wait for).
     bool ready() const noexcept override { return counter_ > 0; }

@@ -8,10 +8,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <utility>
 
 #include "cogent/detail/lists.hpp"
 #include "cogent/time.hpp"
+
+namespace cogent {
+// Identifies a link (Greenlet::link, Event::rawlink, ...) so that it can be removed again with
+// unlink(). (Also declared, identically, in greenlet.hpp.)
+using LinkId = std::uintptr_t;
+}  // namespace cogent
 
 namespace cogent::detail {
 // The two words a context switch hands over (Boost.Context's transfer_t, same layout).
@@ -226,10 +233,17 @@ void check_may_block(const char* what);
 bool park(WaitList& list, TimeoutArg timeout, const char* what);
 
 // A thing greenlets wait for: gevent's AbstractLinkable. One WaitList serves blocking waiters,
-// iwait registrations and rawlink callbacks; they are woken FIFO from one hub callback.
+// iwait registrations and rawlink callbacks ("links"); they are woken FIFO from one hub
+// callback (a round) while ready() holds, or regardless for the links that notify_all_linked()
+// or wait_turn() covered. With bounded rounds (gevent's AbstractLinkable: Event, AsyncResult,
+// Semaphore) a round wakes only the links that were there when it began, then once those that
+// arrived through wait_turn() meanwhile; links added later wait for the next round, scheduled
+// at the end of this one if it is due. Otherwise (a greenlet's links, as gevent's Greenlet;
+// queues, pools) a round goes on while there are links and ready() holds.
 class Linkable {
 public:
-    Linkable() noexcept;
+    // With unbounded wake-up rounds.
+    Linkable() noexcept : Linkable(false) {}
     Linkable(const Linkable&) = delete;
     Linkable& operator=(const Linkable&) = delete;
     virtual ~Linkable();
@@ -243,26 +257,68 @@ public:
     // Add a wake-up node (woken on the hub when ready; at once if already ready).
     void link(WaitNode* n);
     void unlink(WaitNode* n) noexcept { n->unlink(); }
-    // Schedule one hub callback that wakes waiters in FIFO order while ready() holds.
+    // Schedule one hub callback that wakes waiters in FIFO order while ready() holds (no-op
+    // while one is scheduled or running: a running one re-checks at its end).
     // Throws GreenletError when called from a thread other than the waiters' thread.
     void notify();
+    // How many links wait on it now: blocked greenlets, iwait registrations and rawlink
+    // callbacks (gevent's linkcount(); for tests and diagnostics). O(links). Never blocks.
+    std::size_t linkcount() const noexcept { return waiters_.size(); }
 
 protected:
+    // bounded_rounds: wake-up rounds end with the links that were there when they began (see
+    // above).
+    explicit Linkable(bool bounded_rounds) noexcept;
     virtual void keepalive(bool) noexcept {}
     // Bind to the calling thread on first use; GreenletError if already bound to another one.
     void bind_thread();
     // GreenletError if bound to another thread (does not bind).
     void check_thread() const;
+    // For a wait() that found the object ready (gevent's _wait, issue 1520): if a wake-up round
+    // is scheduled or running, block until it has woken the links that came before, instead of
+    // running ahead of them. The caller is then woken in that same round whether or not the
+    // object is still ready (it was when it looked). Returns at once when no round is pending,
+    // on the hub, or with a zero timeout; returns when the timeout passes. Throws what
+    // kill/Timeout raise.
+    void wait_turn(TimeoutArg timeout, const char* what) {
+        if (run_ || notify_cb_.linked()) [[unlikely]]
+            wait_turn_slow(timeout, what);
+    }
+    // notify(), and have the coming round wake every link there now even if ready() is false
+    // again by then (Event::set: waiters present at a set() return true even after a clear()).
+    void notify_all_linked() {
+        all_until_ = waiters_.next_seq();
+        notify();
+    }
+    // rawlink(): link `fn`, to be called on the hub with this object when it is ready (in FIFO
+    // order with the other links; once: it is unlinked before it is called). Returns an id for
+    // remove_rawlink that is never reused. An exception from fn is reported on stderr (the hub
+    // goes on). Throws std::invalid_argument for an empty fn, GreenletError from another thread.
+    LinkId add_rawlink(std::function<void(Linkable&)> fn);
+    // add_rawlink() for a callback that takes the derived object.
+    template <class Self>
+    LinkId rawlink_as(std::function<void(Self&)> cb) {
+        if (!cb) throw_empty_rawlink();
+        return add_rawlink([cb = std::move(cb)](Linkable& l) { cb(static_cast<Self&>(l)); });
+    }
+    // unlink(): remove the rawlink with this id if it has not fired yet; otherwise (fired,
+    // removed, unknown, another object's) do nothing.
+    void remove_rawlink(LinkId id) noexcept;
 
     WaitList waiters_;
 
 private:
+    struct NotifyRun;
     struct NotifyCb : Callback {
         Linkable* self;
     } notify_cb_;
-    bool* notifying_ = nullptr;  // set while run_notify walks the list; cleared by ~Linkable
+    NotifyRun* run_ = nullptr;      // the round under way (on the hub's stack); null otherwise
     ThreadState* owner_ = nullptr;  // thread of the first waiter: waiters and wakes stay there
+    std::uint64_t all_until_ = 0;   // links with a smaller seq are woken even if not ready()
+    template <bool Bounded>
     static void run_notify(Callback* cb);
+    void wait_turn_slow(TimeoutArg timeout, const char* what);
+    [[noreturn]] static void throw_empty_rawlink();
 };
 
 }  // namespace cogent::detail

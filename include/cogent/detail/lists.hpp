@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace cogent::detail {
 
@@ -82,11 +83,28 @@ struct Callback : ListNode {
 };
 
 // A party waiting on a Linkable: a parked greenlet, an iwait registration or a rawlink.
-// `on_wake` runs on the hub after the node has been unlinked from its list.
+// `on_wake` runs on the hub after the node has been unlinked from its list. `seq` is stamped by
+// WaitList::push_back: the order in which the node joined its list.
 struct WaitNode : ListNode {
     void (*on_wake)(WaitNode*) = nullptr;
+    std::uint64_t seq = 0;
 };
 
-using WaitList = List<WaitNode>;
+// A FIFO of WaitNodes that numbers them as they join, so a wake-up round can tell the nodes
+// that were there when it began from those that came later (Linkable::run_notify). The numbers
+// grow along the list: nodes only join at the back (no splicing).
+class WaitList : public List<WaitNode> {
+public:
+    void push_back(WaitNode* n) noexcept {
+        n->seq = next_seq_++;
+        List<WaitNode>::push_back(n);
+    }
+    void splice_back(List<WaitNode>&) = delete;  // would break the order of the numbers
+    // The number the next node to join will get.
+    std::uint64_t next_seq() const noexcept { return next_seq_; }
+
+private:
+    std::uint64_t next_seq_ = 0;
+};
 
 }  // namespace cogent::detail

@@ -38,6 +38,24 @@ struct Concurrency {
     void leave() { --now; }
 };
 
+// A range of 0..4 whose iterator throws Boom("half") when stepping onto 2.
+struct Half {
+    struct iterator {
+        int i = 0;
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        int operator*() const { return i; }
+        iterator& operator++() {
+            if (++i == 2) throw Boom("half");
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(const iterator& o) const { return i == o.i; }
+    };
+    iterator begin() const { return {}; }
+    iterator end() const { return {5}; }
+};
+
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
@@ -272,35 +290,90 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: map returns results in input order") {
     CHECK(*boxes[1] == 5);
 }
 
-TEST_CASE_FIXTURE(LeakCheck, "Group: map rethrows the first failure and finishes the rest first") {
+TEST_CASE_FIXTURE(LeakCheck, "Group: map rethrows the first failure in input order, kills the rest") {
+    // gevent's map is list(imap): the failure of the first failed item in input order, raised
+    // once the items before it are done (test__pool's TestErrorInHandler.test_map).
     cogent::Pool pool(10);
     int unwound = 0;
     bool slow_finished = false;
     auto fn = [&](int i) -> int {
         Guard guard{unwound};
-        if (i == 0) {
-            cogent::sleep(10s);
-            slow_finished = true;
-        }
+        if (i == 0) cogent::sleep(30ms);
         if (i == 1) {
             cogent::sleep(40ms);
-            throw Boom("second");
+            throw Boom("first in input order");
         }
-        if (i == 2) {
-            cogent::sleep(10ms);
-            throw Boom("first");
+        if (i == 2) throw Boom("first to happen");
+        if (i == 3) {
+            cogent::sleep(10s);
+            slow_finished = true;
         }
         return i;
     };
     auto t0 = Clock::now();
-    CHECK_THROWS_WITH_AS(pool.map(fn, std::vector<int>{0, 1, 2, 3}), "first", Boom);
-    CHECK(ms_since(t0) < 1000);
+    CHECK_THROWS_WITH_AS(pool.map(fn, std::vector<int>{0, 1, 2, 3}), "first in input order", Boom);
+    CHECK(ms_since(t0) < 5000);
     // The other tasks were killed and have ended by the time map throws.
     CHECK(unwound == 4);
     CHECK_FALSE(slow_finished);
     CHECK(pool.empty());
     CHECK(pool.free_count() == 10);
     CHECK(cogent::debug::live_greenlets() == 0);
+}
+
+// gevent's test__pool TestErrorInHandler.test_imap / test_imap_unordered: a failed item raises
+// from its next(), and the following next() carries on with the rest.
+TEST_CASE_FIXTURE(LeakCheck, "Pool: imap and imap_unordered carry on after a failed item") {
+    auto divide_by = [](int x) -> double {
+        if (x == 0) throw std::domain_error("division by zero");
+        return 1.0 / x;
+    };
+    for (bool ordered : {true, false}) {
+        CAPTURE(ordered);
+        cogent::Pool pool(1);
+        auto check = [&](auto it) {
+            CHECK(it.next() == 1.0);
+            CHECK_THROWS_AS(it.next(), std::domain_error);
+            CHECK(it.next() == 0.5);
+            CHECK_FALSE(it.next());
+            CHECK_FALSE(it.next());
+        };
+        if (ordered)
+            check(pool.imap(divide_by, std::vector<int>{1, 0, 2}));
+        else
+            check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
+        CHECK(pool.join(1s));
+    }
+    // Input order: the failure waits for the items before it, whatever finished first.
+    cogent::Group g;
+    auto it = g.imap(
+        [](int i) {
+            if (i == 1) throw Boom("one");
+            cogent::sleep(std::chrono::milliseconds(i == 0 ? 20 : 1));
+            return i;
+        },
+        std::vector<int>{0, 1, 2});
+    CHECK(it.next() == 0);
+    CHECK_THROWS_WITH_AS(it.next(), "one", Boom);
+    CHECK(it.next() == 2);
+    CHECK_FALSE(it.next());
+    // A killed task's item raises GreenletExit from its next(); the rest go on.
+    std::vector<cogent::AnyGreenlet> tasks;
+    auto it2 = g.imap(
+        [](int i) {
+            cogent::sleep(std::chrono::milliseconds(i == 0 ? 10'000 : 1));
+            return i;
+        },
+        std::vector<int>{0, 1});
+    cogent::sleep(1ms);
+    for (auto& m : g.greenlets())
+        if (m.active()) tasks.push_back(m);
+    REQUIRE_FALSE(tasks.empty());
+    g.killone(tasks.front());  // the first member still running is item 0's
+    CHECK_THROWS_AS(it2.next(), cogent::GreenletExit);
+    CHECK(it2.next() == 1);
+    CHECK_FALSE(it2.next());
+    CHECK(g.join(1s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Group: imap is in input order, imap_unordered in completion order") {
@@ -421,7 +494,10 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: imap next(timeout), failures, early destruc
             },
             std::vector<int>{1, 2, 3});
         CHECK_THROWS_WITH_AS(it.next(), "two", Boom);
-        CHECK_FALSE(it.next());  // the failure ends the iteration
+        std::vector<int> rest;  // the failure does not end the iteration
+        while (auto v = it.next()) rest.push_back(*v);
+        std::sort(rest.begin(), rest.end());
+        CHECK(rest == std::vector<int>{1, 3});
     }
     CHECK(g.join());
     int unwound = 0;
@@ -444,6 +520,19 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: imap next(timeout), failures, early destruc
     };
     auto it = g.imap([](int i) { return i; }, Bad{});
     CHECK_THROWS_WITH_AS(it.next(), "range", Boom);
+    CHECK_FALSE(it.next());  // and ends it
+    // A range that fails half-way: the items before the failure come first (imap), then it.
+    auto half = g.imap(
+        [](int i) {
+            cogent::sleep(std::chrono::milliseconds(10 - i * 5));
+            return i;
+        },
+        Half{});
+    CHECK(half.next() == 0);
+    CHECK(half.next() == 1);
+    CHECK_THROWS_WITH_AS(half.next(), "half", Boom);
+    CHECK_FALSE(half.next());
+    CHECK(g.join(1s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Group: killing an imap consumer kills its tasks") {

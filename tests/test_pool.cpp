@@ -722,7 +722,8 @@ TEST_CASE_FIXTURE(LeakCheck, "Pool: destroying a pool kills its queued tasks") {
 // Pool capacity
 
 TEST_CASE_FIXTURE(LeakCheck, "Pool: PoolFull, free_count, full, wait_available") {
-    CHECK_THROWS_AS(cogent::Pool(0), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(cogent::Pool(std::size_t(-1)), doctest::Contains("negative"),
+                         std::invalid_argument);
     cogent::Pool pool(2);
     CHECK(pool.capacity() == 2);
     CHECK(pool.free_count() == 2);
@@ -795,6 +796,40 @@ TEST_CASE_FIXTURE(
     CHECK(order == std::vector<int>{-3, 0, 2, 4});
     CHECK(pool.join());
     CHECK(pool.free_count() == 1);
+}
+
+// gevent: Pool(0) "creates a pool that can never have any active greenlets"; spawning waits
+// forever, so only a timeout (or non-blocking) makes sense.
+TEST_CASE_FIXTURE(LeakCheck, "Pool: a pool of size 0 is always full") {
+    cogent::Pool pool(0);
+    CHECK(pool.capacity() == 0);
+    CHECK(pool.full());
+    CHECK(pool.free_count() == 0);
+    CHECK(pool.wait_available(0s) == 0);
+    CHECK(pool.wait_available(5ms) == 0);
+    CHECK_THROWS_AS(pool.spawn(cogent::PoolSpawnOptions{false}, [] {}), cogent::PoolFull);
+    auto t0 = Clock::now();
+    CHECK_THROWS_AS(pool.spawn(cogent::PoolSpawnOptions{true, 5ms}, [] {}), cogent::PoolFull);
+    CHECK(ms_since(t0) >= 4);
+    auto c = cogent::make_greenlet([] {});
+    CHECK_THROWS_AS(pool.add(c, true, 5ms), cogent::PoolFull);
+    CHECK_FALSE(pool.contains(c));
+    // A blocking spawn waits until it is killed.
+    auto spawner = cogent::spawn([&] { pool.spawn([] {}); });
+    cogent::sleep(5ms);
+    CHECK_FALSE(spawner.dead());
+    spawner.kill();
+    CHECK(spawner.killed());
+    // apply_async never blocks: its task stays queued, and join() waits for it.
+    bool ran = false;
+    auto task = pool.apply_async([&] { ran = true; });
+    cogent::sleep(1ms);
+    CHECK_FALSE(task.started());
+    CHECK_FALSE(pool.join(5ms));
+    pool.kill();
+    CHECK(task.dead());
+    CHECK_FALSE(ran);
+    CHECK(pool.join(0s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Pool: the Group interface honours the capacity") {

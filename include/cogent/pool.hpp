@@ -565,7 +565,10 @@ auto Group::map(F&& fn, Range&& range) {
 // when members die or are discarded. Same threading rules as Group.
 class Pool : public Group {
 public:
-    // A pool of `size` slots; std::invalid_argument if size is 0.
+    // A pool of `size` slots. As in gevent, 0 makes a pool that is always full: spawn/add
+    // wait (until their timeout, else forever), wait_available waits, and apply_async tasks
+    // stay queued. Throws std::invalid_argument for a negative size (converted to std::size_t:
+    // above PTRDIFF_MAX).
     explicit Pool(std::size_t size);
     // Kills the queued apply_async tasks (they never run); members keep running, forgotten.
     ~Pool() override;

@@ -290,7 +290,8 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: map returns results in input order") {
     CHECK(*boxes[1] == 5);
 }
 
-TEST_CASE_FIXTURE(LeakCheck, "Group: map rethrows the first failure in input order, kills the rest") {
+TEST_CASE_FIXTURE(LeakCheck,
+                  "Group: map rethrows the first failure in input order, kills the rest") {
     // gevent's map is list(imap): the failure of the first failed item in input order, raised
     // once the items before it are done (test__pool's TestErrorInHandler.test_map).
     cogent::Pool pool(10);
@@ -550,6 +551,48 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: killing an imap consumer kills its tasks") 
     CHECK(pool.size() == 2);
     consumer.kill();  // its iterator is destroyed: tasks are killed
     CHECK(pool.join(1s));
+}
+
+// ---------------------------------------------------------------------------------------------
+// map_async
+
+TEST_CASE_FIXTURE(LeakCheck, "Pool: map_async runs map in a new greenlet and calls back") {
+    cogent::Pool pool(2);
+    Concurrency c;
+    auto task = [&](int i) {
+        c.enter();
+        cogent::sleep(std::chrono::milliseconds(1 + (i * 3) % 4));
+        c.leave();
+        return i * 10;
+    };
+    std::vector<int> in{1, 2, 3, 4, 5};
+    std::vector<std::vector<int>> calls;
+    auto g = pool.map_async(task, in, [&](const std::vector<int>& r) { calls.push_back(r); });
+    static_assert(std::is_same_v<decltype(g), cogent::Greenlet<std::vector<int>>>);
+    CHECK_FALSE(pool.contains(g));  // not a member (gevent: Greenlet.spawn)
+    CHECK(calls.empty());           // nothing ran yet: map_async never blocks
+    CHECK(g.get() == std::vector<int>{10, 20, 30, 40, 50});
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0] == std::vector<int>{10, 20, 30, 40, 50});
+    CHECK(c.max == 2);  // the pool's bound holds
+    // No callback, an rvalue range (moved into the greenlet).
+    auto g2 = pool.map_async([](const std::string& s) { return s.size(); },
+                             std::vector<std::string>{"a", "bcd"});
+    CHECK(g2.get() == std::vector<std::size_t>{1, 3});
+    // A failure fails the greenlet; the callback is not called.
+    bool called = false;
+    auto bad = pool.map_async(
+        [](int i) {
+            if (i == 2) throw Boom("two");
+            return i;
+        },
+        std::vector<int>{1, 2, 3}, [&](const std::vector<int>&) { called = true; });
+    CHECK_THROWS_WITH_AS(bad.get(), "two", Boom);
+    CHECK_FALSE(called);
+    CHECK(pool.join(1s));
+    cogent::Group group;
+    CHECK(group.map_async([](int i) { return -i; }, std::views::iota(0, 3)).get() ==
+          std::vector<int>{0, -1, -2});
 }
 
 // ---------------------------------------------------------------------------------------------

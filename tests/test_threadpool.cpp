@@ -306,7 +306,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     CHECK(order == std::vector<int>{0, 1, 2, 3});
     // A failure fails the greenlet; the callback is not called.
     bool called = false;
-    auto bad = pool.apply_async([]() -> int { throw MyError("nope"); }, [&](int) { called = true; });
+    auto bad =
+        pool.apply_async([]() -> int { throw MyError("nope"); }, [&](int) { called = true; });
     CHECK_THROWS_WITH_AS(bad.get(5s), "nope", MyError);
     CHECK_FALSE(called);
     // No callback, and void functions.
@@ -323,9 +324,30 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
         int v = one.apply_async([&ran] {
                        ran = std::this_thread::get_id();
                        return 7;
-                   }).get(5s);
+                   })
+                    .get(5s);
         return v == 7 && ran == std::this_thread::get_id();
     }));
+    CHECK(pool.join(5s));
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "map_async maps in a greenlet and calls back") {
+    ThreadPool pool(2);
+    std::vector<int> seen;
+    std::vector<int> in{1, 2, 3};
+    auto g = pool.map_async([](int x) { return x * x; }, in,
+                            [&](const std::vector<int>& r) { seen = r; });
+    static_assert(std::is_same_v<decltype(g), cogent::Greenlet<std::vector<int>>>);
+    CHECK(seen.empty());  // returned at once
+    CHECK(g.get(5s) == std::vector<int>{1, 4, 9});
+    CHECK(seen == std::vector<int>{1, 4, 9});
+    auto bad = pool.map_async(
+        [](int x) {
+            if (x == 2) throw MyError("two");
+            return x;
+        },
+        std::vector<int>{1, 2});
+    CHECK_THROWS_WITH_AS(bad.get(5s), "two", MyError);
     CHECK(pool.join(5s));
 }
 

@@ -189,6 +189,13 @@ public:
     // gevent); the remaining tasks are killed and waited for first.
     template <class F, class Range>
     auto map(F&& fn, Range&& range);
+    // map(fn, range) in a new greenlet (not a member of this group, as in gevent), returned at
+    // once: its value is the vector of results, and, when map succeeds, it calls
+    // callback(results) (a const reference) before returning them. When map throws, the
+    // greenlet fails with that exception and the callback is not called. An lvalue range must
+    // outlive the greenlet; an rvalue one is moved in. The group must outlive the greenlet too.
+    template <class F, class Range, class C = std::nullptr_t>
+    auto map_async(F&& fn, Range&& range, C&& callback = nullptr);
 
 protected:
     // Capacity hooks (Pool): take a slot before a greenlet joins, give it back when it leaves.
@@ -255,8 +262,8 @@ struct IMapState {
     std::size_t spawned = 0;
     std::size_t consumed = 0;
     bool input_done = false;
-    bool closed = false;    // close(): the feeder stops, results are dropped
-    bool finished = false;  // next() returns nullopt from now on
+    bool closed = false;            // close(): the feeder stops, results are dropped
+    bool finished = false;          // next() returns nullopt from now on
     std::exception_ptr feed_error;  // ordered: the range's (or spawn's) failure, given last
     std::exception_ptr fatal;       // an outcome could not be stored: next() ends with this
     AnyGreenlet feeder;
@@ -558,6 +565,21 @@ auto Group::map(F&& fn, Range&& range) {
         throw;
     }
     return out;
+}
+
+template <class F, class Range, class C>
+auto Group::map_async(F&& fn, Range&& range, C&& callback) {
+    using Fn = std::decay_t<F>;
+    using Cb = std::decay_t<C>;
+    using Box = detail::pooling::RangeBox<detail::pooling::stored_range_t<Range&&>>;
+    using Out = decltype(std::declval<Group&>().map(
+        std::declval<Fn>(), std::declval<decltype((std::declval<Box&>().r))>()));
+    return cogent::spawn([this, f = Fn(std::forward<F>(fn)), box = Box{std::forward<Range>(range)},
+                          cb = Cb(std::forward<C>(callback))]() mutable -> Out {
+        Out out = map(std::move(f), box.r);
+        if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb, std::as_const(out));
+        return out;
+    });
 }
 
 // A Group with at most `size` members (gevent.pool.Pool): spawn/add/start wait for a free slot,

@@ -340,6 +340,30 @@ public:
         return out;
     }
 
+    // map(fn, range) in a new greenlet of the calling thread, returned at once (gevent's
+    // map_async): its value is the vector of results, and, when map succeeds, it calls
+    // callback(results) (a const reference) first. When map throws, the greenlet fails with
+    // that exception and the callback is not called. An lvalue range must outlive the greenlet
+    // (an rvalue one is moved in), and so must the pool.
+    template <class F, class Range, class C = std::nullptr_t>
+    auto map_async(F&& fn, Range&& range, C&& callback = nullptr) {
+        using Fn = std::decay_t<F>;
+        using Cb = std::decay_t<C>;
+        using Stored = detail::threadpool::stored_range_t<Range&&>;
+        struct Box {
+            Stored r;
+        };
+        using Out = decltype(std::declval<ThreadPool&>().map(
+            std::declval<Fn>(), std::declval<decltype((std::declval<Box&>().r))>()));
+        return cogent::spawn([this, f = Fn(std::forward<F>(fn)),
+                              box = Box{std::forward<Range>(range)},
+                              cb = Cb(std::forward<C>(callback))]() mutable -> Out {
+            Out out = map(std::move(f), box.r);
+            if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb, std::as_const(out));
+            return out;
+        });
+    }
+
     // Lazily map fn over range: an iterator yielding results in input order, keeping at most
     // `window` tasks submitted ahead (default: 2 x maxsize(), at least 1). The iterator must not
     // outlive the pool. An lvalue range must outlive the iterator; an rvalue one is moved in.
@@ -382,8 +406,9 @@ public:
                 [finish, cb = Cb(std::forward<C>(callback)),
                  call = std::tuple<std::decay_t<F>, std::decay_t<A>...>(
                      std::forward<F>(fn), std::forward<A>(args)...)]() mutable -> R {
-                    return finish(cb, [&]() -> R { return std::apply(detail::threadpool::Invoke{},
-                                                                     std::move(call)); });
+                    return finish(cb, [&]() -> R {
+                        return std::apply(detail::threadpool::Invoke{}, std::move(call));
+                    });
                 });
         auto r = spawn(std::forward<F>(fn), std::forward<A>(args)...);
         return cogent::spawn([finish, r, cb = Cb(std::forward<C>(callback))]() mutable -> R {

@@ -118,13 +118,17 @@ struct Worker {
     std::string unix_path;  // a path this worker bound: unlinked when closed
     dev_t unix_dev = 0;
     ino_t unix_ino = 0;
-    AnyGreenlet loop;                  // the accept / receive loop (invalid while paused)
-    std::vector<AnyGreenlet> retired;  // loops told to leave by stop_accepting(), not yet dead
-    std::uint64_t gen = 0;             // a loop started at another generation leaves
-    bool handing_off = false;          // the loop is passing a connection to its handler
-    std::unique_ptr<Group> group;      // this worker's handler greenlets (a Pool for a limit)
-    Pool* slots = nullptr;             // the pool whose slots the loop waits for, if any
-    Pool* user_pool = nullptr;         // handlers are spawned in it (then also added to group)
+    AnyGreenlet loop;  // the accept / receive loop (invalid while paused)
+    struct Retired {
+        AnyGreenlet loop;
+        bool killed;  // else it leaves by itself once its hand-off is done
+    };
+    std::vector<Retired> retired;  // loops told to leave by stop_accepting(), not yet dead
+    std::uint64_t gen = 0;         // a loop started at another generation leaves
+    bool handing_off = false;      // the loop is passing a connection to its handler
+    std::unique_ptr<Group> group;  // this worker's handler greenlets (a Pool for a limit)
+    Pool* slots = nullptr;         // the pool whose slots the loop waits for, if any
+    Pool* user_pool = nullptr;     // handlers are spawned in it (then also added to group)
     SpawnOptions spawn_opts;
     std::unique_ptr<Lock> send_lock;  // DatagramServer::sendto when the socket buffer is full
 
@@ -279,7 +283,17 @@ struct HandOff {
     HandOff(const HandOff&) = delete;
 };
 
+// A new loop first waits for the loops killed by stop_accepting() to be gone: two greenlets
+// must not wait on one socket (ConcurrentObjectUseError), and a kill lands on the next turn.
+void wait_for_killed_loops(Worker& w) {
+    std::vector<AnyGreenlet> killed;
+    for (auto& r : w.retired)
+        if (r.killed && !r.loop.dead()) killed.push_back(r.loop);
+    for (auto& g : killed) g.join();
+}
+
 void accept_loop(Worker& w, std::uint64_t gen) {
+    wait_for_killed_loops(w);
     const std::shared_ptr<const HandlerInfo> info = w.run->info;
     Backoff backoff(w, "accept");
     int in_a_row = 0;
@@ -306,6 +320,7 @@ void accept_loop(Worker& w, std::uint64_t gen) {
 }
 
 void recv_loop(Worker& w, std::uint64_t gen) {
+    wait_for_killed_loops(w);
     const std::shared_ptr<const HandlerInfo> info = w.run->info;
     Backoff backoff(w, "recvfrom");
     std::unique_ptr<char[]> buf(new char[kMaxDatagram]);
@@ -341,11 +356,12 @@ void start_loop(Worker& w) {
 void pause_worker(Worker& w) {
     ++w.gen;
     if (w.loop.valid() && !w.loop.dead()) {
-        if (!w.handing_off) w.loop.kill(GreenletExit(), false);
-        w.retired.push_back(std::move(w.loop));
+        const bool kill = !w.handing_off;
+        if (kill) w.loop.kill(GreenletExit(), false);
+        w.retired.push_back({std::move(w.loop), kill});
     }
     w.loop = AnyGreenlet();
-    std::erase_if(w.retired, [](const AnyGreenlet& g) { return g.dead(); });
+    std::erase_if(w.retired, [](const Worker::Retired& r) { return r.loop.dead(); });
 }
 
 // On w's thread: start_accepting() for this worker.
@@ -372,9 +388,11 @@ void apply_accepting(Worker& w) {
 // On w's thread: stop serving, give the handlers `timeout`, kill the rest.
 void stop_worker(Worker& w, TimeoutArg timeout) {
     if (w.loop.valid() && !w.loop.dead()) w.loop.kill();
-    for (auto& g : w.retired)
-        if (!g.dead()) g.kill();
+    std::vector<AnyGreenlet> retired;
+    for (auto& r : w.retired) retired.push_back(r.loop);
     w.retired.clear();
+    for (auto& g : retired)
+        if (!g.dead()) g.kill();
     close_socket(w);
     if (w.group && !w.group->join(timeout))
         w.group->kill(GreenletExit(), true, std::chrono::seconds(1));

@@ -362,6 +362,16 @@ TEST_CASE_FIXTURE(LeakCheck,
     server.start_accepting();  // again: nothing changes
     CHECK(echo_once(addr, "two"));
     CHECK(accepted == 4);
+    {
+        StderrCapture cap;  // quick cycles: one loop at a time on the listener, no error
+        for (int i = 0; i < 5; ++i) {
+            server.stop_accepting();
+            server.start_accepting();
+        }
+        CHECK(echo_once(addr, "cycled"));
+        CHECK(cap.text().empty());
+    }
+    CHECK(accepted == 5);
 
     // From a hub callback it does not wait, and the owner's listener is paused at once.
     cogent::get_hub().run_callback([&] { server.stop_accepting(); });
@@ -369,7 +379,7 @@ TEST_CASE_FIXTURE(LeakCheck,
     Socket late = connect_to(addr);
     late.sendall("late");
     cogent::sleep(100ms);
-    CHECK(accepted == 4);
+    CHECK(accepted == 5);
     server.start_accepting();
     CHECK(read_n(late, 4) == "late");
 
@@ -417,6 +427,44 @@ TEST_CASE_FIXTURE(LeakCheck, "StreamServer: a freed slot does not undo stop_acce
     server.start_accepting();
     CHECK(c2.get() == "ok");
     CHECK(accepted == 2);
+    server.stop();
+}
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "StreamServer: stop_accepting during a hand-off keeps the connection") {
+    cogent::Pool pool(1);
+    int accepted = 0;
+    StreamServer server(
+        Address("127.0.0.1", 0),
+        [&](Socket& s, const Address&) {
+            ++accepted;
+            s.sendall("served");
+        },
+        pool);
+    server.start();
+    cogent::sleep(0);  // the accept loop saw a free slot and waits in accept()
+    cogent::Event release;
+    auto other = pool.spawn([&] { release.wait(); });  // takes the only slot
+    auto c1 = cogent::spawn([&] {
+        Socket c = connect_to(server.address());
+        return read_all(c);
+    });
+    // The loop accepts c1 and then waits for the slot to hand it over.
+    REQUIRE(eventually([&] { return !pool.empty() && c1.started(); }));
+    cogent::sleep(50ms);
+    server.stop_accepting();  // must not drop c1's connection
+    release.set();
+    CHECK(c1.get() == "served");
+    CHECK(accepted == 1);
+    auto c2 = cogent::spawn([&] {
+        Socket c = connect_to(server.address());
+        return read_all(c);
+    });
+    cogent::sleep(100ms);
+    CHECK(accepted == 1);  // paused
+    server.start_accepting();
+    CHECK(c2.get() == "served");
+    other.join();
     server.stop();
 }
 

@@ -249,7 +249,8 @@ private:
 // getting its results on its own hub; only the waiting greenlet blocks, never the hub.
 //
 // Differences from gevent: spawn never blocks (tasks beyond maxsize wait in an unbounded queue,
-// not the spawning greenlet); spawn returns a shared AsyncResult handle; a task runs outside
+// not the spawning greenlet; apply_async submits at once); spawn returns a shared AsyncResult
+// handle; a task runs outside
 // any greenlet, so it must not use the spawning thread's greenlets or waitables (it may use
 // plain blocking calls, or cogent on its own worker thread, which then gets its own hub).
 //

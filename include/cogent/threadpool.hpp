@@ -250,9 +250,9 @@ private:
 //
 // Differences from gevent: spawn never blocks (tasks beyond maxsize wait in an unbounded queue,
 // not the spawning greenlet; apply_async submits at once); spawn returns a shared AsyncResult
-// handle; a task runs outside
-// any greenlet, so it must not use the spawning thread's greenlets or waitables (it may use
-// plain blocking calls, or cogent on its own worker thread, which then gets its own hub).
+// handle; a task runs outside any greenlet, so it must not use the spawning thread's greenlets
+// or waitables (it may use plain blocking calls, or cogent on its own worker thread, which then
+// gets its own hub).
 //
 // While a spawned task is unfinished, the spawning thread's hub loop is held alive (no LoopExit
 // while a result is on its way). A greenlet killed or timed out while waiting for a result

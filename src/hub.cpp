@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <typeinfo>
@@ -452,6 +453,31 @@ std::uint64_t Hub::index() const noexcept { return impl_->thread_index(); }
 bool Hub::is_current_thread() const noexcept {
     ThreadState* ts = tls_state;
     return ts && ts->hub == impl_;
+}
+
+bool Hub::join(TimeoutArg timeout) {
+    ThreadState* ts = thread_state_fast();
+    if (ts->hub != impl_)
+        throw GreenletError(
+            "cogent: Hub::join (wait() with no objects) called from another thread");
+    if (ts->current == impl_->greenlet) blocking_on_hub("Hub::join (wait() with no objects)");
+    if (ts->current != ts->main)
+        throw GreenletError(
+            "cogent: Hub::join (wait() with no objects) is only possible from the main greenlet "
+            "(it returns when the loop has nothing left, which it learns through LoopExit)");
+    // The loop reports "nothing left" by throwing LoopExit into the main greenlet, whatever it
+    // waits on: wait on something nobody wakes, or on an unreferenced timer for the timeout.
+    try {
+        if (timeout.forever()) {
+            WaitList nobody;
+            park(nobody, {}, "Hub::join");
+            invalid_switch("Hub::join");
+        }
+        sleep(std::max(timeout.value(), Duration(1)), /*ref=*/false);
+        return false;
+    } catch (const LoopExit&) {
+        return true;
+    }
 }
 
 void sleep(Duration d, bool ref) {

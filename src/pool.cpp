@@ -1,6 +1,9 @@
 // Group and Pool: membership through rawlinks, kill/join, and the slot counter.
 #include "cogent/pool.hpp"
 
+#include <cstdint>
+#include <string>
+
 #include "cogent/hub.hpp"
 
 namespace cogent {
@@ -158,7 +161,9 @@ void Group::killone_ptr(const AnyGreenlet& g, std::exception_ptr e, bool block,
 // Pool
 
 Pool::Pool(std::size_t size) : capacity_(size) {
-    if (size == 0) throw std::invalid_argument("cogent: a Pool needs at least one slot");
+    if (size > std::size_t(PTRDIFF_MAX))
+        throw std::invalid_argument("cogent: a Pool's size must not be negative (got " +
+                                    std::to_string(static_cast<std::ptrdiff_t>(size)) + ")");
     slots_.free = size;
 }
 

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -117,7 +118,14 @@ struct Worker {
     std::string unix_path;  // a path this worker bound: unlinked when closed
     dev_t unix_dev = 0;
     ino_t unix_ino = 0;
-    AnyGreenlet loop;              // the accept / receive loop
+    AnyGreenlet loop;  // the accept / receive loop (invalid while paused)
+    struct Retired {
+        AnyGreenlet loop;
+        bool killed;  // else it leaves by itself once its hand-off is done
+    };
+    std::vector<Retired> retired;  // loops told to leave by stop_accepting(), not yet dead
+    std::uint64_t gen = 0;         // a loop started at another generation leaves
+    bool handing_off = false;      // the loop is passing a connection to its handler
     std::unique_ptr<Group> group;  // this worker's handler greenlets (a Pool for a limit)
     Pool* slots = nullptr;         // the pool whose slots the loop waits for, if any
     Pool* user_pool = nullptr;     // handlers are spawned in it (then also added to group)
@@ -140,6 +148,7 @@ struct Run {
     std::shared_ptr<const HandlerInfo> info;
     // st->mu:
     bool stop_requested = false;
+    bool accepting = true;  // stop_accepting() / start_accepting()
     TimeoutArg stop_timeout{};
     // Last, so that it is destroyed first: ~Worker may still look at the fields above.
     std::vector<std::unique_ptr<Worker>> workers;
@@ -265,11 +274,30 @@ private:
     unsigned long failures_ = 0;
 };
 
-void accept_loop(Worker& w) {
+// Marks the loop as handing a connection (or datagram) over: stop_accepting() then lets it
+// finish instead of killing it, which would drop what it holds.
+struct HandOff {
+    Worker& w;
+    explicit HandOff(Worker& wk) : w(wk) { w.handing_off = true; }
+    ~HandOff() { w.handing_off = false; }
+    HandOff(const HandOff&) = delete;
+};
+
+// A new loop first waits for the loops killed by stop_accepting() to be gone: two greenlets
+// must not wait on one socket (ConcurrentObjectUseError), and a kill lands on the next turn.
+void wait_for_killed_loops(Worker& w) {
+    std::vector<AnyGreenlet> killed;
+    for (auto& r : w.retired)
+        if (r.killed && !r.loop.dead()) killed.push_back(r.loop);
+    for (auto& g : killed) g.join();
+}
+
+void accept_loop(Worker& w, std::uint64_t gen) {
+    wait_for_killed_loops(w);
     const std::shared_ptr<const HandlerInfo> info = w.run->info;
     Backoff backoff(w, "accept");
     int in_a_row = 0;
-    for (;;) {
+    while (w.gen == gen) {  // stop_accepting() moves gen on
         // At the limit, leave further connections in the listen queue (gevent stops accepting).
         if (w.slots && w.slots->full()) w.slots->wait_available();
         std::pair<Socket, Address> conn;
@@ -280,6 +308,7 @@ void accept_loop(Worker& w) {
             continue;
         }
         backoff.succeeded();
+        HandOff handing(w);
         spawn_handler(w, [info, sock = std::move(conn.first), peer = conn.second]() mutable {
             run_stream_handler(*info, sock, peer);
         });
@@ -290,11 +319,12 @@ void accept_loop(Worker& w) {
     }
 }
 
-void recv_loop(Worker& w) {
+void recv_loop(Worker& w, std::uint64_t gen) {
+    wait_for_killed_loops(w);
     const std::shared_ptr<const HandlerInfo> info = w.run->info;
     Backoff backoff(w, "recvfrom");
     std::unique_ptr<char[]> buf(new char[kMaxDatagram]);
-    for (;;) {
+    while (w.gen == gen) {
         if (w.slots && w.slots->full()) w.slots->wait_available();
         std::pair<std::size_t, Address> got;
         try {
@@ -304,6 +334,7 @@ void recv_loop(Worker& w) {
             continue;
         }
         backoff.succeeded();
+        HandOff handing(w);
         spawn_handler(w, [info, data = std::string(buf.get(), got.first), from = got.second]() {
             run_dgram_handler(*info, data, from);
         });
@@ -314,14 +345,54 @@ void start_loop(Worker& w) {
     SpawnOptions so;
     so.name = std::string(w.st->kind()) + (w.st->stream ? " accept loop" : " receive loop");
     if (w.st->stream)
-        w.loop = spawn(so, [&w] { accept_loop(w); });
+        w.loop = spawn(so, [&w, gen = w.gen] { accept_loop(w, gen); });
     else
-        w.loop = spawn(so, [&w] { recv_loop(w); });
+        w.loop = spawn(so, [&w, gen = w.gen] { recv_loop(w, gen); });
+}
+
+// On w's thread (a greenlet or the hub): stop_accepting() for this worker. The loop leaves
+// (killed where it waits; or, when handing a connection over, right after) and the socket
+// stays open.
+void pause_worker(Worker& w) {
+    ++w.gen;
+    if (w.loop.valid() && !w.loop.dead()) {
+        const bool kill = !w.handing_off;
+        if (kill) w.loop.kill(GreenletExit(), false);
+        w.retired.push_back({std::move(w.loop), kill});
+    }
+    w.loop = AnyGreenlet();
+    std::erase_if(w.retired, [](const Worker::Retired& r) { return r.loop.dead(); });
+}
+
+// On w's thread: start_accepting() for this worker.
+void resume_worker(Worker& w) {
+    if (w.loop.valid() && !w.loop.dead()) return;  // accepting already
+    if (!w.sock.is_open()) return;                 // closed by a fatal error
+    start_loop(w);
+}
+
+// On w's thread: make w accept or not, as its run now wants (unless it is being stopped).
+void apply_accepting(Worker& w) {
+    bool on;
+    {
+        std::lock_guard<std::mutex> lk(w.st->mu);
+        if (w.run->stop_requested || w.st->phase.load() != kRunning) return;
+        on = w.run->accepting;
+    }
+    if (on)
+        resume_worker(w);
+    else
+        pause_worker(w);
 }
 
 // On w's thread: stop serving, give the handlers `timeout`, kill the rest.
 void stop_worker(Worker& w, TimeoutArg timeout) {
     if (w.loop.valid() && !w.loop.dead()) w.loop.kill();
+    std::vector<AnyGreenlet> retired;
+    for (auto& r : w.retired) retired.push_back(r.loop);
+    w.retired.clear();
+    for (auto& g : retired)
+        if (!g.dead()) g.kill();
     close_socket(w);
     if (w.group && !w.group->join(timeout))
         w.group->kill(GreenletExit(), true, std::chrono::seconds(1));
@@ -331,6 +402,7 @@ void stop_worker(Worker& w, TimeoutArg timeout) {
 void drop_thread_objects(Worker& w) noexcept {
     close_socket(w);
     w.loop = AnyGreenlet();
+    w.retired.clear();
     w.group.reset();
     w.send_lock.reset();
 }
@@ -370,13 +442,15 @@ void thread_main(ServerState* stp, Worker* w) {
     try {
         HubImpl* hub = get_hub().impl();
         prepare_worker(st, *w);  // its group and pool belong to this thread
+        bool accepting;
         {
             std::lock_guard<std::mutex> lk(st.mu);
             w->hub = hub;
             w->stop_ev = &stop_ev;
             if (w->run->stop_requested) stop_ev.set();
+            accepting = w->run->accepting;
         }
-        start_loop(*w);
+        if (accepting) start_loop(*w);
         {
             LoopHold hold(hub);
             stop_ev.wait();
@@ -729,6 +803,53 @@ void serve_server(const std::shared_ptr<ServerState>& sp) {
     }
 }
 
+// stop_accepting() / start_accepting(): record the wish, have each serving thread apply it
+// (the calling thread at once, for its own worker), and wait until they all did. Each request
+// posted to a thread holds a token that counts down when the request is destroyed: after it
+// ran, or when that thread's hub went away without running it (a concurrent stop).
+struct AcceptAcks {
+    std::atomic<int> left{1};  // the caller's own share, released once everything is posted
+    AsyncResult<void> done;
+    void release() {
+        if (left.fetch_sub(1) == 1) done.set();
+    }
+};
+struct AcceptToken {
+    std::shared_ptr<AcceptAcks> acks;
+    explicit AcceptToken(std::shared_ptr<AcceptAcks> a) : acks(std::move(a)) {
+        acks->left.fetch_add(1);
+    }
+    ~AcceptToken() { acks->release(); }
+    AcceptToken(const AcceptToken&) = delete;
+};
+
+void set_accepting(const std::shared_ptr<ServerState>& sp, bool on) {
+    ServerState& st = *sp;
+    auto acks = std::make_shared<AcceptAcks>();
+    std::shared_ptr<Run> run;
+    {
+        std::lock_guard<std::mutex> lk(st.mu);
+        if (st.phase.load() != kRunning || !st.run || st.run->stop_requested) return;
+        run = st.run;
+        run->accepting = on;
+        for (std::size_t i = 1; i < run->workers.size(); ++i) {
+            Worker* w = run->workers[i].get();
+            if (w->hub)  // else the thread reads `accepting` when it registers
+                Hub(w->hub).run_callback_threadsafe(
+                    [w, t = std::make_shared<AcceptToken>(acks)] { apply_accepting(*w); });
+        }
+        if (!on_owner(*run))
+            Hub(run->owner).run_callback_threadsafe([run, t = std::make_shared<AcceptToken>(acks)] {
+                apply_accepting(*run->workers[0]);
+            });
+    }
+    if (on_owner(*run)) apply_accepting(*run->workers[0]);
+    acks->release();
+    ThreadState* ts = tls_state;
+    if (ts && ts->hub && ts->current == ts->hub->greenlet) return;  // the hub cannot wait
+    acks->done.wait();
+}
+
 void destroy_server(const std::shared_ptr<ServerState>& sp) noexcept {
     if (!sp) return;
     const int ph = sp->phase.load();
@@ -800,6 +921,8 @@ StreamServer::~StreamServer() { detail::destroy_server(st_); }
 void StreamServer::start() { detail::start_server(st_); }
 void StreamServer::serve_forever() { detail::serve_server(st_); }
 void StreamServer::stop(TimeoutArg timeout) { detail::stop_server(st_, timeout); }
+void StreamServer::stop_accepting() { detail::set_accepting(st_, false); }
+void StreamServer::start_accepting() { detail::set_accepting(st_, true); }
 
 Address StreamServer::address() const {
     std::lock_guard<std::mutex> lk(st_->mu);
@@ -829,6 +952,8 @@ DatagramServer::~DatagramServer() { detail::destroy_server(st_); }
 void DatagramServer::start() { detail::start_server(st_); }
 void DatagramServer::serve_forever() { detail::serve_server(st_); }
 void DatagramServer::stop(TimeoutArg timeout) { detail::stop_server(st_, timeout); }
+void DatagramServer::stop_accepting() { detail::set_accepting(st_, false); }
+void DatagramServer::start_accepting() { detail::set_accepting(st_, true); }
 
 std::size_t DatagramServer::sendto(std::string_view data, const Address& to) {
     ServerState& st = *st_;

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdint>
 #include <list>
 #include <mutex>
 #include <new>
@@ -352,6 +353,12 @@ void Task::deliver() noexcept {
     }
 }
 
+void check_maxsize(std::size_t n) {
+    if (n > std::size_t(PTRDIFF_MAX))
+        throw std::invalid_argument("cogent: ThreadPool maxsize must not be negative (got " +
+                                    std::to_string(static_cast<std::ptrdiff_t>(n)) + ")");
+}
+
 void check_can_block(const char* what) {
     ThreadState* ts = thread_state_fast();
     if (ts->hub && ts->current == ts->hub->greenlet)
@@ -368,8 +375,7 @@ using detail::threadpool::State;
 using detail::threadpool::Task;
 
 ThreadPool::ThreadPool(std::size_t maxsize, ThreadPoolOptions options) {
-    if (maxsize == 0)
-        throw std::invalid_argument("cogent: ThreadPool maxsize must be at least 1 (got 0)");
+    detail::threadpool::check_maxsize(maxsize);
     detail::threadpool::install_fork_handlers();
     st_ = std::make_shared<State>(maxsize, options.idle_timeout);
     std::lock_guard<std::mutex> lk(detail::threadpool::g_pools_mu);
@@ -499,8 +505,7 @@ std::size_t ThreadPool::maxsize() const noexcept {
 }
 
 void ThreadPool::set_maxsize(std::size_t n) {
-    if (n == 0)
-        throw std::invalid_argument("cogent: ThreadPool maxsize must be at least 1 (got 0)");
+    detail::threadpool::check_maxsize(n);
     std::lock_guard<std::mutex> lk(st_->mu);
     st_->maxsize = n;
     detail::threadpool::grow(st_);

@@ -390,4 +390,111 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "get_hub: one per thread, created on f
     CHECK(g.get().rfind("<Hub", 0) == 0);
 }
 
+// gevent.wait() with no objects = Hub.join(): run until nothing is left.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait() with no objects runs until nothing is left") {
+    // Nothing to do: returns at once.
+    auto t0 = Clock::now();
+    CHECK(cogent::wait());
+    CHECK(ms_since(t0) < 1000.0);
+
+    // Greenlets, the greenlets they spawn, sleeps and delayed spawns all run to the end.
+    std::vector<std::string> log;
+    auto a = cogent::spawn([&] {
+        cogent::sleep(20ms);
+        log.push_back("a");
+        cogent::spawn([&] {
+            cogent::sleep(20ms);
+            log.push_back("a's child");
+        });
+    });
+    auto later = cogent::spawn_later(30ms, [&] { log.push_back("later"); });
+    bool read_done = false;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    auto reader = cogent::spawn([&] {
+        cogent::wait_read(fds[0]);  // an fd being waited on keeps the loop too
+        read_done = true;
+    });
+    auto writer = cogent::spawn([&] {
+        cogent::sleep(50ms);
+        REQUIRE(::write(fds[1], "x", 1) == 1);
+    });
+    t0 = Clock::now();
+    CHECK(cogent::wait());
+    CHECK(ms_since(t0) >= 45.0);
+    CHECK(log == std::vector<std::string>{"a", "later", "a's child"});
+    CHECK(read_done);
+    CHECK(a.dead());
+    CHECK(later.dead());
+    CHECK(writer.dead());
+    CHECK(reader.dead());
+    ::close(fds[0]);
+    ::close(fds[1]);
+
+    // A thread pool result on its way counts too.
+    cogent::ThreadPool pool(1);
+    int got = 0;
+    auto r = pool.apply_async(
+        [] {
+            std::this_thread::sleep_for(30ms);
+            return 7;
+        },
+        [&](int v) { got = v; });
+    CHECK(cogent::wait());
+    CHECK(got == 7);
+    CHECK(r.dead());
+
+    // A greenlet blocked on what nothing can set any more does not (gevent does the same).
+    Event never;
+    auto stuck = cogent::spawn([&] { never.wait(); });
+    CHECK(cogent::wait());
+    CHECK_FALSE(stuck.dead());
+    never.set();
+    stuck.join();
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait(timeout) with no objects, and Hub::join") {
+    auto sleeper = cogent::spawn([] { cogent::sleep(10s); });
+    auto t0 = Clock::now();
+    CHECK_FALSE(cogent::wait(20ms));  // something is left: false at the timeout
+    CHECK(ms_since(t0) >= 19.0);
+    CHECK(ms_since(t0) < 5000.0);
+    CHECK_FALSE(cogent::get_hub().join(0s));  // the sleeper is still there
+    sleeper.kill();
+    CHECK(cogent::get_hub().join(10s));  // its timer does not keep the loop alive
+    // The hub keeps working afterwards.
+    auto g = cogent::spawn([] { return 3; });
+    CHECK(g.get() == 3);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait() with no objects only from the main greenlet") {
+    auto g = cogent::spawn([] { return cogent::wait(); });
+    CHECK_THROWS_WITH_AS(g.get(), doctest::Contains("main greenlet"), GreenletError);
+    std::string on_hub;
+    cogent::get_hub().run_callback([&] {
+        try {
+            cogent::wait();
+        } catch (const BlockingSwitchOutError&) {
+            on_hub = "refused";
+        }
+    });
+    cogent::sleep(0);
+    CHECK(on_hub == "refused");
+    auto main_hub = cogent::get_hub();
+    std::string other;
+    std::thread t([&] {
+        try {
+            main_hub.join();
+        } catch (const GreenletError&) {
+            other = "refused";
+        }
+    });
+    t.join();
+    CHECK(other == "refused");
+    // A Timeout scope interrupts it like any wait.
+    auto sleeper = cogent::spawn([] { cogent::sleep(10s); });
+    CHECK_THROWS_AS(cogent::with_timeout(10ms, [] { return cogent::wait(); }), cogent::Timeout);
+    sleeper.kill();
+}
+
 }  // TEST_SUITE

@@ -38,6 +38,24 @@ struct Concurrency {
     void leave() { --now; }
 };
 
+// A range of 0..4 whose iterator throws Boom("half") when stepping onto 2.
+struct Half {
+    struct iterator {
+        int i = 0;
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        int operator*() const { return i; }
+        iterator& operator++() {
+            if (++i == 2) throw Boom("half");
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(const iterator& o) const { return i == o.i; }
+    };
+    iterator begin() const { return {}; }
+    iterator end() const { return {5}; }
+};
+
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
@@ -272,35 +290,91 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: map returns results in input order") {
     CHECK(*boxes[1] == 5);
 }
 
-TEST_CASE_FIXTURE(LeakCheck, "Group: map rethrows the first failure and finishes the rest first") {
+TEST_CASE_FIXTURE(LeakCheck,
+                  "Group: map rethrows the first failure in input order, kills the rest") {
+    // gevent's map is list(imap): the failure of the first failed item in input order, raised
+    // once the items before it are done (test__pool's TestErrorInHandler.test_map).
     cogent::Pool pool(10);
     int unwound = 0;
     bool slow_finished = false;
     auto fn = [&](int i) -> int {
         Guard guard{unwound};
-        if (i == 0) {
-            cogent::sleep(10s);
-            slow_finished = true;
-        }
+        if (i == 0) cogent::sleep(30ms);
         if (i == 1) {
             cogent::sleep(40ms);
-            throw Boom("second");
+            throw Boom("first in input order");
         }
-        if (i == 2) {
-            cogent::sleep(10ms);
-            throw Boom("first");
+        if (i == 2) throw Boom("first to happen");
+        if (i == 3) {
+            cogent::sleep(10s);
+            slow_finished = true;
         }
         return i;
     };
     auto t0 = Clock::now();
-    CHECK_THROWS_WITH_AS(pool.map(fn, std::vector<int>{0, 1, 2, 3}), "first", Boom);
-    CHECK(ms_since(t0) < 1000);
+    CHECK_THROWS_WITH_AS(pool.map(fn, std::vector<int>{0, 1, 2, 3}), "first in input order", Boom);
+    CHECK(ms_since(t0) < 5000);
     // The other tasks were killed and have ended by the time map throws.
     CHECK(unwound == 4);
     CHECK_FALSE(slow_finished);
     CHECK(pool.empty());
     CHECK(pool.free_count() == 10);
     CHECK(cogent::debug::live_greenlets() == 0);
+}
+
+// gevent's test__pool TestErrorInHandler.test_imap / test_imap_unordered: a failed item raises
+// from its next(), and the following next() carries on with the rest.
+TEST_CASE_FIXTURE(LeakCheck, "Pool: imap and imap_unordered carry on after a failed item") {
+    auto divide_by = [](int x) -> double {
+        if (x == 0) throw std::domain_error("division by zero");
+        return 1.0 / x;
+    };
+    for (bool ordered : {true, false}) {
+        CAPTURE(ordered);
+        cogent::Pool pool(1);
+        auto check = [&](auto it) {
+            CHECK(it.next() == 1.0);
+            CHECK_THROWS_AS(it.next(), std::domain_error);
+            CHECK(it.next() == 0.5);
+            CHECK_FALSE(it.next());
+            CHECK_FALSE(it.next());
+        };
+        if (ordered)
+            check(pool.imap(divide_by, std::vector<int>{1, 0, 2}));
+        else
+            check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
+        CHECK(pool.join(1s));
+    }
+    // Input order: the failure waits for the items before it, whatever finished first.
+    cogent::Group g;
+    auto it = g.imap(
+        [](int i) {
+            if (i == 1) throw Boom("one");
+            cogent::sleep(std::chrono::milliseconds(i == 0 ? 20 : 1));
+            return i;
+        },
+        std::vector<int>{0, 1, 2});
+    CHECK(it.next() == 0);
+    CHECK_THROWS_WITH_AS(it.next(), "one", Boom);
+    CHECK(it.next() == 2);
+    CHECK_FALSE(it.next());
+    // A killed task's item raises GreenletExit from its next(); the rest go on.
+    std::vector<cogent::AnyGreenlet> tasks;
+    auto it2 = g.imap(
+        [](int i) {
+            cogent::sleep(std::chrono::milliseconds(i == 0 ? 10'000 : 1));
+            return i;
+        },
+        std::vector<int>{0, 1});
+    cogent::sleep(1ms);
+    for (auto& m : g.greenlets())
+        if (m.active()) tasks.push_back(m);
+    REQUIRE_FALSE(tasks.empty());
+    g.killone(tasks.front());  // the first member still running is item 0's
+    CHECK_THROWS_AS(it2.next(), cogent::GreenletExit);
+    CHECK(it2.next() == 1);
+    CHECK_FALSE(it2.next());
+    CHECK(g.join(1s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Group: imap is in input order, imap_unordered in completion order") {
@@ -421,7 +495,10 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: imap next(timeout), failures, early destruc
             },
             std::vector<int>{1, 2, 3});
         CHECK_THROWS_WITH_AS(it.next(), "two", Boom);
-        CHECK_FALSE(it.next());  // the failure ends the iteration
+        std::vector<int> rest;  // the failure does not end the iteration
+        while (auto v = it.next()) rest.push_back(*v);
+        std::sort(rest.begin(), rest.end());
+        CHECK(rest == std::vector<int>{1, 3});
     }
     CHECK(g.join());
     int unwound = 0;
@@ -444,6 +521,19 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: imap next(timeout), failures, early destruc
     };
     auto it = g.imap([](int i) { return i; }, Bad{});
     CHECK_THROWS_WITH_AS(it.next(), "range", Boom);
+    CHECK_FALSE(it.next());  // and ends it
+    // A range that fails half-way: the items before the failure come first (imap), then it.
+    auto half = g.imap(
+        [](int i) {
+            cogent::sleep(std::chrono::milliseconds(10 - i * 5));
+            return i;
+        },
+        Half{});
+    CHECK(half.next() == 0);
+    CHECK(half.next() == 1);
+    CHECK_THROWS_WITH_AS(half.next(), "half", Boom);
+    CHECK_FALSE(half.next());
+    CHECK(g.join(1s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Group: killing an imap consumer kills its tasks") {
@@ -461,6 +551,48 @@ TEST_CASE_FIXTURE(LeakCheck, "Group: killing an imap consumer kills its tasks") 
     CHECK(pool.size() == 2);
     consumer.kill();  // its iterator is destroyed: tasks are killed
     CHECK(pool.join(1s));
+}
+
+// ---------------------------------------------------------------------------------------------
+// map_async
+
+TEST_CASE_FIXTURE(LeakCheck, "Pool: map_async runs map in a new greenlet and calls back") {
+    cogent::Pool pool(2);
+    Concurrency c;
+    auto task = [&](int i) {
+        c.enter();
+        cogent::sleep(std::chrono::milliseconds(1 + (i * 3) % 4));
+        c.leave();
+        return i * 10;
+    };
+    std::vector<int> in{1, 2, 3, 4, 5};
+    std::vector<std::vector<int>> calls;
+    auto g = pool.map_async(task, in, [&](const std::vector<int>& r) { calls.push_back(r); });
+    static_assert(std::is_same_v<decltype(g), cogent::Greenlet<std::vector<int>>>);
+    CHECK_FALSE(pool.contains(g));  // not a member (gevent: Greenlet.spawn)
+    CHECK(calls.empty());           // nothing ran yet: map_async never blocks
+    CHECK(g.get() == std::vector<int>{10, 20, 30, 40, 50});
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0] == std::vector<int>{10, 20, 30, 40, 50});
+    CHECK(c.max == 2);  // the pool's bound holds
+    // No callback, an rvalue range (moved into the greenlet).
+    auto g2 = pool.map_async([](const std::string& s) { return s.size(); },
+                             std::vector<std::string>{"a", "bcd"});
+    CHECK(g2.get() == std::vector<std::size_t>{1, 3});
+    // A failure fails the greenlet; the callback is not called.
+    bool called = false;
+    auto bad = pool.map_async(
+        [](int i) {
+            if (i == 2) throw Boom("two");
+            return i;
+        },
+        std::vector<int>{1, 2, 3}, [&](const std::vector<int>&) { called = true; });
+    CHECK_THROWS_WITH_AS(bad.get(), "two", Boom);
+    CHECK_FALSE(called);
+    CHECK(pool.join(1s));
+    cogent::Group group;
+    CHECK(group.map_async([](int i) { return -i; }, std::views::iota(0, 3)).get() ==
+          std::vector<int>{0, -1, -2});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +765,8 @@ TEST_CASE_FIXTURE(LeakCheck, "Pool: destroying a pool kills its queued tasks") {
 // Pool capacity
 
 TEST_CASE_FIXTURE(LeakCheck, "Pool: PoolFull, free_count, full, wait_available") {
-    CHECK_THROWS_AS(cogent::Pool(0), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(cogent::Pool(std::size_t(-1)), doctest::Contains("negative"),
+                         std::invalid_argument);
     cogent::Pool pool(2);
     CHECK(pool.capacity() == 2);
     CHECK(pool.free_count() == 2);
@@ -706,6 +839,40 @@ TEST_CASE_FIXTURE(
     CHECK(order == std::vector<int>{-3, 0, 2, 4});
     CHECK(pool.join());
     CHECK(pool.free_count() == 1);
+}
+
+// gevent: Pool(0) "creates a pool that can never have any active greenlets"; spawning waits
+// forever, so only a timeout (or non-blocking) makes sense.
+TEST_CASE_FIXTURE(LeakCheck, "Pool: a pool of size 0 is always full") {
+    cogent::Pool pool(0);
+    CHECK(pool.capacity() == 0);
+    CHECK(pool.full());
+    CHECK(pool.free_count() == 0);
+    CHECK(pool.wait_available(0s) == 0);
+    CHECK(pool.wait_available(5ms) == 0);
+    CHECK_THROWS_AS(pool.spawn(cogent::PoolSpawnOptions{false}, [] {}), cogent::PoolFull);
+    auto t0 = Clock::now();
+    CHECK_THROWS_AS(pool.spawn(cogent::PoolSpawnOptions{true, 5ms}, [] {}), cogent::PoolFull);
+    CHECK(ms_since(t0) >= 4);
+    auto c = cogent::make_greenlet([] {});
+    CHECK_THROWS_AS(pool.add(c, true, 5ms), cogent::PoolFull);
+    CHECK_FALSE(pool.contains(c));
+    // A blocking spawn waits until it is killed.
+    auto spawner = cogent::spawn([&] { pool.spawn([] {}); });
+    cogent::sleep(5ms);
+    CHECK_FALSE(spawner.dead());
+    spawner.kill();
+    CHECK(spawner.killed());
+    // apply_async never blocks: its task stays queued, and join() waits for it.
+    bool ran = false;
+    auto task = pool.apply_async([&] { ran = true; });
+    cogent::sleep(1ms);
+    CHECK_FALSE(task.started());
+    CHECK_FALSE(pool.join(5ms));
+    pool.kill();
+    CHECK(task.dead());
+    CHECK_FALSE(ran);
+    CHECK(pool.join(0s));
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "Pool: the Group interface honours the capacity") {

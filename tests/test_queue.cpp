@@ -710,6 +710,35 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "PriorityQueue: smallest first; the co
 // ---------------------------------------------------------------------------------------------
 // Channel
 
+// gevent's Channel: empty() and full() are always true, whoever waits (test__queue's
+// test_get_nowait_unlock_channel; TestPutInterruptChannel's `while not full(): put()` relies on
+// it); balance() tells who waits.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Channel: empty() and full() are always true") {
+    Channel<int> ch;
+    CHECK(ch.empty());
+    CHECK(ch.full());
+    CHECK(ch.balance() == 0);
+    auto putter = cogent::spawn([&] { ch.put(1); });
+    settle();
+    CHECK(ch.empty());  // gevent: true even with a putter offering an item
+    CHECK(ch.full());
+    CHECK(ch.balance() == 1);
+    CHECK(ch.get() == 1);
+    putter.join();
+    auto getters = std::vector<AnyGreenlet>{cogent::spawn([&] { ch.get(); }),
+                                            cogent::spawn([&] { ch.get(); })};
+    settle();
+    CHECK(ch.full());  // gevent: true even with getters waiting
+    CHECK(ch.empty());
+    CHECK(ch.balance() == -2);
+    ch.put_nowait(2);  // one getter is promised the item; it still waits until it runs
+    CHECK(ch.full());
+    CHECK(ch.empty());
+    ch.put(3);
+    cogent::joinall(getters);
+    CHECK(ch.balance() == 0);
+}
+
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Channel: put waits for a getter to take the item") {
     Channel<int> ch;
     CHECK(ch.maxsize() == std::optional<std::size_t>(0));
@@ -724,7 +753,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Channel: put waits for a getter to ta
     });
     settle();
     CHECK(log == std::vector<std::string>{"put"});
-    CHECK_FALSE(ch.empty());  // a putter waits: get_nowait would succeed
+    CHECK(ch.balance() == 1);  // a putter waits: get_nowait would succeed
     CHECK(ch.qsize() == 0);
     CHECK(ch.get() == 1);
     log.push_back("got");
@@ -738,8 +767,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Channel: get waits for a putter") {
     int got = 0;
     auto getter = cogent::spawn([&] { got = ch.get(); });
     settle();
-    CHECK_FALSE(ch.full());  // a getter waits: put_nowait would succeed
-    ch.put(5);               // returns once the getter has it in hand
+    CHECK(ch.balance() == -1);  // a getter waits: put_nowait would succeed
+    ch.put(5);                  // returns once the getter has it in hand
     CHECK(got == 5);
     getter.join();
 }

@@ -325,6 +325,191 @@ TEST_CASE_FIXTURE(LeakCheck, "StreamServer: max_connections bounds the handlers 
     server.stop();
 }
 
+// gevent's test__server _test_server_start_stop: after stop_accepting() a connect completes
+// (the listener is open) but is not handled; after start_accepting() it is.
+TEST_CASE_FIXTURE(LeakCheck,
+                  "StreamServer: stop_accepting keeps the listener; start_accepting resumes") {
+    int accepted = 0;
+    StreamServer server(Address("127.0.0.1", 0), [&](Socket& s, const Address& peer) {
+        ++accepted;
+        echo(s, peer);
+    });
+    server.stop_accepting();  // not started: no-ops
+    server.start_accepting();
+    CHECK_FALSE(server.started());
+    CHECK(server.closed());
+    server.start();
+    const Address addr = server.address();
+    CHECK(echo_once(addr, "one"));
+    Socket kept = connect_to(addr);
+    kept.sendall("a");
+    CHECK(read_n(kept, 1) == "a");
+    CHECK(accepted == 2);
+
+    server.stop_accepting();
+    CHECK(server.started());
+    CHECK_FALSE(server.closed());
+    Socket waiting = connect_to(addr);  // completes into the listen queue
+    waiting.sendall("queued");
+    cogent::sleep(100ms);
+    CHECK(accepted == 2);  // nobody accepted it
+    kept.sendall("b");     // a connection accepted before is still served
+    CHECK(read_n(kept, 1) == "b");
+    server.stop_accepting();  // again: nothing changes
+    server.start_accepting();
+    CHECK(read_n(waiting, 6) == "queued");  // taken from the listen queue at last
+    CHECK(accepted == 3);
+    server.start_accepting();  // again: nothing changes
+    CHECK(echo_once(addr, "two"));
+    CHECK(accepted == 4);
+    {
+        StderrCapture cap;  // quick cycles: one loop at a time on the listener, no error
+        for (int i = 0; i < 5; ++i) {
+            server.stop_accepting();
+            server.start_accepting();
+        }
+        CHECK(echo_once(addr, "cycled"));
+        CHECK(cap.text().empty());
+    }
+    CHECK(accepted == 5);
+
+    // From a hub callback it does not wait, and the owner's listener is paused at once.
+    cogent::get_hub().run_callback([&] { server.stop_accepting(); });
+    cogent::sleep(0);
+    Socket late = connect_to(addr);
+    late.sendall("late");
+    cogent::sleep(100ms);
+    CHECK(accepted == 5);
+    server.start_accepting();
+    CHECK(read_n(late, 4) == "late");
+
+    for (Socket* c : {&kept, &waiting, &late}) {
+        c->shutdown(SHUT_WR);
+        CHECK(read_all(*c).empty());
+    }
+    server.stop_accepting();
+    server.stop();  // stops a paused server as usual
+    CHECK(server.closed());
+    CHECK(errno_of([&] { connect_to(addr); }) == ECONNREFUSED);
+    server.start();  // a new start accepts again
+    CHECK(echo_once(server.address(), "three"));
+    server.stop();
+}
+
+// gevent resumes accepting when a pool slot frees even after stop_accepting(); cogent stays
+// paused until start_accepting().
+TEST_CASE_FIXTURE(LeakCheck, "StreamServer: a freed slot does not undo stop_accepting") {
+    int accepted = 0;
+    cogent::Event release;
+    StreamServer server(
+        Address("127.0.0.1", 0),
+        [&](Socket& s, const Address&) {
+            ++accepted;
+            release.wait();
+            s.sendall("ok");
+        },
+        1);
+    server.start();
+    auto client = [&] {
+        return cogent::spawn([&] {
+            Socket c = connect_to(server.address());
+            return read_all(c);
+        });
+    };
+    auto c1 = client();
+    REQUIRE(eventually([&] { return accepted == 1; }));
+    server.stop_accepting();  // the accept loop waits for a slot: it leaves too
+    auto c2 = client();
+    release.set();
+    CHECK(c1.get() == "ok");  // its slot is free now
+    cogent::sleep(100ms);
+    CHECK(accepted == 1);
+    server.start_accepting();
+    CHECK(c2.get() == "ok");
+    CHECK(accepted == 2);
+    server.stop();
+}
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "StreamServer: stop_accepting during a hand-off keeps the connection") {
+    cogent::Pool pool(1);
+    int accepted = 0;
+    StreamServer server(
+        Address("127.0.0.1", 0),
+        [&](Socket& s, const Address&) {
+            ++accepted;
+            s.sendall("served");
+        },
+        pool);
+    server.start();
+    cogent::sleep(0);  // the accept loop saw a free slot and waits in accept()
+    cogent::Event release;
+    auto other = pool.spawn([&] { release.wait(); });  // takes the only slot
+    auto c1 = cogent::spawn([&] {
+        Socket c = connect_to(server.address());
+        return read_all(c);
+    });
+    // The loop accepts c1 and then waits for the slot to hand it over.
+    REQUIRE(eventually([&] { return !pool.empty() && c1.started(); }));
+    cogent::sleep(50ms);
+    server.stop_accepting();  // must not drop c1's connection
+    release.set();
+    CHECK(c1.get() == "served");
+    CHECK(accepted == 1);
+    auto c2 = cogent::spawn([&] {
+        Socket c = connect_to(server.address());
+        return read_all(c);
+    });
+    cogent::sleep(100ms);
+    CHECK(accepted == 1);  // paused
+    server.start_accepting();
+    CHECK(c2.get() == "served");
+    other.join();
+    server.stop();
+}
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "StreamServer: threads = 2; stop_accepting from another thread waits for all") {
+    std::atomic<int> accepted{0};
+    StreamServer server(
+        Address("127.0.0.1", 0),
+        [&](Socket& s, const Address& peer) {
+            ++accepted;
+            echo(s, peer);
+        },
+        ServerOptions{.threads = 2});
+    server.start();
+    const Address addr = server.address();
+    // From another thread; this one's hub must run meanwhile (it serves worker 0).
+    auto from_thread = [&](void (StreamServer::*call)()) {
+        std::atomic<bool> done{false};
+        std::thread t([&] {
+            (server.*call)();
+            done = true;
+        });
+        bool ok = eventually([&] { return done.load(); });
+        t.join();
+        return ok;
+    };
+    CHECK(from_thread(&StreamServer::stop_accepting));
+    // Every listener is paused now: SO_REUSEPORT spreads these over both, none is accepted.
+    std::vector<Socket> clients;
+    for (int i = 0; i < 8; ++i) {
+        clients.push_back(connect_to(addr));
+        clients.back().sendall("x");
+    }
+    cogent::sleep(100ms);
+    CHECK(accepted == 0);
+    CHECK(from_thread(&StreamServer::start_accepting));
+    for (auto& c : clients) {
+        CHECK(read_n(c, 1) == "x");
+        c.shutdown(SHUT_WR);
+        CHECK(read_all(c).empty());
+    }
+    CHECK(accepted == 8);
+    server.stop();
+}
+
 TEST_CASE_FIXTURE(LeakCheck, "StreamServer: handlers in a caller's Pool; stop() kills only them") {
     cogent::Pool pool(3);
     cogent::Event release;
@@ -773,6 +958,25 @@ TEST_CASE_FIXTURE(LeakCheck, "DatagramServer: echo, replies with sendto, failure
     server.stop();
     CHECK(server.closed());
     CHECK_FALSE(server.started());
+}
+
+TEST_CASE_FIXTURE(LeakCheck, "DatagramServer: stop_accepting leaves datagrams queued") {
+    std::vector<std::string> got;
+    DatagramServer server(
+        Address("127.0.0.1", 0),
+        [&](std::string_view data, const Address&, DatagramServer&) { got.emplace_back(data); });
+    server.start();
+    Socket c(AF_INET, SOCK_DGRAM);
+    c.sendto("one", server.address());
+    REQUIRE(eventually([&] { return got.size() == 1; }));
+    server.stop_accepting();
+    c.sendto("two", server.address());
+    cogent::sleep(100ms);
+    CHECK(got.size() == 1);  // waits in the socket's receive buffer
+    server.start_accepting();
+    REQUIRE(eventually([&] { return got.size() == 2; }));
+    CHECK(got[1] == "two");
+    server.stop();
 }
 
 TEST_CASE_FIXTURE(LeakCheck, "DatagramServer: Unix datagram socket; stop from another thread") {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -184,12 +185,199 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
         return x;
     };
     CHECK_THROWS_WITH_AS(pool.map(f, std::vector<int>{0, 1, 2, 3}), "item 1", MyError);
-    // imap: the failure ends the iteration.
+    // imap: the failed item raises from its next(), and the iteration carries on (gevent).
     auto it = pool.imap(f, std::vector<int>{0, 2, 3});
     CHECK(*it.next() == 0);
     CHECK_THROWS_WITH_AS(it.next(), "item 2", MyError);
+    CHECK(it.next() == 3);
     CHECK_FALSE(it.next());
     CHECK(pool.join(5s));
+}
+
+// gevent's test__pool TestErrorInHandler, on a thread pool (same GroupMappingMixin there).
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "imap and imap_unordered carry on after a failed item") {
+    auto divide_by = [](int x) -> double {
+        if (x == 0) throw std::domain_error("division by zero");
+        return 1.0 / x;
+    };
+    ThreadPool pool(1);
+    for (bool ordered : {true, false}) {
+        CAPTURE(ordered);
+        auto check = [](auto it) {
+            CHECK(it.next() == 1.0);
+            CHECK_THROWS_AS(it.next(), std::domain_error);
+            CHECK(it.next() == 0.5);
+            CHECK_FALSE(it.next());
+            CHECK_FALSE(it.next());
+        };
+        if (ordered)
+            check(pool.imap(divide_by, std::vector<int>{1, 0, 2}));
+        else
+            check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
+    }
+    // A range that fails half-way: imap gives the items submitted before the failure first.
+    struct Half {
+        struct iterator {
+            int i = 0;
+            using value_type = int;
+            using difference_type = std::ptrdiff_t;
+            int operator*() const { return i; }
+            iterator& operator++() {
+                if (++i == 2) throw MyError("half");
+                return *this;
+            }
+            void operator++(int) { ++*this; }
+            bool operator==(const iterator& o) const { return i == o.i; }
+        };
+        iterator begin() const { return {}; }
+        iterator end() const { return {5}; }
+    };
+    static_assert(std::ranges::input_range<Half>);
+    auto half = pool.imap([](int x) { return x; }, Half{}, 4);
+    CHECK(half.next() == 0);
+    CHECK(half.next() == 1);
+    CHECK_THROWS_WITH_AS(half.next(), "half", MyError);
+    CHECK_FALSE(half.next());
+    CHECK(pool.join(5s));
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "imap_unordered yields results in completion order") {
+    ThreadPool pool(4);
+    std::atomic<bool> release{false};
+    // Item 0 blocks until the others were consumed: in input order this would never end.
+    auto f = [&release](int x) {
+        if (x == 0)
+            while (!release) block_for(1ms);
+        return x;
+    };
+    auto it = pool.imap_unordered(f, std::vector<int>{0, 1, 2, 3});
+    std::vector<int> got;
+    for (int i = 0; i < 3; ++i) got.push_back(it.next(5s).value());
+    std::sort(got.begin(), got.end());
+    CHECK(got == std::vector<int>{1, 2, 3});
+    CHECK_THROWS_AS(it.next(5ms), Timeout);  // item 0 is still blocked; ask again later
+    release = true;
+    CHECK(it.next(5s) == 0);
+    CHECK_FALSE(it.next());
+    // A window of 1 submits one task at a time.
+    std::atomic<int> running{0}, peak{0};
+    auto one = pool.imap_unordered(
+        [&](int x) {
+            peak = std::max(peak.load(), ++running);
+            block_for(2ms);
+            --running;
+            return x;
+        },
+        std::vector<int>{1, 2, 3}, 1);
+    int sum = 0;
+    for (int v : one) sum += v;
+    CHECK(sum == 6);
+    CHECK(peak == 1);
+    CHECK(pool.join(5s));
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "apply_async returns a greenlet; the callback gets the result on this thread") {
+    ThreadPool pool(2);
+    const auto caller = std::this_thread::get_id();
+    std::vector<int> seen;
+    std::thread::id callback_thread;
+    auto g = pool.apply_async(
+        [](int a, int b) {
+            block_for(5ms);
+            return a + b;
+        },
+        [&](const int& v) {
+            seen.push_back(v);
+            callback_thread = std::this_thread::get_id();
+        },
+        40, 2);
+    static_assert(std::is_same_v<decltype(g), cogent::Greenlet<int>>);
+    CHECK(g.get(5s) == 42);
+    CHECK(seen == std::vector<int>{42});
+    CHECK(callback_thread == caller);  // run in the caller's hub, not on the worker
+    // Never blocks, even with every worker busy: tasks queue, in call order.
+    std::vector<int> order;
+    std::vector<cogent::AnyGreenlet> gs;
+    ThreadPool one(1);
+    for (int i = 0; i < 4; ++i)
+        gs.push_back(one.apply_async([i] { return i; }, [&](int v) { order.push_back(v); }));
+    cogent::joinall(gs);
+    CHECK(order == std::vector<int>{0, 1, 2, 3});
+    // A failure fails the greenlet; the callback is not called.
+    bool called = false;
+    auto bad =
+        pool.apply_async([]() -> int { throw MyError("nope"); }, [&](int) { called = true; });
+    CHECK_THROWS_WITH_AS(bad.get(5s), "nope", MyError);
+    CHECK_FALSE(called);
+    // No callback, and void functions.
+    auto plain = pool.apply_async([] { return std::string("x"); });
+    CHECK(plain.get(5s) == "x");
+    bool void_cb = false;
+    auto v = pool.apply_async([] {}, [&] { void_cb = true; });
+    v.get(5s);
+    CHECK(void_cb);
+    // From one of the pool's own workers, fn runs inline in the greenlet (the only worker is
+    // busy running this very task: submitting it would never finish).
+    CHECK(one.apply([&one] {
+        std::thread::id ran;
+        int v = one.apply_async([&ran] {
+                       ran = std::this_thread::get_id();
+                       return 7;
+                   })
+                    .get(5s);
+        return v == 7 && ran == std::this_thread::get_id();
+    }));
+    CHECK(pool.join(5s));
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "map_async maps in a greenlet and calls back") {
+    ThreadPool pool(2);
+    std::vector<int> seen;
+    std::vector<int> in{1, 2, 3};
+    auto g = pool.map_async([](int x) { return x * x; }, in,
+                            [&](const std::vector<int>& r) { seen = r; });
+    static_assert(std::is_same_v<decltype(g), cogent::Greenlet<std::vector<int>>>);
+    CHECK(seen.empty());  // returned at once
+    CHECK(g.get(5s) == std::vector<int>{1, 4, 9});
+    CHECK(seen == std::vector<int>{1, 4, 9});
+    auto bad = pool.map_async(
+        [](int x) {
+            if (x == 2) throw MyError("two");
+            return x;
+        },
+        std::vector<int>{1, 2});
+    CHECK_THROWS_WITH_AS(bad.get(5s), "two", MyError);
+    CHECK(pool.join(5s));
+}
+
+// gevent: ThreadPool(0) is allowed; tasks queue until maxsize is raised.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "maxsize 0 queues tasks until it is raised") {
+    ThreadPool pool(0);
+    CHECK(pool.maxsize() == 0);
+    CHECK(pool.free_count() == 0);
+    auto r = pool.spawn([] { return 5; });
+    CHECK_FALSE(r->wait(20ms));  // nothing runs it
+    CHECK(pool.size() == 0);
+    CHECK(pool.unfinished_tasks() == 1);
+    CHECK_FALSE(pool.join(5ms));
+    pool.set_maxsize(1);
+    CHECK(r->get(5s) == 5);
+    CHECK(pool.join(5s));
+    // Down to 0 again: the worker retires and new work waits.
+    pool.set_maxsize(0);
+    CHECK(eventually([&] { return pool.size() == 0; }));
+    auto r2 = pool.spawn([] { return 6; });
+    CHECK_FALSE(r2->wait(20ms));
+    pool.set_maxsize(2);
+    CHECK(r2->get(5s) == 6);
+    // imap's default window is at least 1 with maxsize 0.
+    ThreadPool zero(0);
+    auto it = zero.imap([](int x) { return x; }, std::vector<int>{1});
+    CHECK_THROWS_AS(it.next(5ms), Timeout);
+    zero.set_maxsize(1);
+    CHECK(it.next(5s) == 1);
+    CHECK(zero.join(5s));
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
@@ -429,10 +617,12 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected with a clear error") {
-    CHECK_THROWS_WITH_AS(ThreadPool(0), doctest::Contains("maxsize"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(ThreadPool(std::size_t(-1)), doctest::Contains("negative"),
+                         std::invalid_argument);
     CHECK_THROWS_AS(ThreadPool(1, ThreadPoolOptions{.idle_timeout = -1s}), std::invalid_argument);
     ThreadPool pool(1);
-    CHECK_THROWS_WITH_AS(pool.set_maxsize(0), doctest::Contains("maxsize"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(pool.set_maxsize(std::size_t(-1)), doctest::Contains("negative"),
+                         std::invalid_argument);
     CHECK(pool.maxsize() == 1);
     CHECK_THROWS_AS(pool.imap([](int x) { return x; }, std::vector<int>{1}, 0),
                     std::invalid_argument);

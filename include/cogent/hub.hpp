@@ -28,6 +28,14 @@ public:
     std::uint64_t index() const noexcept;
     // True when called on this hub's thread.
     bool is_current_thread() const noexcept;
+    // Run the hub's loop until nothing is left for it to do (gevent's Hub.join): no runnable
+    // greenlet, no referenced timer (sleep, Timeout, spawn_later), no fd being waited on, no
+    // ThreadPool result on its way, no server or signal handler holding the loop. Greenlets
+    // blocked on something nothing can set any more (an Event nobody holds) do not count.
+    // Returns true then, false when `timeout` passed first (its timer does not keep the loop
+    // alive). Call from the main greenlet of this hub's thread: GreenletError from another
+    // greenlet or thread, BlockingSwitchOutError on the hub. Kill and Timeout interrupt it.
+    bool join(TimeoutArg timeout = {});
     detail::HubImpl* impl() const noexcept { return impl_; }
     friend bool operator==(const Hub& a, const Hub& b) noexcept { return a.impl_ == b.impl_; }
 

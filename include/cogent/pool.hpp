@@ -176,18 +176,26 @@ public:
     // greenlet pulls items as the group accepts them (a Pool: at most its size at once);
     // maxsize, if given, also bounds the tasks started but not yet consumed (use it with an
     // unbounded Group over a long or infinite range). An lvalue range must outlive the
-    // iterator; an rvalue one is moved in. The first failure (in completion order) is rethrown
-    // by next() as soon as it is known, and ends the iteration. Destroying or closing the
-    // iterator kills its outstanding tasks.
+    // iterator; an rvalue one is moved in. As in gevent, a failed item's exception is rethrown
+    // by the next() that reaches it, and the following next() carries on with the rest (see
+    // IMap::next). Destroying or closing the iterator kills its outstanding tasks.
     template <class F, class Range>
     auto imap(F&& fn, Range&& range, std::optional<std::size_t> maxsize = {});
     // Same, yielding results in completion order.
     template <class F, class Range>
     auto imap_unordered(F&& fn, Range&& range, std::optional<std::size_t> maxsize = {});
-    // All results of imap(fn, range) in input order. On the first failure (completion order)
-    // the remaining tasks are killed and waited for, then the failure is rethrown.
+    // All results of imap(fn, range) in input order. When an item fails, its exception is
+    // rethrown once the items before it are done (the first failure in input order, as in
+    // gevent); the remaining tasks are killed and waited for first.
     template <class F, class Range>
     auto map(F&& fn, Range&& range);
+    // map(fn, range) in a new greenlet (not a member of this group, as in gevent), returned at
+    // once: its value is the vector of results, and, when map succeeds, it calls
+    // callback(results) (a const reference) before returning them. When map throws, the
+    // greenlet fails with that exception and the callback is not called. An lvalue range must
+    // outlive the greenlet; an rvalue one is moved in. The group must outlive the greenlet too.
+    template <class F, class Range, class C = std::nullptr_t>
+    auto map_async(F&& fn, Range&& range, C&& callback = nullptr);
 
 protected:
     // Capacity hooks (Pool): take a slot before a greenlet joins, give it back when it leaves.
@@ -238,22 +246,30 @@ struct IMapState {
         room.s = this;
     }
 
+    // One item for the consumer: a task's value or failure, or the feeder's failure.
+    struct Outcome {
+        std::optional<R> value;
+        std::exception_ptr error;
+        bool from_task = true;  // counts in `consumed` once taken
+    };
+
     Group* group;
     const bool ordered;
     const std::optional<std::size_t> maxsize;
-    std::map<std::size_t, R> by_index;               // ordered: finished results not yet consumed
-    std::deque<R> fifo;                              // unordered: the same, in completion order
+    std::map<std::size_t, Outcome> by_index;         // ordered: finished, not yet consumed
+    std::deque<Outcome> fifo;                        // unordered: the same, in completion order
     std::map<std::size_t, Greenlet<R>> outstanding;  // started tasks not yet dead
     std::size_t spawned = 0;
     std::size_t consumed = 0;
     bool input_done = false;
-    bool closed = false;    // close(): the feeder stops, results are dropped
-    bool finished = false;  // next() returns nullopt from now on
-    std::exception_ptr failure;
+    bool closed = false;            // close(): the feeder stops, results are dropped
+    bool finished = false;          // next() returns nullopt from now on
+    std::exception_ptr feed_error;  // ordered: the range's (or spawn's) failure, given last
+    std::exception_ptr fatal;       // an outcome could not be stored: next() ends with this
     AnyGreenlet feeder;
 
     bool has_next() const noexcept {
-        if (finished || failure) return true;
+        if (finished || fatal) return true;
         if (ordered) return by_index.find(consumed) != by_index.end();
         return !fifo.empty();
     }
@@ -271,6 +287,13 @@ struct IMapState {
         }
     } room;
 
+    void add(std::size_t i, Outcome o) {
+        if (ordered)
+            by_index.emplace(i, std::move(o));
+        else
+            fifo.push_back(std::move(o));
+    }
+
     // On the hub, when task `i` died.
     void on_done(std::size_t i) noexcept {
         auto it = outstanding.find(i);
@@ -279,19 +302,37 @@ struct IMapState {
         outstanding.erase(it);
         if (closed || finished) return;
         try {
-            if (g.exception()) {
-                if (!failure) failure = g.exception();
-            } else if (g.killed()) {
-                if (!failure) failure = std::make_exception_ptr(GreenletExit());
-            } else if (ordered) {
-                by_index.emplace(i, std::move(*result_of<R>(g).value));
-            } else {
-                fifo.push_back(std::move(*result_of<R>(g).value));
-            }
+            Outcome o;
+            if (g.exception())
+                o.error = g.exception();
+            else if (g.killed())
+                o.error = std::make_exception_ptr(GreenletExit());
+            else
+                o.value.emplace(std::move(*result_of<R>(g).value));
+            add(i, std::move(o));
         } catch (...) {
-            if (!failure) failure = std::current_exception();
+            // Out of memory, or moving the value threw: the item fails with that.
+            try {
+                add(i, Outcome{std::nullopt, std::current_exception(), true});
+            } catch (...) {
+                if (!fatal) fatal = std::current_exception();  // the iteration ends with it
+            }
         }
         results.notify();
+    }
+
+    // In the feeder, when iterating the range (or spawning) threw.
+    void on_feed_error(std::exception_ptr e) noexcept {
+        if (closed) return;
+        if (ordered) {
+            feed_error = std::move(e);  // given after every item started before it
+            return;
+        }
+        try {
+            fifo.push_back(Outcome{std::nullopt, e, false});  // when it happens
+        } catch (...) {
+            feed_error = std::move(e);
+        }
     }
 };
 
@@ -317,7 +358,7 @@ void feed(const std::shared_ptr<IMapState<R>>& st, const std::shared_ptr<Fn>& fn
         }
     } catch (...) {
         // A kill (close() or anyone else) or a failure of the range or of spawn.
-        if (!s.closed && !s.failure) s.failure = std::current_exception();
+        s.on_feed_error(std::current_exception());
     }
     s.input_done = true;
     s.results.notify();
@@ -343,35 +384,38 @@ public:
     // Kills the outstanding tasks and the feeder without waiting for them.
     ~IMap() { close(false); }
 
-    // The next result, or nullopt at the end. Rethrows the first failure of a task (once; the
-    // iteration then ends). Throws Timeout if nothing is available within `timeout`.
+    // The next result, or nullopt at the end. A task that failed (or was killed) has its
+    // exception rethrown by the next() that reaches its item; the following next() goes on with
+    // the other items, as in gevent. A failure of the range itself (or of spawning a task) is
+    // rethrown after the items started before it (imap_unordered: when it happens), and ends
+    // the input. Throws Timeout if nothing is available within `timeout` (it can be asked for
+    // again). Blocks only the calling greenlet; BlockingSwitchOutError on the hub.
     std::optional<R> next(TimeoutArg timeout = {}) {
         if (!st_) return std::nullopt;
         auto& s = *st_;
         detail::Deadline dl(timeout);
         for (;;) {
             if (s.finished) return std::nullopt;
-            if (s.failure) {
-                std::exception_ptr e = s.failure;
+            if (s.fatal) {
+                std::exception_ptr e = s.fatal;
                 close(false);
                 std::rethrow_exception(e);
             }
             if (s.ordered) {
                 auto it = s.by_index.find(s.consumed);
                 if (it != s.by_index.end()) {
-                    std::optional<R> v(std::move(it->second));
+                    auto o = std::move(it->second);
                     s.by_index.erase(it);
-                    took();
-                    return v;
+                    return take(std::move(o));
                 }
             } else if (!s.fifo.empty()) {
-                std::optional<R> v(std::move(s.fifo.front()));
+                auto o = std::move(s.fifo.front());
                 s.fifo.pop_front();
-                took();
-                return v;
+                return take(std::move(o));
             }
             if (s.input_done && s.consumed == s.spawned) {
                 s.finished = true;
+                if (s.feed_error) std::rethrow_exception(std::exchange(s.feed_error, nullptr));
                 return std::nullopt;
             }
             if (!s.results.wait_ready(dl.left(), "Group::imap")) throw Timeout::expired(timeout);
@@ -427,9 +471,14 @@ public:
 private:
     friend class Group;
     explicit IMap(std::shared_ptr<detail::pooling::IMapState<R>> st) : st_(std::move(st)) {}
-    void took() {
-        ++st_->consumed;
-        if (st_->maxsize) st_->room.notify();
+    using Outcome = typename detail::pooling::IMapState<R>::Outcome;
+    std::optional<R> take(Outcome o) {
+        if (o.from_task) {
+            ++st_->consumed;
+            if (st_->maxsize) st_->room.notify();
+        }
+        if (o.error) std::rethrow_exception(o.error);
+        return std::move(o.value);
     }
     std::shared_ptr<detail::pooling::IMapState<R>> st_;
 };
@@ -518,12 +567,30 @@ auto Group::map(F&& fn, Range&& range) {
     return out;
 }
 
+template <class F, class Range, class C>
+auto Group::map_async(F&& fn, Range&& range, C&& callback) {
+    using Fn = std::decay_t<F>;
+    using Cb = std::decay_t<C>;
+    using Box = detail::pooling::RangeBox<detail::pooling::stored_range_t<Range&&>>;
+    using Out = decltype(std::declval<Group&>().map(
+        std::declval<Fn>(), std::declval<decltype((std::declval<Box&>().r))>()));
+    return cogent::spawn([this, f = Fn(std::forward<F>(fn)), box = Box{std::forward<Range>(range)},
+                          cb = Cb(std::forward<C>(callback))]() mutable -> Out {
+        Out out = map(std::move(f), box.r);
+        if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb, std::as_const(out));
+        return out;
+    });
+}
+
 // A Group with at most `size` members (gevent.pool.Pool): spawn/add/start wait for a free slot,
 // in FIFO order; imap/imap_unordered/map therefore run at most `size` tasks at once. Slots free
 // when members die or are discarded. Same threading rules as Group.
 class Pool : public Group {
 public:
-    // A pool of `size` slots; std::invalid_argument if size is 0.
+    // A pool of `size` slots. As in gevent, 0 makes a pool that is always full: spawn/add
+    // wait (until their timeout, else forever), wait_available waits, and apply_async tasks
+    // stay queued. Throws std::invalid_argument for a negative size (converted to std::size_t:
+    // above PTRDIFF_MAX).
     explicit Pool(std::size_t size);
     // Kills the queued apply_async tasks (they never run); members keep running, forgotten.
     ~Pool() override;

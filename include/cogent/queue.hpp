@@ -599,10 +599,18 @@ public:
 
     // Items the channel holds (given by put_nowait() and not yet taken); usually 0.
     std::size_t qsize() const noexcept { return held_; }
-    // True when get_nowait() would throw: no held item and no waiting putter.
-    bool empty() const noexcept { return held_ == 0 && putters_.empty(); }
-    // True when put_nowait() would throw Full: no waiting getter is left unpromised.
-    bool full() const noexcept { return !nowait_put_ok(); }
+    // Always true, as in gevent: a channel has no room of its own, so it is both empty and
+    // full. To know whether a call would wait, see balance().
+    bool empty() const noexcept { return true; }
+    // Always true (see empty()).
+    bool full() const noexcept { return true; }
+    // Greenlets waiting in put() minus greenlets waiting in get() (gevent's balance): positive
+    // when a putter offers an item (get_nowait() would take it; so would a held item, see
+    // qsize()), negative when getters wait. Counts the waiters: O(waiters).
+    std::ptrdiff_t balance() const noexcept {
+        return static_cast<std::ptrdiff_t>(putters_.size()) -
+               static_cast<std::ptrdiff_t>(getters_.size());
+    }
     // Always 0: a channel stores nothing of its own.
     std::optional<std::size_t> maxsize() const noexcept { return std::size_t(0); }
 

@@ -121,6 +121,20 @@ public:
     // cooperatively. A no-op when not started (a given listener is closed, as in gevent).
     // Throws std::invalid_argument for a negative timeout, and what kill/Timeout raise.
     void stop(TimeoutArg timeout = std::chrono::seconds(1));
+    // Stop accepting new connections without closing anything (gevent's stop_accepting): the
+    // listener stays open, so clients still connect into the kernel's listen queue (up to the
+    // backlog) but nobody accepts them until start_accepting(); connections already accepted
+    // are served as usual, and started() stays true. Stays paused until start_accepting() (a
+    // handler returning does not resume it). A no-op unless started. Any thread: returns once
+    // every serving thread has stopped accepting (the other threads' hubs do it, so the
+    // owner's hub must run, as for stop(); the caller waits cooperatively). Called from a hub
+    // callback it does not wait: the owner thread's listener is paused at once, the other
+    // threads follow. Throws std::bad_alloc, and what kill/Timeout raise while it waits.
+    void stop_accepting();
+    // Accept again after stop_accepting(); connections that waited in the listen queue are
+    // accepted then. A no-op unless started, or when accepting already. Any thread; waits as
+    // stop_accepting does.
+    void start_accepting();
 
     // The address served: after start(), the bound one (the real port when 0 was asked for);
     // before, the one given. Any thread.
@@ -165,6 +179,11 @@ public:
     // Close the socket, wait up to `timeout` for running handlers, kill the rest. As
     // StreamServer::stop.
     void stop(TimeoutArg timeout = std::chrono::seconds(1));
+    // Stop reading datagrams (they wait in the socket's receive buffer, or are dropped when it
+    // is full) without closing the socket; as StreamServer::stop_accepting.
+    void stop_accepting();
+    // Read datagrams again; as StreamServer::start_accepting.
+    void start_accepting();
     // Send a datagram from the server's socket (a reply), waiting cooperatively if the socket
     // buffer is full; returns the bytes sent. Call from the owner thread while started:
     // std::logic_error otherwise; std::system_error when sendto(2) fails.

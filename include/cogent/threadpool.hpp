@@ -3,6 +3,7 @@
 // results delivered back to the calling greenlet's hub.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -21,6 +22,7 @@
 #include "cogent/greenlet.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
+#include "cogent/wait.hpp"
 
 namespace cogent {
 
@@ -48,6 +50,8 @@ struct Door;
 
 // Throws BlockingSwitchOutError when the caller runs on its hub (apply/map would block it).
 void check_can_block(const char* what);
+// Throws std::invalid_argument for a maxsize that is a negative number converted.
+void check_maxsize(std::size_t n);
 
 // One queued call: run() on a worker thread, then deliver() on the hub of the thread that
 // spawned it. Built by ThreadPool::spawn; internal.
@@ -111,6 +115,14 @@ template <class Range>
 using stored_range_t =
     std::conditional_t<std::is_lvalue_reference_v<Range>, Range, std::remove_cvref_t<Range>>;
 
+// Calls its first argument with the others (std::apply over a stored call).
+struct Invoke {
+    template <class F, class... A>
+    decltype(auto) operator()(F&& f, A&&... a) const {
+        return std::invoke(std::forward<F>(f), std::forward<A>(a)...);
+    }
+};
+
 template <class Stored>
 struct RangeCursor {
     Stored range;
@@ -119,9 +131,10 @@ struct RangeCursor {
 
 }  // namespace detail::threadpool
 
-// The lazy iterator ThreadPool::imap returns (movable, not copyable): results in input order,
-// with at most `window` tasks submitted ahead of the consumer. Use it from the thread that
-// created it. Destroying it drops the outstanding results (tasks already submitted still run).
+// The lazy iterator ThreadPool::imap and imap_unordered return (movable, not copyable):
+// results in input order (imap) or completion order (imap_unordered), with at most `window`
+// tasks submitted ahead of the consumer. Use it from the thread that created it. Destroying it
+// drops the outstanding results (tasks already submitted still run).
 template <class R>
 class ThreadPoolIMap {
 public:
@@ -131,38 +144,44 @@ public:
     ThreadPoolIMap(ThreadPoolIMap&&) noexcept = default;
     ThreadPoolIMap& operator=(ThreadPoolIMap&&) noexcept = default;
 
-    // The next result, or nullopt at the end. Rethrows a task's exception (the iteration then
-    // ends) and whatever iterating the range or submitting throws. Throws Timeout if the next
-    // result is not ready within `timeout` (it can be asked for again). Blocks only the calling
-    // greenlet; BlockingSwitchOutError on the hub.
+    // The next result, or nullopt at the end. As in gevent, a task's exception is rethrown by
+    // the next() that reaches its item, and the following next() carries on with the rest. A
+    // failure of iterating the range (or of submitting) ends the input; it is rethrown after
+    // the items submitted before it (imap_unordered: at once). Throws Timeout if no result is
+    // ready within `timeout` (it can be asked for again). Blocks only the calling greenlet;
+    // BlockingSwitchOutError on the hub.
     std::optional<R> next(TimeoutArg timeout = {}) {
         if (done_) return std::nullopt;
-        try {
-            while (feed_ && inflight_.size() < window_) {
-                auto r = feed_();
-                if (!r) {
-                    feed_ = nullptr;
-                    break;
-                }
-                inflight_.push_back(std::move(r));
+        while (feed_ && inflight_.size() < window_) {
+            std::shared_ptr<AsyncResult<R>> r;
+            try {
+                r = feed_();
+            } catch (...) {
+                feed_ = nullptr;
+                if (!ordered_) throw;
+                feed_error_ = std::current_exception();
+                break;
             }
-        } catch (...) {
-            finish();
-            throw;
+            if (!r) {
+                feed_ = nullptr;
+                break;
+            }
+            inflight_.push_back(std::move(r));
         }
         if (inflight_.empty()) {
             finish();
+            if (feed_error_) std::rethrow_exception(std::exchange(feed_error_, nullptr));
             return std::nullopt;
         }
-        if (!inflight_.front()->wait(timeout)) throw Timeout::expired(timeout);
-        auto r = std::move(inflight_.front());
-        inflight_.pop_front();
-        try {
-            return std::optional<R>(std::move(r->get()));
-        } catch (...) {
-            finish();
-            throw;
+        auto pos = inflight_.begin();
+        if (ordered_) {
+            if (!inflight_.front()->wait(timeout)) throw Timeout::expired(timeout);
+        } else {
+            pos = first_ready(timeout);
         }
+        auto r = std::move(*pos);
+        inflight_.erase(pos);
+        return std::optional<R>(std::move(r->get()));
     }
 
     // Range-for support: an input iterator over next().
@@ -193,16 +212,34 @@ public:
 private:
     friend class ThreadPool;
     using Feed = std::function<std::shared_ptr<AsyncResult<R>>()>;
-    ThreadPoolIMap(Feed feed, std::size_t window) : feed_(std::move(feed)), window_(window) {}
+    using Inflight = std::deque<std::shared_ptr<AsyncResult<R>>>;
+    ThreadPoolIMap(Feed feed, std::size_t window, bool ordered)
+        : feed_(std::move(feed)), window_(window), ordered_(ordered) {}
     void finish() noexcept {
         done_ = true;
         feed_ = nullptr;
         inflight_.clear();
     }
+    // The first result to be ready (in completion order); Timeout if none within `timeout`.
+    typename Inflight::iterator first_ready(TimeoutArg timeout) {
+        auto ready = [this] {
+            return std::find_if(inflight_.begin(), inflight_.end(),
+                                [](const auto& r) { return r->ready(); });
+        };
+        auto it = ready();
+        if (it != inflight_.end()) return it;
+        std::vector<AsyncResult<R>*> all;
+        all.reserve(inflight_.size());
+        for (auto& r : inflight_) all.push_back(r.get());
+        if (cogent::wait(all, timeout, 1).empty()) throw Timeout::expired(timeout);
+        return ready();
+    }
     Feed feed_;  // submits the next item's task; null result at the end of the range
-    std::deque<std::shared_ptr<AsyncResult<R>>> inflight_;
+    Inflight inflight_;
     std::size_t window_;
+    bool ordered_;
     bool done_ = false;
+    std::exception_ptr feed_error_;  // imap: the range's failure, given after the items before it
 };
 
 // A pool of at most `maxsize` OS worker threads (gevent.threadpool.ThreadPool). Workers start
@@ -212,9 +249,10 @@ private:
 // getting its results on its own hub; only the waiting greenlet blocks, never the hub.
 //
 // Differences from gevent: spawn never blocks (tasks beyond maxsize wait in an unbounded queue,
-// not the spawning greenlet); spawn returns a shared AsyncResult handle; a task runs outside
-// any greenlet, so it must not use the spawning thread's greenlets or waitables (it may use
-// plain blocking calls, or cogent on its own worker thread, which then gets its own hub).
+// not the spawning greenlet; apply_async submits at once); spawn returns a shared AsyncResult
+// handle; a task runs outside any greenlet, so it must not use the spawning thread's greenlets
+// or waitables (it may use plain blocking calls, or cogent on its own worker thread, which then
+// gets its own hub).
 //
 // While a spawned task is unfinished, the spawning thread's hub loop is held alive (no LoopExit
 // while a result is on its way). A greenlet killed or timed out while waiting for a result
@@ -225,8 +263,10 @@ private:
 // All members may be called from any thread, concurrently.
 class ThreadPool {
 public:
-    // A pool of up to maxsize worker threads (none started yet). Throws std::invalid_argument
-    // if maxsize is 0.
+    // A pool of up to maxsize worker threads (none started yet). As in gevent, maxsize 0 runs
+    // nothing: tasks queue until set_maxsize() raises it (apply/map/join wait meanwhile).
+    // Throws std::invalid_argument for a negative maxsize (converted to std::size_t: above
+    // PTRDIFF_MAX).
     explicit ThreadPool(std::size_t maxsize, ThreadPoolOptions options = {});
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
@@ -301,12 +341,123 @@ public:
         return out;
     }
 
+    // map(fn, range) in a new greenlet of the calling thread, returned at once (gevent's
+    // map_async): its value is the vector of results, and, when map succeeds, it calls
+    // callback(results) (a const reference) first. When map throws, the greenlet fails with
+    // that exception and the callback is not called. An lvalue range must outlive the greenlet
+    // (an rvalue one is moved in), and so must the pool.
+    template <class F, class Range, class C = std::nullptr_t>
+    auto map_async(F&& fn, Range&& range, C&& callback = nullptr) {
+        using Fn = std::decay_t<F>;
+        using Cb = std::decay_t<C>;
+        using Stored = detail::threadpool::stored_range_t<Range&&>;
+        struct Box {
+            Stored r;
+        };
+        using Out = decltype(std::declval<ThreadPool&>().map(
+            std::declval<Fn>(), std::declval<decltype((std::declval<Box&>().r))>()));
+        return cogent::spawn([this, f = Fn(std::forward<F>(fn)),
+                              box = Box{std::forward<Range>(range)},
+                              cb = Cb(std::forward<C>(callback))]() mutable -> Out {
+            Out out = map(std::move(f), box.r);
+            if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb, std::as_const(out));
+            return out;
+        });
+    }
+
     // Lazily map fn over range: an iterator yielding results in input order, keeping at most
-    // `window` tasks submitted ahead (default: 2 x maxsize()). The iterator must not outlive
-    // the pool. An lvalue range must outlive the iterator; an rvalue one is moved in. fn is shared
-    // and called as const, as in map(). Throws std::invalid_argument if window is 0.
+    // `window` tasks submitted ahead (default: 2 x maxsize(), at least 1). The iterator must not
+    // outlive the pool. An lvalue range must outlive the iterator; an rvalue one is moved in.
+    // fn is shared and called as const, as in map(). Failures: see ThreadPoolIMap::next.
+    // Throws std::invalid_argument if window is 0.
     template <class F, class Range>
     auto imap(F&& fn, Range&& range, std::optional<std::size_t> window = {}) {
+        return imap_impl(std::forward<F>(fn), std::forward<Range>(range), window, true);
+    }
+    // Same, yielding results in completion order (gevent's imap_unordered).
+    template <class F, class Range>
+    auto imap_unordered(F&& fn, Range&& range, std::optional<std::size_t> window = {}) {
+        return imap_impl(std::forward<F>(fn), std::forward<Range>(range), window, false);
+    }
+
+    // Run fn(args...) on a worker without blocking the caller (gevent's apply_async): returns
+    // a new greenlet of the calling thread that waits for the result, calls callback(result)
+    // (callback() for void; the result as a const reference) and then returns the result.
+    // The task is submitted at once, so tasks start in call order. If fn throws, the greenlet
+    // fails with that exception and the callback is not called; an exception from the
+    // callback fails the greenlet too. Pass nullptr as callback for none. Called from one of
+    // this pool's own workers, fn runs inline in the greenlet (as apply() does).
+    template <class F, class C, class... A>
+    auto apply_async(F&& fn, C&& callback, A&&... args)
+        -> Greenlet<detail::spawn_result_t<F, A...>> {
+        using R = detail::spawn_result_t<F, A...>;
+        using Cb = std::decay_t<C>;
+        auto finish = [](Cb& cb, auto&& get) -> R {
+            if constexpr (std::is_void_v<R>) {
+                get();
+                if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb);
+            } else {
+                R v = get();
+                if constexpr (!std::is_null_pointer_v<Cb>) std::invoke(cb, std::as_const(v));
+                return v;
+            }
+        };
+        if (in_worker_thread())
+            return cogent::spawn(
+                [finish, cb = Cb(std::forward<C>(callback)),
+                 call = std::tuple<std::decay_t<F>, std::decay_t<A>...>(
+                     std::forward<F>(fn), std::forward<A>(args)...)]() mutable -> R {
+                    return finish(cb, [&]() -> R {
+                        return std::apply(detail::threadpool::Invoke{}, std::move(call));
+                    });
+                });
+        auto r = spawn(std::forward<F>(fn), std::forward<A>(args)...);
+        return cogent::spawn([finish, r, cb = Cb(std::forward<C>(callback))]() mutable -> R {
+            return finish(cb, [&]() -> R {
+                if constexpr (std::is_void_v<R>)
+                    r->get();
+                else
+                    return std::move(r->get());
+            });
+        });
+    }
+    // apply_async without a callback.
+    template <class F>
+    auto apply_async(F&& fn) {
+        return apply_async(std::forward<F>(fn), nullptr);
+    }
+
+    // Wait until no task is queued or running: true if so, false on timeout (zero: do not
+    // block). Blocks only the calling greenlet (BlockingSwitchOutError on the hub if it must
+    // wait); kill/Timeout interrupt it. Throws std::logic_error from one of this pool's workers.
+    bool join(TimeoutArg timeout = {});
+    // Cancel the queued tasks (their results get ThreadPoolKilled) and tell every worker to
+    // exit once its current task ends. Does not wait. The pool stays usable: a later spawn
+    // starts new workers.
+    void kill();
+
+    // The most worker threads that may run at once.
+    std::size_t maxsize() const noexcept;
+    // Change maxsize: extra workers exit when their current task ends; queued work gets new
+    // workers at once. 0 stops running tasks (they queue) until raised again. Throws
+    // std::invalid_argument for a negative n (above PTRDIFF_MAX).
+    void set_maxsize(std::size_t n);
+    // Worker threads running now (not counting those told to exit by kill()).
+    std::size_t size() const noexcept;
+    // Workers waiting for a task.
+    std::size_t idle_count() const noexcept;
+    // Tasks queued or running (gevent: len(pool)).
+    std::size_t unfinished_tasks() const noexcept;
+    // How many more tasks would start at once: maxsize - running - queued, at least 0.
+    std::size_t free_count() const noexcept;
+    // The idle timeout the pool was built with.
+    TimeoutArg idle_timeout() const noexcept;
+    // True when called on one of this pool's worker threads.
+    bool in_worker_thread() const noexcept;
+
+private:
+    template <class F, class Range>
+    auto imap_impl(F&& fn, Range&& range, std::optional<std::size_t> window, bool ordered) {
         using Stored = detail::threadpool::stored_range_t<Range&&>;
         using Item = std::remove_cvref_t<std::ranges::range_reference_t<Stored>>;
         using Fn = std::decay_t<F>;
@@ -329,37 +480,9 @@ public:
             return spawn([shared](Item it) -> R { return std::invoke(*shared, std::move(it)); },
                          Item(**c.it));
         };
-        return ThreadPoolIMap<R>(std::move(feed), window ? *window : 2 * maxsize());
+        const std::size_t w = window ? *window : std::max<std::size_t>(1, 2 * maxsize());
+        return ThreadPoolIMap<R>(std::move(feed), w, ordered);
     }
-
-    // Wait until no task is queued or running: true if so, false on timeout (zero: do not
-    // block). Blocks only the calling greenlet (BlockingSwitchOutError on the hub if it must
-    // wait); kill/Timeout interrupt it. Throws std::logic_error from one of this pool's workers.
-    bool join(TimeoutArg timeout = {});
-    // Cancel the queued tasks (their results get ThreadPoolKilled) and tell every worker to
-    // exit once its current task ends. Does not wait. The pool stays usable: a later spawn
-    // starts new workers.
-    void kill();
-
-    // The most worker threads that may run at once.
-    std::size_t maxsize() const noexcept;
-    // Change maxsize: extra workers exit when their current task ends; queued work gets new
-    // workers at once. Throws std::invalid_argument if n is 0.
-    void set_maxsize(std::size_t n);
-    // Worker threads running now (not counting those told to exit by kill()).
-    std::size_t size() const noexcept;
-    // Workers waiting for a task.
-    std::size_t idle_count() const noexcept;
-    // Tasks queued or running (gevent: len(pool)).
-    std::size_t unfinished_tasks() const noexcept;
-    // How many more tasks would start at once: maxsize - running - queued, at least 0.
-    std::size_t free_count() const noexcept;
-    // The idle timeout the pool was built with.
-    TimeoutArg idle_timeout() const noexcept;
-    // True when called on one of this pool's worker threads.
-    bool in_worker_thread() const noexcept;
-
-private:
     void submit(std::unique_ptr<detail::threadpool::Task> task);
     std::shared_ptr<detail::threadpool::State> st_;
 };

@@ -13,6 +13,7 @@
 #include "cogent/detail/core.hpp"
 #include "cogent/event.hpp"
 #include "cogent/greenlet.hpp"
+#include "cogent/hub.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
 
@@ -139,6 +140,7 @@ auto iwait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::siz
 
 // The objects that became ready (completion order), stopping after `count` or at `timeout`.
 template <class Range>
+    requires(!std::is_convertible_v<const Range&, TimeoutArg>)
 auto wait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {}) {
     using T = std::decay_t<decltype(*std::begin(objects))>;
     IWait<T> it(std::vector<T>(std::begin(objects), std::end(objects)), timeout, count);
@@ -146,6 +148,10 @@ auto wait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::size
     while (auto o = it.next()) out.push_back(std::move(*o));
     return out;
 }
+
+// gevent.wait() with no objects: run the hub until nothing is left, see Hub::join (true), or
+// until `timeout` (false). Only from the thread's main greenlet.
+inline bool wait(TimeoutArg timeout = {}) { return get_hub().join(timeout); }
 
 // Wait for greenlets to finish; returns those that did, in completion order. On timeout,
 // returns the partial list (no exception). raise_error: rethrow the first failure seen.

@@ -1,6 +1,7 @@
 // RawGreenlet and the gevent-style GreenletState.
 #include "cogent/greenlet.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -74,23 +75,51 @@ std::string RawGreenlet::describe() const {
 namespace detail {
 
 namespace {
+
+// Link and exit-hook ids: unique in the process and never reused, so a stale id names nothing.
+// Each thread takes a block of ids at a time: no shared cache line per link.
+std::atomic<std::uint64_t> next_id_block{0};
+struct LinkIds {
+    std::uint64_t next = 0, end = 0;
+};
+thread_local constinit LinkIds link_ids __attribute__((tls_model("initial-exec")));
+
+LinkId new_link_id() noexcept {
+    LinkIds& ids = link_ids;
+    if (ids.next == ids.end) [[unlikely]] {
+        constexpr std::uint64_t kBlock = std::uint64_t(1) << 16;
+        ids.next = next_id_block.fetch_add(kBlock, std::memory_order_relaxed) + 1;  // never 0
+        ids.end = ids.next + kBlock;
+    }
+    return ids.next++;
+}
+
 struct LinkNode : WaitNode {
     GreenletState* owner;
     std::function<void(AnyGreenlet)> fn;
+    LinkId id;
     int kind;  // 0 link, 1 link_value, 2 link_exception, 3 rawlink
+    ~LinkNode() { unlink(); }
     static void wake(WaitNode* n);
 };
 
+// Runs on the hub, from the owner's notification (Linkable::run_notify), which takes one link
+// at a time: gevent's Greenlet._notify_links. A link() callback gets a new greenlet that is
+// switched to right here (gevent's SpawnedLink), so it runs up to its first block before the
+// next link is taken, and may unlink later ones.
 void LinkNode::wake(WaitNode* n) {
     std::unique_ptr<LinkNode> self(static_cast<LinkNode*>(n));
-    AnyGreenlet g = AnyGreenlet::from_state(self->owner);
     const bool ok = !self->owner->error;
     if ((self->kind == 1 && !ok) || (self->kind == 2 && ok)) return;
     try {
+        AnyGreenlet g = AnyGreenlet::from_state(self->owner);
         if (self->kind == 3) {
             self->fn(g);
         } else {
-            spawn([fn = std::move(self->fn), g]() mutable { fn(g); });
+            auto runner =
+                detail::make(SpawnOptions{}, [fn = std::move(self->fn), g]() mutable { fn(g); });
+            runner.state()->scheduled = true;
+            resume(runner.state());  // a started greenlet holds itself alive until it ends
         }
     } catch (...) {
         report_exception("a greenlet link callback", std::current_exception());
@@ -102,40 +131,44 @@ struct LaterTimer {
     GreenletState* g;
     HubImpl* hub;
 };
-}  // namespace
 
-// A kill on its way to a running greenlet: a hub callback that throws into it.
-struct GreenletState::KillRequest : Callback {
-    GreenletState* self;
+// A kill on its way to a started greenlet: a hub callback that throws into it (gevent's _kill).
+// One per kill() call, so that each kill lands; it holds a reference on the greenlet while
+// queued and frees itself once run or discarded.
+struct KillRequest : Callback {
+    GreenletState* target;
     std::exception_ptr exc;
-    explicit KillRequest(GreenletState* s) : self(s) {
+    KillRequest(GreenletState* victim, std::exception_ptr e) : target(victim), exc(std::move(e)) {
         fn = [](Callback* c) {
-            auto* k = static_cast<KillRequest*>(c);
-            GreenletState* g = k->self;
-            std::exception_ptr e = std::move(k->exc);
-            k->exc = nullptr;
-            if (!g->dead()) resume_throw(g, std::move(e));
+            std::unique_ptr<KillRequest> k(static_cast<KillRequest*>(c));
+            GreenletState* g = k->target;
+            if (!g->dead()) resume_throw(g, std::move(k->exc));
             g->release();  // the reference the queued kill held
         };
-        discard = [](Callback* c) { static_cast<KillRequest*>(c)->self->release(); };
+        discard = [](Callback* c) {
+            std::unique_ptr<KillRequest> k(static_cast<KillRequest*>(c));
+            k->target->release();
+        };
     }
 };
+}  // namespace
 
 struct GreenletState::ExitHook {
     std::function<void()> fn;
     ExitHook* next;
+    LinkId id;
 };
 
 LinkId GreenletState::add_exit_hook(std::function<void()> fn) {
     if (!fn) throw std::invalid_argument("cogent: add_exit_hook needs a callable");
     if (thread != tls_state) throw GreenletError("cogent: add_exit_hook from another thread");
-    exit_hooks_ = new ExitHook{std::move(fn), exit_hooks_};
-    return reinterpret_cast<LinkId>(exit_hooks_);
+    exit_hooks_ = new ExitHook{std::move(fn), exit_hooks_, new_link_id()};
+    return exit_hooks_->id;
 }
 
 void GreenletState::remove_exit_hook(LinkId id) noexcept {
     for (ExitHook** p = &exit_hooks_; *p; p = &(*p)->next) {
-        if (reinterpret_cast<LinkId>(*p) == id) {
+        if ((*p)->id == id) {
             ExitHook* h = *p;
             *p = h->next;
             delete h;
@@ -176,10 +209,6 @@ GreenletState::~GreenletState() {
     while (ExitHook* h = exit_hooks_) {  // never ran: the greenlet never ended
         exit_hooks_ = h->next;
         delete h;
-    }
-    if (kill_) {
-        kill_->unlink();
-        delete kill_;
     }
     if (later_) {
         auto* lt = static_cast<LaterTimer*>(later_);
@@ -306,12 +335,11 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
         notify();
         return;
     }
-    if (!kill_) kill_ = new KillRequest(this);
-    kill_->exc = std::move(e);  // a later kill before it lands replaces the exception
-    if (!kill_->linked()) {
-        add_ref();
-        schedule(kill_);
-    }
+    // Started: throw it in from the hub. Every kill gets its own request (gevent schedules one
+    // _kill per call), so a second kill before the first lands raises a second time.
+    auto* k = new KillRequest(this, std::move(e));
+    add_ref();  // held by the queued request
+    schedule(k);
     if (block) {
         ThreadState* ts = tls_state;
         if (ts && ts->hub && ts->current == ts->hub->greenlet) return;  // cannot wait on the hub
@@ -327,19 +355,22 @@ void GreenletState::get_outcome(TimeoutArg timeout) {
 
 LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
     if (!fn) throw std::invalid_argument("cogent: link needs a callable");
-    auto* n = new LinkNode;
+    auto n = std::make_unique<LinkNode>();
     n->owner = this;
     n->fn = std::move(fn);
+    n->id = new_link_id();
     n->kind = kind;
     n->on_wake = &LinkNode::wake;
-    link(n);
-    return reinterpret_cast<LinkId>(n);
+    const LinkId id = n->id;
+    link(n.get());  // GreenletError from another thread: n is freed
+    n.release();    // owned by the wait list until it runs or is unlinked
+    return id;
 }
 
 void GreenletState::remove_link(LinkId id) noexcept {
     LinkNode* found = nullptr;
     waiters_.for_each([&](WaitNode* n) {
-        if (n->on_wake == &LinkNode::wake && reinterpret_cast<LinkId>(n) == id)
+        if (n->on_wake == &LinkNode::wake && static_cast<LinkNode*>(n)->id == id)
             found = static_cast<LinkNode*>(n);
     });
     if (found) {

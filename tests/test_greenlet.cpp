@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -52,6 +53,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "spawn only schedules; the greenlet ru
     CHECK(g.dead());
     CHECK(g.ready());
     CHECK(g.successful());
+    CHECK_FALSE(g.started());  // gevent: started is bool(greenlet), false once dead
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "spawned greenlets start in FIFO order and interleave on sleep(0)") {
@@ -420,6 +422,235 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a killed greenlet counts as successfu
     u.kill();
     CHECK(yield_until([&] { return value_ran && pre_link_ran && pre_value_ran; }));
     CHECK_FALSE(exc_ran);
+}
+
+// gevent's test__greenlet.py, TestStuff._test_multiple_listeners_error_unlink: "notification
+// must not happen after unlink even though notification process has been already started".
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "an earlier link callback can unlink a later one (gevent: test_multiple_listeners_error_unlink)") {
+    StderrCapture cap;
+    for (int kind = 0; kind < 4; ++kind) {
+        CAPTURE(kind);  // 0 link, 1 link_value, 2 rawlink, 3 link_exception
+        auto p = kind == 3 ? cogent::spawn([]() -> int { throw MyError(); })
+                           : cogent::spawn([] { return 5; });
+        auto add = [&](std::function<void(AnyGreenlet)> cb) {
+            switch (kind) {
+                case 0: return p.link(std::move(cb));
+                case 1: return p.link_value(std::move(cb));
+                case 2: return p.rawlink(std::move(cb));
+                default: return p.link_exception(std::move(cb));
+            }
+        };
+        std::vector<int> results;
+        cogent::LinkId id1 = 0, id2 = 0;
+        id1 = add([&](AnyGreenlet g) {
+            g.unlink(id2);
+            results.push_back(5);
+            throw MyError();
+        });
+        id2 = add([&](AnyGreenlet g) {
+            g.unlink(id1);
+            results.push_back(5);
+            throw MyError();
+        });
+        add([](AnyGreenlet) { throw MyError(); });
+        p.join();
+        for (int i = 0; i < 10; ++i) cogent::sleep(0);
+        CHECK(results == std::vector<int>{5});
+    }
+    cap.text();
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "links run one at a time in order: a link callback runs until it blocks before the next link") {
+    // gevent's Greenlet._notify_links pops one link at a time and runs it; link() wraps the
+    // callback in a new greenlet switched to at once, so it runs up to its first block before
+    // the next link (here a rawlink, and a joiner) is even looked at.
+    std::vector<std::string> log;
+    auto g = cogent::spawn([] {});
+    g.link([&](AnyGreenlet) {
+        log.push_back("link 1a");
+        cogent::sleep(0);
+        log.push_back("link 1b");
+    });
+    g.rawlink([&](AnyGreenlet) { log.push_back("rawlink 2"); });
+    g.link([&](AnyGreenlet) { log.push_back("link 3"); });
+    g.join();
+    log.push_back("joined");
+    for (int i = 0; i < 5; ++i) cogent::sleep(0);
+    CHECK(log == std::vector<std::string>{"link 1a", "rawlink 2", "link 3", "joined", "link 1b"});
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "links added while the links are being notified run in the same pass, after the others") {
+    std::vector<std::string> log;
+    auto g = cogent::spawn([] {});
+    g.rawlink([&](AnyGreenlet self) {
+        log.push_back("first");
+        self.rawlink([&](AnyGreenlet) { log.push_back("added by first"); });
+        self.link([&](AnyGreenlet) { log.push_back("link added by first"); });
+    });
+    g.rawlink([&](AnyGreenlet) { log.push_back("second"); });
+    g.join();  // the joiner was queued before the links added while notifying
+    log.push_back("joined");
+    for (int i = 0; i < 5; ++i) cogent::sleep(0);
+    CHECK(log == std::vector<std::string>{"first", "second", "joined", "added by first",
+                                          "link added by first"});
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a stale LinkId (its link has run) unlinks nothing, even when its memory is reused") {
+    auto g = cogent::spawn([] { return 1; });
+    g.join();
+    std::vector<cogent::LinkId> seen;
+    for (int round = 0; round < 20; ++round) {
+        CAPTURE(round);
+        bool first_ran = false, second_ran = false;
+        cogent::LinkId stale = g.rawlink([&](AnyGreenlet) { first_ran = true; });
+        REQUIRE(yield_until([&] { return first_ran; }));
+        // Same size, freed just now: the allocator hands the old node's memory to this one.
+        cogent::LinkId fresh = g.rawlink([&](AnyGreenlet) { second_ran = true; });
+        CHECK(fresh != stale);
+        g.unlink(stale);  // its link has run: nothing to remove
+        CHECK(yield_until([&] { return second_ran; }));
+        seen.push_back(stale);
+        seen.push_back(fresh);
+    }
+    std::sort(seen.begin(), seen.end());
+    CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());  // never reused
+
+    // Nor does one greenlet's id name another greenlet's link.
+    auto h = cogent::spawn([] {});
+    bool h_ran = false, g_ran = false;
+    cogent::LinkId hid = h.rawlink([&](AnyGreenlet) { h_ran = true; });
+    cogent::LinkId gid = g.rawlink([&](AnyGreenlet) { g_ran = true; });
+    CHECK(hid != gid);
+    g.unlink(hid);
+    g.unlink(0);
+    h.join();
+    CHECK(yield_until([&] { return h_ran && g_ran; }));
+}
+
+// gevent's test__greenlet.py TestBasic.test_simple_exit / test_error_exit: `started` is
+// bool(greenlet), true from start() until it is dead.
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "started() is true from start() until death, false once dead (gevent: test_simple_exit)") {
+    StderrCapture cap;
+    std::vector<AnyGreenlet> link_test;
+    auto g = cogent::make_greenlet([](int v) {
+        cogent::sleep(1ms);
+        return v;
+    }, 5);
+    g.rawlink([&](AnyGreenlet x) { link_test.push_back(x); });
+    CHECK_FALSE(g.dead());
+    CHECK_FALSE(g.started());
+    CHECK_FALSE(g.ready());
+    CHECK_FALSE(g.successful());
+
+    g.start();
+    CHECK_FALSE(g.dead());
+    CHECK(g.started());
+    CHECK_FALSE(g.ready());
+    CHECK_FALSE(g.successful());
+
+    cogent::sleep(0);
+    CHECK_FALSE(g.dead());
+    CHECK(g.started());
+    CHECK(g.active());
+    CHECK(link_test.empty());
+
+    g.join();
+    CHECK(g.dead());
+    CHECK_FALSE(g.started());  // changed
+    CHECK(g.ready());
+    CHECK(g.successful());
+    CHECK(g.value() == 5);
+    CHECK(yield_until([&] { return !link_test.empty(); }));
+    CHECK((link_test.size() == 1 && link_test[0] == g));
+
+    auto e = cogent::spawn([] {
+        cogent::sleep(1ms);
+        throw MyError();
+    });
+    e.join();
+    CHECK(e.dead());
+    CHECK_FALSE(e.started());
+    CHECK(e.ready());
+    CHECK_FALSE(e.successful());
+    CHECK(e.exception());
+    cap.text();
+}
+
+// gevent's test__greenlet.py TestKill, TestKillAfterStart, TestKillAfterStartLater and
+// TestKillWhileRunning, each with block true/false and with kill()/killall().
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "kill: unstarted, started, started later, running; blocking or not; kill or killall (gevent: TestKill)") {
+    for (int mode = 0; mode < 4; ++mode) {
+        for (int block = 0; block < 2; ++block) {
+            for (int use_killall = 0; use_killall < 2; ++use_killall) {
+                CAPTURE(mode);  // 0 never started, 1 start(), 2 start_later(), 3 running
+                CAPTURE(block);
+                CAPTURE(use_killall);
+                std::vector<AnyGreenlet> link_test;
+                std::vector<int> result;
+                auto g = cogent::make_greenlet([&result, mode] {
+                    if (mode == 3) cogent::sleep(10s);
+                    result.push_back(1);
+                });
+                g.link([&](AnyGreenlet x) { link_test.push_back(x); });
+                if (mode == 1 || mode == 3) g.start();
+                if (mode == 2) g.start_later(1s);
+                if (mode == 3) cogent::sleep(0);
+                auto killer = [&] {
+                    if (use_killall)
+                        cogent::killall(std::vector<AnyGreenlet>{g}, GreenletExit(), block != 0);
+                    else
+                        g.kill(GreenletExit(), block != 0);
+                    if (!block) cogent::sleep(0);  // let a scheduled kill land
+                };
+                auto assert_killed = [&] {
+                    CHECK(g.dead());
+                    CHECK_FALSE(g.started());
+                    CHECK(g.ready());
+                    CHECK(g.successful());
+                    CHECK(g.killed());
+                    CHECK_FALSE(g.exception());
+                };
+                killer();
+                assert_killed();
+                cogent::sleep(1ms);  // spin the loop: it must not run
+                assert_killed();
+                killer();  // killing a second time must not hurt
+                assert_killed();
+                CHECK(yield_until([&] { return !link_test.empty(); }));
+                CHECK(result.empty());
+                CHECK((link_test.size() == 1 && link_test[0] == g));
+            }
+        }
+    }
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "two non-blocking kills before the first lands deliver two exceptions, in order") {
+    std::vector<std::string> caught;
+    auto g = cogent::spawn([&] {
+        while (caught.size() < 3) {  // bounded: a wrong count must fail, not hang
+            try {
+                cogent::sleep(10s);
+            } catch (const std::runtime_error& e) {
+                caught.push_back(e.what());
+            }
+        }
+    });
+    cogent::sleep(0);
+    REQUIRE(g.active());
+    g.kill(std::runtime_error("one"), false);
+    g.kill(std::runtime_error("two"), false);
+    CHECK(caught.empty());  // nothing lands before the killer yields
+    CHECK(yield_until([&] { return caught.size() >= 2; }, 10));
+    CHECK(caught == std::vector<std::string>{"one", "two"});
+    CHECK(g.active());
+
+    // A second kill that arrives after the first has killed it is a no-op.
+    g.kill(GreenletExit(), false);
+    g.kill(std::runtime_error("late"), false);
+    CHECK(g.join(5s));
+    CHECK(g.killed());
+    CHECK(g.successful());
+    CHECK(caught.size() == 2);
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "names: Greenlet-N by default, custom when given") {

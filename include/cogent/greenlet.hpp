@@ -31,8 +31,10 @@ struct SpawnOptions {
     std::size_t stack_size = 0;
 };
 
-// Identifies a link so that it can be removed again with unlink().
-using LinkId = std::uintptr_t;
+// Identifies a link so that it can be removed again with unlink(). Ids are never reused (not even
+// across greenlets or threads), so an id whose link has already run, or that belongs to another
+// greenlet, names nothing: unlink() ignores it. Never 0.
+using LinkId = std::uint64_t;
 
 namespace detail {
 
@@ -51,6 +53,7 @@ public:
     void kill(std::exception_ptr e, bool block, TimeoutArg timeout);
     // Wait until dead; throws Timeout::expired on timeout. Rethrows the failure.
     void get_outcome(TimeoutArg timeout);
+    // Link kinds 0 link, 1 link_value, 2 link_exception (each run in a new greenlet), 3 rawlink.
     LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
     void remove_link(LinkId id) noexcept;
     // Run fn inside the greenlet itself when its function has ended (returned, thrown or been
@@ -82,8 +85,6 @@ private:
         GreenletState* self;
     };
     WakeCallback start_cb_;
-    struct KillRequest;
-    KillRequest* kill_ = nullptr;  // allocated by the first kill of a running greenlet
     struct ExitHook;
     ExitHook* exit_hooks_ = nullptr;
     void run_exit_hooks() noexcept;
@@ -146,9 +147,11 @@ public:
     // Wait, then rethrow its exception if it failed (GreenletExit if it was killed).
     // Throws Timeout if it is not dead within `timeout` (0: do not block).
     void get(TimeoutArg timeout = {}) { p_->get_outcome(timeout); }
-    // Raise `exception` in the greenlet (default GreenletExit). Unstarted: it never runs.
-    // block=true waits (up to timeout) for it to die. Never throws the target's exception;
-    // a greenlet killing itself does raise it.
+    // Raise `exception` in the greenlet (default GreenletExit). Unstarted: it never runs (it is
+    // dead at once). Started: a hub callback throws it in, so each kill lands on its own, in
+    // order: two non-blocking kills before the first lands raise twice (as in gevent); a kill
+    // that lands on a dead greenlet does nothing. block=true waits (up to timeout) for it to
+    // die. Never throws the target's exception; a greenlet killing itself does raise it.
     template <class E = GreenletExit>
     void kill(E exception = E(), bool block = true, TimeoutArg timeout = {}) {
         p_->kill(std::make_exception_ptr(std::move(exception)), block, timeout);
@@ -158,8 +161,9 @@ public:
     bool dead() const noexcept { return p_->dead(); }
     // Dead and did not fail (a GreenletExit end counts as success, as in gevent).
     bool successful() const noexcept { return p_->dead() && !p_->error; }
-    // start() was called (it may not have run yet), or it is dead.
-    bool started() const noexcept { return p_->scheduled || p_->dead(); }
+    // start() or start_later() was called (it may not have run yet) and it is not dead yet:
+    // gevent's `started` (`bool(greenlet)`). False before start() and again once dead.
+    bool started() const noexcept { return p_->scheduled && !p_->dead(); }
     // Running or suspended: started and not yet dead.
     bool active() const noexcept { return p_->started() && !p_->dead(); }
     // The exception it failed with, or null.
@@ -169,15 +173,23 @@ public:
     std::string name() const { return p_->name(); }
     void set_name(std::string name) { p_->set_name(std::move(name)); }
 
-    // Run cb(greenlet) in a new greenlet once it is dead (at once if already dead).
+    // Links, as in gevent: once the greenlet is dead, one hub callback runs its links one at a
+    // time in the order they were added (its joiners are woken in that same queue). A link()
+    // callback runs cb(greenlet) in a new greenlet that is switched to at once and runs until it
+    // first blocks or ends before the next link is taken, so an earlier callback can unlink a
+    // later one. Links added meanwhile, or after death, run too (after those already queued).
+    // An exception escaping a callback is reported on stderr. Throws std::invalid_argument for
+    // an empty cb, GreenletError from another thread.
     LinkId link(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 0); }
-    // Only if it succeeded / only if it failed.
+    // Like link(), only if it succeeded (GreenletExit counts as success) / only if it failed.
     LinkId link_value(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 1); }
     LinkId link_exception(std::function<void(AnyGreenlet)> cb) {
         return p_->add_link(std::move(cb), 2);
     }
-    // Run cb(greenlet) directly on the hub once it is dead; cb must not block.
+    // Like link(), but cb(greenlet) runs directly on the hub; cb must not block.
     LinkId rawlink(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 3); }
+    // Remove a link that has not run yet. An id that names no pending link of this greenlet
+    // (it has run, was removed, or is another greenlet's) is ignored.
     void unlink(LinkId id) noexcept { p_->remove_link(id); }
 
     // The raw greenlet underneath (for switch-level code).

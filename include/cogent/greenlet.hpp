@@ -31,10 +31,9 @@ struct SpawnOptions {
     std::size_t stack_size = 0;
 };
 
-// Identifies a link so that it can be removed again with unlink(). Ids are never reused (not even
+// LinkId (cogent/detail/core.hpp) identifies a link for unlink(). Ids are never reused (not even
 // across greenlets or threads), so an id whose link has already run, or that belongs to another
 // greenlet, names nothing: unlink() ignores it. Never 0.
-using LinkId = std::uint64_t;
 
 namespace detail {
 

@@ -16,8 +16,8 @@
 
 namespace cogent {
 // Identifies a link (Greenlet::link, Event::rawlink, ...) so that it can be removed again with
-// unlink(). (Also declared, identically, in greenlet.hpp.)
-using LinkId = std::uintptr_t;
+// unlink(). Ids are never reused, so unlinking one whose link already ran does nothing.
+using LinkId = std::uint64_t;
 }  // namespace cogent
 
 namespace cogent::detail {

@@ -47,7 +47,9 @@ struct IoTable {
 };
 
 // hub's IoTable, created on first use.
-inline IoTable& io_table(HubImpl* hub) { return hub->io ? *hub->io : *(hub->io = new IoTable(hub)); }
+inline IoTable& io_table(HubImpl* hub) {
+    return hub->io ? *hub->io : *(hub->io = new IoTable(hub));
+}
 // In a forked child (HubImpl::after_fork): libev re-adds every watched fd to a new epoll set
 // before its next poll, so every fd with a watcher is checked first.
 void fd_after_fork(HubImpl* hub) noexcept;

@@ -720,6 +720,29 @@ TEST_CASE_FIXTURE(LeakCheck, "counters and the query log") {
     CHECK(dns.query_log().empty());
 }
 
+TEST_CASE_FIXTURE(LeakCheck, "a reply the client has received is already counted") {
+    // The server runs in its own thread: a counter it bumped only after sending could still be
+    // behind when the client, woken by the reply, reads it.
+    DnsServer dns;
+    dns.add_a("x.test", "192.0.2.1");
+    Fd u(connect_to(dns, SOCK_DGRAM));
+    Fd t(connect_to(dns, SOCK_STREAM));
+    std::size_t behind = 0;
+    for (int i = 0; i < 200; ++i) {
+        const bool tcp = i % 2 == 1;
+        const std::string q = make_query(std::uint16_t(i), "x.test", A);
+        if (tcp)
+            tcp_send(t.fd, q);
+        else
+            send_all(u.fd, q);
+        auto raw = tcp ? tcp_recv(t.fd) : udp_recv(u.fd);
+        REQUIRE(raw.has_value());
+        if (dns.replies_sent() != std::size_t(i) + 1) ++behind;
+    }
+    CHECK(behind == 0);
+    CHECK(dns.replies_sent() == 200);
+}
+
 TEST_CASE_FIXTURE(LeakCheck, "bad arguments are rejected with a clear message") {
     DnsServer dns;
     CHECK_THROWS_WITH_AS(dns.add_a("h.test", "10.0.0"), doctest::Contains("not an IPv4 address"),

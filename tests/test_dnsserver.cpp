@@ -770,8 +770,7 @@ TEST_CASE_FIXTURE(LeakCheck, "an IPv6 server on ::1") {
     try {
         dns.emplace("::1");
     } catch (const std::system_error& e) {
-        MESSAGE("no IPv6 loopback here, skipped: " << e.what());
-        return;
+        COGENT_SKIP("no IPv6 loopback here: " << e.what());
     }
     CHECK(dns->server_spec() == "[::1]:" + std::to_string(dns->port()));
     dns->add_aaaa("six.test", "::1");

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -84,6 +85,19 @@ struct LeakCheck {
 // Milliseconds since t0 (steady clock).
 inline double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Yields (sleeping 10 ms at a time) until the child `pid` has exited, for at most `limit`,
+// without reaping it (waitid WNOWAIT). Returns early if it is not (or no longer) our child.
+inline void wait_exited_unreaped(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < limit) {
+        siginfo_t info{};
+        if (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+            info.si_pid == pid)
+            return;
+        cogent::sleep(std::chrono::milliseconds(10));
+    }
 }
 
 // Sets *flag when destroyed: proves that a greenlet's stack was unwound.

@@ -368,8 +368,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: a multi-threaded program"
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
                   "the multi-threaded program's greenlets wait together under cogent-run") {
-    // Unpatched, the three greenlets' recv and usleep block the whole thread: about
-    // 90 + 3 x 150 ms. Patched they wait together: about 90 + 150 ms.
+    // Unpatched, the three greenlets' recv and usleep block the whole thread: at least
+    // 90 + 3 x 500 ms. Patched they wait together: about 90 + 500 ms (the bound between is
+    // loose: loaded machines).
     const std::string child = env_path("COGENT_CHILD_THREADS");
     auto greenlet_ms = [](const Ran& r) {
         auto pos = r.err.find("greenlet_ms ");
@@ -378,18 +379,18 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     };
     Ran plain = run({child, "greenlets"});
     REQUIRE(plain.status == 0);
-    CHECK(greenlet_ms(plain) >= 500);
+    CHECK(greenlet_ms(plain) >= 1500);
     Ran patched = run_patched({child, "greenlets"});
     REQUIRE(patched.status == 0);
-    CHECK(greenlet_ms(patched) < 420);
-    // Only the time family: the recvs block in turn, the sleeps overlap (about 90 + 150 ms).
+    CHECK(greenlet_ms(patched) < 1300);
+    // Only the time family: the recvs block in turn, the sleeps overlap (about 90 + 500 ms).
     Ran time_only = run_patched({child, "greenlets"}, {"--patch=time"});
     REQUIRE(time_only.status == 0);
-    CHECK(greenlet_ms(time_only) < 420);
+    CHECK(greenlet_ms(time_only) < 1300);
     // No family: as unpatched.
     Ran none = run_patched({child, "greenlets"}, {"--patch=none"});
     REQUIRE(none.status == 0);
-    CHECK(greenlet_ms(none) >= 500);
+    CHECK(greenlet_ms(none) >= 1500);
 }
 
 namespace {

@@ -151,7 +151,8 @@ std::string worker(int id) {
 // Greenlets on the main thread making plain libc calls. Each receives from its own socketpair;
 // one OS thread writes to them in reverse order, 30 ms apart, so that unpatched (one greenlet
 // blocks the whole thread) they finish in spawn order, patched in reverse order. Then each
-// sleeps 150 ms with usleep. Stdout gets results in spawn order, so it is the same either way.
+// sleeps 500 ms with usleep (long enough to tell the two apart on a loaded machine). Stdout gets
+// results in spawn order, so it is the same either way.
 constexpr int kGreenlets = 3;
 
 std::vector<std::string> greenlet_phase() {
@@ -171,7 +172,7 @@ std::vector<std::string> greenlet_phase() {
         gs.push_back(cogent::spawn([i, &sv, &results] {
             char b[64];
             ssize_t k = ::recv(sv[i][0], b, sizeof b, 0);
-            if (::usleep(150'000) != 0) fail("usleep");
+            if (::usleep(500'000) != 0) fail("usleep");
             results[std::size_t(i)] = "greenlet " + std::to_string(i) + ": " +
                                       (k > 0 ? std::string(b, std::size_t(k)) : "recv failed");
         }));

@@ -346,9 +346,15 @@ struct DnsServer::Shared {
         return p;
     }
 
-    void sent() {
+    // A reply is counted before it goes out, so a client that has received it sees it counted
+    // (the server runs in its own thread); a send that fails takes it back.
+    void sending() {
         std::lock_guard<std::mutex> lk(mu);
         ++replies;
+    }
+    void send_failed() {
+        std::lock_guard<std::mutex> lk(mu);
+        --replies;
     }
 };
 
@@ -364,27 +370,32 @@ struct Conn {
     cogent::Lock write_lock;
 };
 
+// Runs `send` (one reply) under `lock`, counting the reply first (Shared::sending). A send that
+// fails means the client went away (EPIPE, ECONNRESET, ...): nobody to answer, nothing counted.
+template <class Send>
+void send_counted(const SharedPtr& sh, cogent::Lock& lock, Send&& send) {
+    std::lock_guard<cogent::Lock> lk(lock);
+    sh->sending();
+    try {
+        send();
+    } catch (const std::system_error&) {
+        sh->send_failed();
+    } catch (...) {  // killed at shutdown
+        sh->send_failed();
+        throw;
+    }
+}
+
 void send_tcp(const SharedPtr& sh, Conn& c, const std::string& reply) {
     std::string framed;
     put16(framed, std::uint16_t(reply.size()));
     framed += reply;
-    try {
-        std::lock_guard<cogent::Lock> lk(c.write_lock);
-        c.sock.sendall(framed);
-        sh->sent();
-    } catch (const std::system_error&) {
-        // The client went away (EPIPE, ECONNRESET): nobody to answer.
-    }
+    send_counted(sh, c.write_lock, [&] { c.sock.sendall(framed); });
 }
 
 void send_udp(const SharedPtr& sh, cogent::Socket& udp, cogent::Lock& lock,
               const std::string& reply, const cogent::Address& to) {
-    try {
-        std::lock_guard<cogent::Lock> lk(lock);
-        udp.sendto(reply, to);
-        sh->sent();
-    } catch (const std::system_error&) {
-    }
+    send_counted(sh, lock, [&] { udp.sendto(reply, to); });
 }
 
 void serve_connection(SharedPtr sh, cogent::Group& group, std::shared_ptr<Conn> conn) {

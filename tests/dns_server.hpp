@@ -124,7 +124,8 @@ public:
     std::size_t garbage_queries() const;
     // TCP connections accepted.
     std::size_t tcp_connections() const;
-    // Replies sent (both transports).
+    // Replies sent (both transports). A reply is counted before it is sent, so one the client
+    // has received is always counted; a send that fails is not counted.
     std::size_t replies_sent() const;
     // Zero all the counters above and clear the log.
     void reset_counters();

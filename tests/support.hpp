@@ -1,8 +1,10 @@
 // Shared test support: a fixture that fails a test which leaves a greenlet, a queued hub
-// callback, a file descriptor or an active fd watcher behind.
+// callback, a file descriptor or an active fd watcher behind; COGENT_SKIP; child processes.
 #pragma once
 
 #include <dirent.h>
+#include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,10 +12,47 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
-#include <doctest/doctest.h>
+#include <cstring>
+#include <sstream>
 #include <string>
 
 namespace cogent_test {
+
+// Records that the running test case skipped (tests/main.cpp counts it). Use COGENT_SKIP.
+void note_skip(const std::string& reason);
+
+// Whether a skip must be a failure instead: COGENT_TEST_NO_SKIP=1, which ./dev.sh sets when
+// CI=true (CI is root and installs every package, so whatever a case needs is there).
+inline bool skips_forbidden() {
+    const char* v = std::getenv("COGENT_TEST_NO_SKIP");
+    return v && std::strcmp(v, "1") == 0;
+}
+
+// COGENT_SKIP(reason): the running test case cannot run here (the machine lacks what it needs:
+// IPv6 on the loopback, root, ...). It says so with `reason` (a stream expression, as MESSAGE
+// takes) and returns from the test case, which then counts as skipped, never as passed: a test
+// executable whose every case skipped exits 77, meson's code for a skipped test, so each case
+// that may skip is registered as its own meson test (skip_cases in tests/meson.build); run
+// beside other cases under meson, a skip fails the run. With COGENT_TEST_NO_SKIP=1 (CI) it
+// fails the case instead. Call it only from the test case's own body (it returns from it).
+#define COGENT_SKIP(reason) COGENT_SKIP_IMPL(reason, true)
+
+// COGENT_SKIP_UNSUPPORTED(reason): as COGENT_SKIP, for a case that this build cannot run on any
+// machine (a known incompatibility, which `reason` names: e.g. an uninstrumented program that
+// hangs with the ASan runtime preloaded); it skips even with COGENT_TEST_NO_SKIP=1.
+#define COGENT_SKIP_UNSUPPORTED(reason) COGENT_SKIP_IMPL(reason, false)
+
+#define COGENT_SKIP_IMPL(reason, forbidden_in_ci)                     \
+    do {                                                              \
+        std::ostringstream cogent_skip_reason_;                       \
+        cogent_skip_reason_ << reason;                                \
+        if ((forbidden_in_ci) && ::cogent_test::skips_forbidden())    \
+            FAIL("cannot skip with COGENT_TEST_NO_SKIP=1 (CI=true): " \
+                 << cogent_skip_reason_.str());                       \
+        ::cogent_test::note_skip(cogent_skip_reason_.str());          \
+        MESSAGE("SKIPPED: " << cogent_skip_reason_.str());            \
+        return;                                                       \
+    } while (0)
 
 inline std::size_t open_fds() {
     std::size_t n = 0;
@@ -46,6 +85,19 @@ struct LeakCheck {
 // Milliseconds since t0 (steady clock).
 inline double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Yields (sleeping 10 ms at a time) until the child `pid` has exited, for at most `limit`,
+// without reaping it (waitid WNOWAIT). Returns early if it is not (or no longer) our child.
+inline void wait_exited_unreaped(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < limit) {
+        siginfo_t info{};
+        if (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+            info.si_pid == pid)
+            return;
+        cogent::sleep(std::chrono::milliseconds(10));
+    }
 }
 
 // Sets *flag when destroyed: proves that a greenlet's stack was unwound.

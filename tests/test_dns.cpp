@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "dns_server.hpp"
@@ -27,7 +28,8 @@ using cogent_test::DnsServer;
 
 namespace {
 
-Resolver::Options opts_for(const DnsServer& dns, cogent::Duration timeout = 500ms, int tries = 2) {
+// The default timeout is one that only a dropped query reaches, even on a loaded machine.
+Resolver::Options opts_for(const DnsServer& dns, cogent::Duration timeout = 2s, int tries = 2) {
     Resolver::Options o;
     o.servers = {dns.server_spec()};
     o.timeout = timeout;
@@ -241,12 +243,13 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "failures: each a clear DnsError namin
     dns.set_behavior("silent.test", DnsBehavior::drop);
     dns.set_behavior("bad.test", DnsBehavior::malformed);
     dns.set_behavior("refused.test", DnsBehavior::refused);
-    Resolver r(opts_for(dns, 200ms, 1));
+    Resolver r(opts_for(dns, 2s, 1));
+    Resolver quick(opts_for(dns, 200ms, 1));  // for the silent server: a short timeout
     AddrInfoHints v4{AF_INET, SOCK_STREAM, 0, 0};
 
     auto check_error = [&](const char* name, int want, const char* words) {
         try {
-            r.getaddrinfo(name, "80", v4);
+            (std::string_view(name) == "silent.test" ? quick : r).getaddrinfo(name, "80", v4);
             FAIL("no error for " << name);
         } catch (const DnsError& e) {
             INFO(std::string(e.what()));
@@ -279,7 +282,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "failures do not disturb other lookups
     dns.set_behavior("bad.test", DnsBehavior::malformed);
     dns.set_behavior("tc.test", DnsBehavior::truncate);
     dns.add_a("tc.test", "10.7.7.7");
-    Resolver r(opts_for(dns, 300ms, 1));
+    Resolver r(opts_for(dns, 1s, 1));
     AddrInfoHints v4{AF_INET, SOCK_STREAM, 0, 0};
     std::vector<std::string> bad = {"nx.test", "fail.test", "silent.test", "bad.test"};
     std::vector<cogent::Greenlet<int>> failing;
@@ -295,11 +298,11 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "failures do not disturb other lookups
         }));
     auto tc =
         cogent::spawn([&] { return r.getaddrinfo("tc.test", "80", v4).at(0).address.host(); });
-    auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 40; ++i)
         CHECK(good[std::size_t(i)].get() ==
               DnsServer::made_up_a("h" + std::to_string(i) + ".gen.test"));
-    CHECK(cogent_test::ms_since(t0) < 1000);  // the good ones did not wait for the bad ones
+    // The good ones (answered after 100 ms) did not wait for the silent one (1 s timeout).
+    CHECK_FALSE(failing[2].ready());
     // Truncated over UDP: c-ares asked again over TCP and got the full answer.
     CHECK(tc.get() == "10.7.7.7");
     CHECK(dns.tcp_queries() >= 1);
@@ -328,37 +331,45 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "200 lookups with a 100 ms answer dela
     double ms = cogent_test::ms_since(t0);
     MESSAGE("200 lookups, 100 ms each: " << ms << " ms");
     CHECK(ms >= 95);
-    CHECK(ms < 1000);  // one by one would be 20 s
+    CHECK(ms < 10000);  // one by one would be 20 s
     CHECK(dns.udp_queries() == 200);
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "killed and timed-out lookups are abandoned cleanly") {
     DnsServer dns;
-    dns.set_delay("slow.test", 300ms);
+    dns.set_delay("slow.test", 5s);  // answered long after the test
     dns.add_a("slow.test", "10.3.3.3");
+    dns.set_delay("late.test", 300ms);
+    dns.add_a("late.test", "10.3.3.4");
     dns.set_behavior("silent.test", DnsBehavior::drop);
     Resolver r(opts_for(dns, 400ms, 1));
     AddrInfoHints v4{AF_INET, SOCK_STREAM, 0, 0};
-    // A Timeout interrupts the wait.
+    // A Timeout interrupts the wait (well before the answer or the resolver's timeout).
     auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_AS(cogent::with_timeout(50ms, [&] { r.getaddrinfo("slow.test", "80", v4); }),
                     cogent::Timeout);
-    CHECK(cogent_test::ms_since(t0) < 250);
+    CHECK(cogent_test::ms_since(t0) < 3000);
     // A kill interrupts it too, and unwinds the greenlet.
-    bool unwound = false;
+    bool unwound = false, late_unwound = false;
     auto g = cogent::spawn([&] {
         cogent_test::SetOnDestroy s{&unwound};
         r.getaddrinfo("silent.test", "80", v4);
     });
+    auto l = cogent::spawn([&] {
+        cogent_test::SetOnDestroy s{&late_unwound};
+        r.getaddrinfo("late.test", "80", v4);
+    });
     cogent::sleep(20ms);
     g.kill();
+    l.kill();
     CHECK(unwound);
-    // Their answers (or c-ares's own timeouts) come later and are dropped: no callback into a
-    // dead greenlet. Meanwhile other lookups go on.
+    CHECK(late_unwound);
+    // The late answer and the silent one's timeout (c-ares's own) come later and are dropped:
+    // no callback into a dead greenlet. Meanwhile other lookups go on.
     auto h = r.getaddrinfo("x.gen.test", "80", v4);
     CHECK(h.at(0).address.host() == DnsServer::made_up_a("x.gen.test"));
-    cogent::sleep(500ms);  // past the slow answer and the silent one's timeout
-    CHECK(r.getaddrinfo("slow.test", "80", v4).at(0).address.host() == "10.3.3.3");
+    cogent::sleep(500ms);  // past the late answer and the silent one's timeout
+    CHECK(r.getaddrinfo("late.test", "80", v4).at(0).address.host() == "10.3.3.4");
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a resolver dropped while a lookup waits") {
@@ -477,8 +488,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "resolv.conf: nameserver lines") {
     try {
         dns = std::make_unique<DnsServer>("127.0.0.153", 53);
     } catch (const std::exception& e) {
-        MESSAGE("skipped: cannot serve on 127.0.0.153:53 (" << e.what() << ")");
-        return;
+        COGENT_SKIP("cannot serve on 127.0.0.153:53 (needs root): " << e.what());
     }
     dns->add_a("ns.test", "10.6.0.1");
     TempFile conf("# generated\nnameserver 127.0.0.153\noptions timeout:1 attempts:1\n");
@@ -641,7 +651,7 @@ TEST_CASE("the resolve example") {
     dns.add_aaaa("v6only.test", "fd00::5");
     dns.set_behavior("nx.test", DnsBehavior::nxdomain);
     const std::string env =
-        "env COGENT_RESOLVER_SERVERS=" + dns.server_spec() + " COGENT_RESOLVER_TIMEOUT=0.5 ";
+        "env COGENT_RESOLVER_SERVERS=" + dns.server_spec() + " COGENT_RESOLVER_TIMEOUT=2 ";
     auto ok = cogent_test::run_child(env + cogent_test::child_path("COGENT_EXAMPLE_RESOLVE") +
                                      " one.test v6only.test 127.0.0.1 2>&1");
     CHECK(ok.status == 0);

@@ -94,16 +94,21 @@ TEST_CASE_FIXTURE(LeakCheck, "local: a greenlet's value is destroyed when it end
         cogent::sleep(0);
         CHECK(Tracked::alive == alive0);
 
-        // Many greenlets.
+        // Many greenlets, all holding their value at once: each waits for `go` (not for a
+        // timer, which could fire before main looks and end some of them).
         std::vector<cogent::AnyGreenlet> gs;
+        cogent::Event all_started, go;
+        int started = 0;
         for (int i = 0; i < 50; ++i)
             gs.push_back(cogent::spawn([&, i] {
                 loc->v = i;
-                cogent::sleep(1ms);
+                if (++started == 50) all_started.set();
+                go.wait();
                 CHECK(loc->v == i);
             }));
-        cogent::sleep(0);
+        CHECK(all_started.wait(60s));
         CHECK(Tracked::alive == alive0 + 50);
+        go.set();
         cogent::joinall(gs);
         cogent::sleep(0);
         CHECK(Tracked::alive == alive0);

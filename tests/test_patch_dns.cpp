@@ -58,7 +58,7 @@ struct PatchDns : cogent_test::LeakCheck {
         Resolver::Options o;
         o.kind = kind;
         o.servers = {dns.server_spec()};
-        o.timeout = 500ms;
+        o.timeout = 5s;  // no test here waits for it: only a lost reply (a loaded machine) would
         o.tries = 1;
         o.hosts_file = "-";
         cogent::set_resolver(std::make_shared<Resolver>(o));
@@ -173,7 +173,7 @@ TEST_CASE_FIXTURE(PatchDns, "200 greenlets in ::getaddrinfo against a 100 ms del
     const double ms = cogent_test::ms_since(t0);
     MESSAGE("200 patched getaddrinfo calls, 100 ms answer delay: " << ms << " ms");
     CHECK(ms >= 95);
-    CHECK(ms < 1000);  // one after another (glibc in one thread) would take 20 s
+    CHECK(ms < 10000);  // one after another (glibc in one thread) would take 20 s
     CHECK(dns.udp_queries() == 200);
 }
 
@@ -715,7 +715,7 @@ TEST_CASE_FIXTURE(PatchDns, "the _r functions: caller's buffer, ERANGE, return c
 }
 
 TEST_CASE_FIXTURE(PatchDns, "a kill or a Timeout leaves a patched lookup; other greenlets run") {
-    dns.set_delay("slow.test", 2000ms);
+    dns.set_delay("slow.test", 5000ms);  // answered after the test: never waited for
     dns.add_a("slow.test", "10.3.3.3");
     auto slow = [] {
         addrinfo* res = nullptr;
@@ -727,7 +727,7 @@ TEST_CASE_FIXTURE(PatchDns, "a kill or a Timeout leaves a patched lookup; other 
     CHECK_THROWS_AS(cogent::with_timeout(50ms, slow), cogent::Timeout);
     CHECK_THROWS_AS(cogent::with_timeout(50ms, [] { return ::gethostbyname("slow.test"); }),
                     cogent::Timeout);
-    CHECK(cogent_test::ms_since(t0) < 1000);
+    CHECK(cogent_test::ms_since(t0) < 3000);
 
     bool unwound = false, returned = false;
     auto g = cogent::spawn([&] {
@@ -746,15 +746,16 @@ TEST_CASE_FIXTURE(PatchDns, "a kill or a Timeout leaves a patched lookup; other 
             ++ticks;
         }
     });
-    cogent::sleep(60ms);
-    CHECK(ticks == 5);  // the thread was not blocked by the lookups in flight
+    // The thread was not blocked by the lookup in flight: the ticker ran to its end meanwhile.
+    ticker.join();
+    CHECK(ticks == 5);
+    CHECK_FALSE(returned);
     t0 = std::chrono::steady_clock::now();
     g.kill();
     CHECK(g.dead());
     CHECK(unwound);
     CHECK_FALSE(returned);
-    CHECK(cogent_test::ms_since(t0) < 500);
-    ticker.join();
+    CHECK(cogent_test::ms_since(t0) < 3000);
 }
 
 TEST_CASE_FIXTURE(PatchDns, "resolver errors become codes; block and thread kinds use libc") {

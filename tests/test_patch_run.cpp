@@ -5,7 +5,7 @@
 // In the sanitizer build the shim is instrumented, so cogent-run preloads the ASan runtime too.
 // Some uninstrumented programs cannot run with the ASan runtime preloaded at all (curl and psql
 // hang in setlocale on Debian 12, with or without cogent): each such program is first tried
-// with the ASan runtime alone, and skipped (with a message) when that fails.
+// with the ASan runtime alone, and skipped (COGENT_SKIP_UNSUPPORTED) when that fails.
 #include <dlfcn.h>
 #include <link.h>
 #include <signal.h>
@@ -123,9 +123,9 @@ bool contains(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
 }
 
-// Whether `argv` can run at all with the ASan runtime preloaded (see the file comment). Always
-// true outside the sanitizer build.
-bool runs_with_asan_preloaded([[maybe_unused]] const std::vector<std::string>& argv) {
+// Why `argv` cannot run at all with the ASan runtime preloaded (see the file comment), or ""
+// when it can. Always "" outside the sanitizer build.
+std::string asan_preload_problem([[maybe_unused]] const std::vector<std::string>& argv) {
 #if defined(__SANITIZE_ADDRESS__)
     std::string asan;
     dl_iterate_phdr(
@@ -140,17 +140,16 @@ bool runs_with_asan_preloaded([[maybe_unused]] const std::vector<std::string>& a
     REQUIRE(!asan.empty());
     auto env = base_env();
     env.set("LD_PRELOAD", asan);
+    // It takes milliseconds when it works; the known failure is a hang.
     try {
-        Ran r = run(argv, env, 2s);
-        if (r.status == 0) return true;
+        Ran r = run(argv, env, 5s);
+        if (r.status == 0) return "";
     } catch (const sp::TimeoutExpired&) {
     }
-    MESSAGE("skipped in the sanitizer build: '" << argv[0]
-                                                << "' does not run with the ASan runtime "
-                                                   "preloaded, even without cogent");
-    return false;
+    return "the sanitizer build: '" + argv[0] +
+           "' does not run with the ASan runtime preloaded, even without cogent";
 #else
-    return true;
+    return "";
 #endif
 }
 
@@ -369,8 +368,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: a multi-threaded program"
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
                   "the multi-threaded program's greenlets wait together under cogent-run") {
-    // Unpatched, the three greenlets' recv and usleep block the whole thread: about
-    // 90 + 3 x 150 ms. Patched they wait together: about 90 + 150 ms.
+    // Unpatched, the three greenlets' recv and usleep block the whole thread: at least
+    // 90 + 3 x 500 ms. Patched they wait together: about 90 + 500 ms (the bound between is
+    // loose: loaded machines).
     const std::string child = env_path("COGENT_CHILD_THREADS");
     auto greenlet_ms = [](const Ran& r) {
         auto pos = r.err.find("greenlet_ms ");
@@ -379,18 +379,18 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     };
     Ran plain = run({child, "greenlets"});
     REQUIRE(plain.status == 0);
-    CHECK(greenlet_ms(plain) >= 500);
+    CHECK(greenlet_ms(plain) >= 1500);
     Ran patched = run_patched({child, "greenlets"});
     REQUIRE(patched.status == 0);
-    CHECK(greenlet_ms(patched) < 420);
-    // Only the time family: the recvs block in turn, the sleeps overlap (about 90 + 150 ms).
+    CHECK(greenlet_ms(patched) < 1300);
+    // Only the time family: the recvs block in turn, the sleeps overlap (about 90 + 500 ms).
     Ran time_only = run_patched({child, "greenlets"}, {"--patch=time"});
     REQUIRE(time_only.status == 0);
-    CHECK(greenlet_ms(time_only) < 420);
+    CHECK(greenlet_ms(time_only) < 1300);
     // No family: as unpatched.
     Ran none = run_patched({child, "greenlets"}, {"--patch=none"});
     REQUIRE(none.status == 0);
-    CHECK(greenlet_ms(none) >= 500);
+    CHECK(greenlet_ms(none) >= 1500);
 }
 
 namespace {
@@ -428,7 +428,8 @@ struct HttpHello {
 }  // namespace
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: curl against cogent's HTTP server") {
-    if (!runs_with_asan_preloaded({"curl", "--version"})) return;
+    if (auto why = asan_preload_problem({"curl", "--version"}); !why.empty())
+        COGENT_SKIP_UNSUPPORTED(why);
     HttpHello server;
     auto [plain, patched] = same({"curl", "-sS", server.url()});
     CHECK(plain.status == 0);
@@ -452,7 +453,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a cogent program (http_hello) under c
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: redis-cli against a real redis-server") {
-    if (!runs_with_asan_preloaded({"redis-cli", "--version"})) return;
+    if (auto why = asan_preload_problem({"redis-cli", "--version"}); !why.empty())
+        COGENT_SKIP_UNSUPPORTED(why);
     cogent_test::RedisServer redis;
     const std::string port = std::to_string(redis.port());
     auto cli = [&](std::vector<std::string> args) {
@@ -478,7 +480,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: redis-cli against a real 
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "unmodified: psql against a real PostgreSQL server") {
-    if (!runs_with_asan_preloaded({"psql", "--version"})) return;
+    if (auto why = asan_preload_problem({"psql", "--version"}); !why.empty())
+        COGENT_SKIP_UNSUPPORTED(why);
     auto [v, vp] = same({"psql", "--version"});
     CHECK(v.status == 0);
     CHECK(contains(v.out, "PostgreSQL"));

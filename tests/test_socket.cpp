@@ -174,8 +174,7 @@ TEST_CASE_FIXTURE(LeakCheck, "TCP over IPv4: echo between greenlets, addresses")
 
 TEST_CASE_FIXTURE(LeakCheck, "TCP over IPv6 (::1)") {
     if (!ipv6_loopback_available()) {
-        MESSAGE("no IPv6 loopback here: skipped");
-        return;
+        COGENT_SKIP("no IPv6 loopback here");
     }
     Socket l = listener("::1");
     CHECK(l.family() == AF_INET6);
@@ -747,7 +746,7 @@ TEST_CASE_FIXTURE(LeakCheck, "sendmsg/recvmsg pass an fd (SCM_RIGHTS)") {
 
 TEST_CASE_FIXTURE(LeakCheck, "the readiness hint never loses data") {
     auto [c, s] = tcp_pair();
-    c.set_timeout(2s);  // a lost wake-up would show as SocketTimeout, not a hang
+    c.set_timeout(10s);  // a lost wake-up would show as SocketTimeout, not a hang
     char buf[64];
     // Arm the kept read watcher and mark the socket drained (a short read).
     auto first = cogent::spawn([&] { return c.recv(buf, sizeof buf); });
@@ -763,7 +762,7 @@ TEST_CASE_FIXTURE(LeakCheck, "the readiness hint never loses data") {
         auto t0 = Clock::now();
         std::size_t n = c.recv(buf, sizeof buf);
         CHECK(std::string(buf, n) == "bc");
-        CHECK(ms_since(t0) < 500);
+        CHECK(ms_since(t0) < 5000);
     }
 
     // Data arrives while the reader sleeps (the hub runs the watcher with nobody waiting).
@@ -773,7 +772,7 @@ TEST_CASE_FIXTURE(LeakCheck, "the readiness hint never loses data") {
     auto t0 = Clock::now();
     std::size_t n = c.recv(buf, sizeof buf);
     CHECK(std::string(buf, n) == "de");
-    CHECK(ms_since(t0) < 500);
+    CHECK(ms_since(t0) < 5000);
 
     // A full read (exactly the size asked) does not mark the socket drained: the rest follows.
     s.send("0123456789");
@@ -786,7 +785,7 @@ TEST_CASE_FIXTURE(LeakCheck, "the readiness hint never loses data") {
     CHECK(c.recv(buf, sizeof buf, MSG_PEEK) == 4);
     t0 = Clock::now();
     CHECK(c.recv(buf, sizeof buf) == 4);
-    CHECK(ms_since(t0) < 500);
+    CHECK(ms_since(t0) < 5000);
 }
 
 }  // TEST_SUITE

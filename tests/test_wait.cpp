@@ -30,6 +30,23 @@ Greenlet<int> sleeper(int ms) {
     });
 }
 
+// Returns `value` once `prev` has ended: deaths in a fixed order whatever the machine's load
+// (two sleepers' timers can expire in one loop turn on a loaded machine and die in any order).
+Greenlet<int> after(const Greenlet<int>& prev, int value) {
+    return cogent::spawn([prev, value]() mutable {
+        prev.join();
+        return value;
+    });
+}
+
+// Returns `value` once `gate` is set.
+Greenlet<int> gated(Event& gate, int value) {
+    return cogent::spawn([&gate, value] {
+        gate.wait();
+        return value;
+    });
+}
+
 // Silences fd 2 (expected failure reports) for its lifetime.
 class QuietStderr {
 public:
@@ -76,7 +93,9 @@ struct IWaitWaitable {
 TEST_SUITE("wait") {
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall returns the greenlets in completion order") {
-    auto a = sleeper(30), b = sleeper(10), c = sleeper(20);
+    auto b = sleeper(10);
+    auto c = after(b, 20);
+    auto a = after(c, 30);
     auto done = cogent::joinall({a, b, c});
     REQUIRE(done.size() == 3);
     CHECK(done[0] == b);
@@ -112,7 +131,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall on timeout returns the partia
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall raise_error rethrows the first failure; without it, nothing is thrown") {
     QuietStderr quiet;
-    auto ok = sleeper(20);
+    Event release;
+    auto ok = gated(release, 20);
     auto bad = cogent::spawn([]() -> int {
         cogent::sleep(5ms);
         throw std::runtime_error("joinall failure");
@@ -125,6 +145,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall raise_error rethrows the firs
     }
     CHECK(msg == "joinall failure");
     CHECK_FALSE(ok.dead());  // raised as soon as the failure was seen
+    release.set();
     std::vector<AnyGreenlet> all;
     CHECK_NOTHROW(all = cogent::joinall({ok, bad}));
     CHECK(all.size() == 2);
@@ -136,12 +157,16 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall raise_error rethrows the firs
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "joinall count stops after that many") {
-    auto a = sleeper(40), b = sleeper(5), c = sleeper(15);
+    Event gate;
+    auto b = sleeper(5);
+    auto c = after(b, 15);
+    auto a = gated(gate, 40);
     auto done = cogent::joinall({a, b, c}, {}, false, 2);
     REQUIRE(done.size() == 2);
     CHECK(done[0] == b);
     CHECK(done[1] == c);
     CHECK_FALSE(a.dead());
+    gate.set();
     a.join();
     CHECK_THROWS_AS(cogent::joinall({AnyGreenlet{}}), std::invalid_argument);
 }
@@ -207,16 +232,21 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "killall's timeout throws Timeout, unl
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "iwait and wait over greenlets yield in completion order") {
-    auto a = sleeper(30), b = sleeper(10), c = sleeper(20);
+    auto b = sleeper(10);
+    auto c = after(b, 20);
+    auto a = after(c, 30);
     std::vector<int> order;
     for (const auto& g : cogent::iwait(std::vector<Greenlet<int>>{a, b, c})) order.push_back(Greenlet<int>(g).get());
     CHECK(order == std::vector<int>{10, 20, 30});
 
-    auto d = sleeper(15), e = sleeper(1);
+    Event gate;
+    auto d = gated(gate, 15);
+    auto e = sleeper(1);
     auto ready = cogent::wait(std::vector<AnyGreenlet>{d, e}, {}, 1);
     REQUIRE(ready.size() == 1);
     CHECK(ready[0] == e);
     CHECK_FALSE(d.dead());
+    gate.set();
     auto rest = cogent::wait(std::vector<AnyGreenlet>{d, e});
     CHECK(rest.size() == 2);
 }

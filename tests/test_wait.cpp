@@ -32,7 +32,7 @@ Greenlet<int> sleeper(int ms) {
 
 // Returns `value` once `prev` has ended: deaths in a fixed order whatever the machine's load
 // (two sleepers' timers can expire in one loop turn on a loaded machine and die in any order).
-Greenlet<int> after(const Greenlet<int>& prev, int value) {
+Greenlet<int> after(Greenlet<int> prev, int value) {
     return cogent::spawn([prev, value]() mutable {
         prev.join();
         return value;

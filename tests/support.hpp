@@ -166,4 +166,24 @@ inline std::string child_path(const char* var) {
     return std::string("'") + p + "'";
 }
 
+// A range of 0..4 whose iterator throws E("half") when stepping onto 2: a range that fails
+// half-way through a map/imap.
+template <class E>
+struct HalfRange {
+    struct iterator {
+        int i = 0;
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        int operator*() const { return i; }
+        iterator& operator++() {
+            if (++i == 2) throw E("half");
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        bool operator==(const iterator& o) const { return i == o.i; }
+    };
+    iterator begin() const { return {}; }
+    iterator end() const { return {5}; }
+};
+
 }  // namespace cogent_test

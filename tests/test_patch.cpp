@@ -447,8 +447,11 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "poll, select and epoll_wait park coop
 
 TEST_CASE("a parking poll asks the kernel once before it parks and once after it wakes") {
     // One zero-timeout look is enough before parking (it also validates the arguments); the
-    // hook once made two (poll, then cogent::poll's ppoll). A poll with something ready at once
-    // costs one system call.
+    // hook once made two (poll, then cogent::poll's ppoll). A parking poll therefore costs three
+    // poll-family calls on its thread: the hook's look, the hub's one check of the fds armed in
+    // that loop turn before it polls (a close(2) behind cogent's back must not reach libev, see
+    // src/fdwait.hpp), and the look after waking; the old hook made four. A poll with something
+    // ready at once costs one system call.
     using Poller = std::function<int(pollfd*)>;
     const std::pair<const char*, Poller> pollers[] = {
         {"poll", [](pollfd* p) { return ::poll(p, 1, 5000); }},
@@ -485,7 +488,7 @@ TEST_CASE("a parking poll asks the kernel once before it parks and once after it
                 why);
             if (!counted) COGENT_SKIP(why);
             CHECK(counted->result == 1);
-            CHECK(counted->syscalls == (ready ? 1 : 2));
+            CHECK(counted->syscalls == (ready ? 1 : 3));
         }
     }
 }

@@ -39,22 +39,7 @@ struct Concurrency {
 };
 
 // A range of 0..4 whose iterator throws Boom("half") when stepping onto 2.
-struct Half {
-    struct iterator {
-        int i = 0;
-        using value_type = int;
-        using difference_type = std::ptrdiff_t;
-        int operator*() const { return i; }
-        iterator& operator++() {
-            if (++i == 2) throw Boom("half");
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        bool operator==(const iterator& o) const { return i == o.i; }
-    };
-    iterator begin() const { return {}; }
-    iterator end() const { return {5}; }
-};
+using Half = cogent_test::HalfRange<Boom>;
 
 using Clock = std::chrono::steady_clock;
 }  // namespace

@@ -216,22 +216,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "imap and imap_unordered carry on afte
             check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
     }
     // A range that fails half-way: imap gives the items submitted before the failure first.
-    struct Half {
-        struct iterator {
-            int i = 0;
-            using value_type = int;
-            using difference_type = std::ptrdiff_t;
-            int operator*() const { return i; }
-            iterator& operator++() {
-                if (++i == 2) throw MyError("half");
-                return *this;
-            }
-            void operator++(int) { ++*this; }
-            bool operator==(const iterator& o) const { return i == o.i; }
-        };
-        iterator begin() const { return {}; }
-        iterator end() const { return {5}; }
-    };
+    using Half = cogent_test::HalfRange<MyError>;
     static_assert(std::ranges::input_range<Half>);
     auto half = pool.imap([](int x) { return x; }, Half{}, 4);
     CHECK(half.next() == 0);

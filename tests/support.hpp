@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace cogent_test {
 
@@ -164,6 +166,30 @@ inline std::string child_path(const char* var) {
     const char* p = std::getenv(var);
     REQUIRE_MESSAGE(p != nullptr, std::string(var) << " is not set (run the test through meson test)");
     return std::string("'") + p + "'";
+}
+
+// gevent's test__pool TestErrorInHandler over any pool with imap/imap_unordered (Pool,
+// ThreadPool): a failed item raises from its own next(), and the following next() carries on.
+template <class PoolT>
+void check_imap_carries_on(PoolT& pool) {
+    auto divide_by = [](int x) -> double {
+        if (x == 0) throw std::domain_error("division by zero");
+        return 1.0 / x;
+    };
+    for (bool ordered : {true, false}) {
+        CAPTURE(ordered);
+        auto check = [](auto it) {
+            CHECK(it.next() == 1.0);
+            CHECK_THROWS_AS(it.next(), std::domain_error);
+            CHECK(it.next() == 0.5);
+            CHECK_FALSE(it.next());
+            CHECK_FALSE(it.next());
+        };
+        if (ordered)
+            check(pool.imap(divide_by, std::vector<int>{1, 0, 2}));
+        else
+            check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
+    }
 }
 
 // A range of 0..4 whose iterator throws E("half") when stepping onto 2: a range that fails

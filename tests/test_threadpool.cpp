@@ -196,25 +196,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
 
 // gevent's test__pool TestErrorInHandler, on a thread pool (same GroupMappingMixin there).
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "imap and imap_unordered carry on after a failed item") {
-    auto divide_by = [](int x) -> double {
-        if (x == 0) throw std::domain_error("division by zero");
-        return 1.0 / x;
-    };
     ThreadPool pool(1);
-    for (bool ordered : {true, false}) {
-        CAPTURE(ordered);
-        auto check = [](auto it) {
-            CHECK(it.next() == 1.0);
-            CHECK_THROWS_AS(it.next(), std::domain_error);
-            CHECK(it.next() == 0.5);
-            CHECK_FALSE(it.next());
-            CHECK_FALSE(it.next());
-        };
-        if (ordered)
-            check(pool.imap(divide_by, std::vector<int>{1, 0, 2}));
-        else
-            check(pool.imap_unordered(divide_by, std::vector<int>{1, 0, 2}));
-    }
+    cogent_test::check_imap_carries_on(pool);
     // A range that fails half-way: imap gives the items submitted before the failure first.
     using Half = cogent_test::HalfRange<MyError>;
     static_assert(std::ranges::input_range<Half>);

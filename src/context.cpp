@@ -333,6 +333,16 @@ std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
     target = live_target(ts, target);
     GreenletImpl* cur = ts->current;
     if (target == cur) std::rethrow_exception(e);
+    if (ts->hub && target == ts->hub->greenlet) [[unlikely]] {
+        // The hub would only report it and carry on, and the caller would never be scheduled
+        // again (gevent's hub.throw() is no use either). A plain switch to the hub is fine.
+        char name[64];
+        target->describe(name, sizeof name);
+        throw GreenletError(std::string("cogent: cannot throw an exception into (or kill) ") +
+                            name +
+                            ": it runs the event loop of the whole thread; throw into or kill "
+                            "the greenlet meant, or switch to the hub to yield");
+    }
     target->pending = std::move(e);
     jump(ts, cur, target);
     return take_result(cur);

@@ -116,8 +116,13 @@ void LinkNode::wake(WaitNode* n) {
         if (self->kind == 3) {
             self->fn(g);
         } else {
+            // Named after its owner, so that a failure reads "link callback of Greenlet-1
+            // failed", not as a failure of some unknown Greenlet-2.
+            char owner[160];
+            self->owner->describe(owner, sizeof owner);
             auto runner =
-                detail::make(SpawnOptions{}, [fn = std::move(self->fn), g]() mutable { fn(g); });
+                detail::make(SpawnOptions{.name = std::string("link callback of ") + owner},
+                             [fn = std::move(self->fn), g]() mutable { fn(g); });
             runner.state()->scheduled = true;
             resume(runner.state());  // a started greenlet holds itself alive until it ends
         }

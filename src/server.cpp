@@ -25,6 +25,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -68,6 +69,14 @@ void say(const std::string& msg) noexcept {
 }
 
 int error_code(const std::system_error& e) noexcept { return e.code().value(); }
+
+// An error's text without its own "cogent: " prefix, to go inside a line that say() prefixes.
+std::string detail_of(const std::exception& e) {
+    std::string_view w = e.what();
+    constexpr std::string_view kPrefix = "cogent: ";
+    if (w.substr(0, kPrefix.size()) == kPrefix) w.remove_prefix(kPrefix.size());
+    return std::string(w);
+}
 
 // A pending network error of the new connection, or an interrupted call: retry at once.
 bool transient_error(int e) noexcept {
@@ -245,8 +254,8 @@ public:
         const int code = error_code(e);
         if (transient_error(code)) return true;
         if (fatal_error(code)) {
-            say(w_.run->info->name + ": " + op_ + " failed with " + e.what() +
-                "; closing the socket (no longer serving on it)");
+            say(w_.run->info->name + ": " + op_ + " failed (" + detail_of(e) +
+                "); closing the socket (no longer serving on it)");
             close_socket(w_);
             return false;
         }
@@ -254,8 +263,8 @@ public:
         // readable); wait, longer each time, and say so once per streak.
         delay_ = delay_ == Duration::zero() ? kMinDelay : std::min(delay_ * 2, kMaxDelay);
         if (failures_++ == 0)
-            say(w_.run->info->name + ": " + op_ + " failed with " + e.what() +
-                "; retrying with a growing delay (10 ms up to 1 s) until it succeeds");
+            say(w_.run->info->name + ": " + op_ + " failed (" + detail_of(e) +
+                "); retrying with a growing delay (10 ms up to 1 s) until it succeeds");
         cogent::sleep(delay_);
         return true;
     }

@@ -869,6 +869,8 @@ TEST_CASE_FIXTURE(LeakCheck, "StreamServer: accept errors (EMFILE) back off inst
     // Reported once for the whole streak, and once when it recovered.
     CHECK(count(err, "accept failed") == 1);
     CHECK(contains(err, "Too many open files"));
+    CHECK_FALSE(contains(err, "cogent: cogent:"));  // one prefix per line (issue 12)
+    CHECK_FALSE(contains(err, "failed with cogent:"));
     CHECK(contains(err, "retrying with a growing delay"));
     CHECK(count(err, "accept works again") == 1);
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <typeinfo>
 
 #include "cogent/exceptions.hpp"
@@ -205,14 +206,17 @@ void HubImpl::run() {
             continue;
         }
         run_callbacks();
-        if (stopping) break;
+        // Teardown wins over whatever keeps the loop alive (a periodic sleeper's timer): main
+        // may have been resumed from one of these callbacks, so it is parked from here, before
+        // the next poll, not from a poll that might never return (issue 12).
+        if (stopping || park_requested) continue;
         if (!callbacks.empty()) {
             poll(EVRUN_NOWAIT);
             continue;
         }
         break_requested = false;
         poll(0);  // until ev_break (a callback was queued) or nothing referenced is active
-        if (stopping) break;
+        if (stopping || park_requested) continue;
         if (callbacks.empty() && !break_requested) {
             GreenletImpl* m = ts->main;
             if (ts->tearing_down) {
@@ -228,6 +232,11 @@ void HubImpl::run() {
             }
         }
     }
+}
+
+void HubImpl::request_park() noexcept {
+    park_requested = true;
+    if (in_ev_run) ev_break(loop, EVBREAK_ALL);
 }
 
 void HubImpl::on_async(struct ev_loop*, ev_async* w, int) {
@@ -274,45 +283,123 @@ void HubImpl::stop_and_join(ThreadState*) {
 // ---------------------------------------------------------------------------------------------
 // Thread state teardown: unwind every greenlet still suspended, then stop the hub.
 
+namespace {
+// How long the hub may run the cleanups of unwound greenlets that block (a sleep in a
+// destructor, a join of a child) before what is left is reported as leaked, and how many times
+// GreenletExit is thrown into one that swallows it.
+constexpr double kUnwindBudgetSeconds = 2.0;
+constexpr int kUnwindRounds = 3;
+
+// An unreferenced timer on the hub's loop: it bounds the unwinding without keeping the loop
+// alive, and brings main back when it fires.
+struct UnwindDeadline {
+    ev_timer timer{};
+    HubImpl* hub;
+    GreenletImpl* main;
+    bool expired = false;
+    UnwindDeadline(HubImpl* h, GreenletImpl* m) : hub(h), main(m) {
+        ev_timer_init(&timer, [](struct ev_loop* loop, ev_timer* w, int) {
+            auto* self = static_cast<UnwindDeadline*>(w->data);
+            ev_ref(loop);
+            ev_timer_stop(loop, w);
+            self->expired = true;
+            resume(self->main);
+        }, kUnwindBudgetSeconds, 0.);
+        timer.data = this;
+        hub->update_now();
+        ev_timer_start(hub->loop, &timer);
+        ev_unref(hub->loop);
+    }
+    ~UnwindDeadline() {
+        if (ev_is_active(&timer)) ev_ref(hub->loop);
+        ev_timer_stop(hub->loop, &timer);
+    }
+    UnwindDeadline(const UnwindDeadline&) = delete;
+};
+
+// A GreenletExit on its way into a greenlet being unwound, thrown from the hub: a victim whose
+// cleanup blocks then parks like any greenlet, and the hub goes on to the next one.
+struct UnwindThrow : Callback {
+    Ref<GreenletImpl> target;
+    explicit UnwindThrow(GreenletImpl* g) : target(Ref<GreenletImpl>::share(g)) {
+        fn = [](Callback* c) {
+            std::unique_ptr<UnwindThrow> self(static_cast<UnwindThrow*>(c));
+            GreenletImpl* g = self->target.get();
+            if (!g->dead()) resume_throw(g, std::make_exception_ptr(GreenletExit()));
+        };
+        discard = [](Callback* c) { delete static_cast<UnwindThrow*>(c); };
+    }
+};
+}  // namespace
+
+void ThreadState::unwind_greenlets() {
+    GreenletImpl* hg = hub->greenlet;
+    auto alive = [&] {
+        std::size_t n = 0;
+        live.for_each([&](GreenletImpl* g) {
+            if (g != hg && !g->dead()) ++n;
+        });
+        return n;
+    };
+    UnwindDeadline deadline(hub, main);
+    for (int round = 0; round < kUnwindRounds && !deadline.expired; ++round) {
+        std::vector<GreenletImpl*> victims;
+        live.for_each([&](GreenletImpl* g) {
+            if (g != hg && !g->dead()) victims.push_back(g);
+        });
+        if (victims.empty()) break;
+        // GreenletExit into all of them, from the hub: one whose cleanup blocks (or that
+        // swallows it and sleeps on) must not keep the others from being told.
+        for (GreenletImpl* v : victims) {
+            set_parent(v, main);  // so that its death comes straight back here
+            hub->schedule(new UnwindThrow(v));
+        }
+        // Main is resumed when one dies, at the deadline, or when the loop has nothing left:
+        // those left then wait on something nobody will set, and the next round throws again.
+        for (std::size_t n = alive(); n && !deadline.expired;) {
+            try {
+                switch_to(hg, {});
+            } catch (...) {
+                // An exception escaping an unwound greenlet: keep going.
+            }
+            const std::size_t now = alive();
+            if (now == n) break;
+            n = now;
+        }
+    }
+    std::string names;
+    std::size_t left = 0;
+    live.for_each([&](GreenletImpl* g) {
+        if (g == hg || g->dead()) return;
+        char buf[160];
+        g->describe(buf, sizeof buf);
+        if (left++ < 8) names += std::string(left > 1 ? ", " : "") + buf;
+    });
+    if (left)
+        fprintf(
+            stderr,
+            "cogent: %zu greenlet(s) would not exit at thread exit (GreenletExit thrown in up to "
+            "%d times, their cleanups given up to %.0f s); leaked: %s%s\n",
+            left, kUnwindRounds, kUnwindBudgetSeconds, names.c_str(), left > 8 ? ", ..." : "");
+}
+
 ThreadState::~ThreadState() {
     // Only ever destroyed from the main greenlet (see ThreadStateOwner).
     tearing_down = true;
     if (hub) {
         // The hub may be suspended in the middle of a callback (main returned from a greenlet
-        // woken by it). Let it finish that callback first, or it would later resume with state
-        // belonging to greenlets unwound below.
+        // woken by it), or polling a loop that a periodic timer keeps alive. Let it finish that
+        // callback first, or it would later resume with state belonging to greenlets unwound
+        // below; it parks before its next poll whatever keeps the loop alive.
         GreenletImpl* hg = hub->greenlet;
         if (hg->started() && !hg->dead()) {
-            hub->park_requested = true;
-            if (hub->in_ev_run) ev_break(hub->loop, EVBREAK_ALL);
+            hub->request_park();
             try {
                 switch_to(hg, {});
             } catch (...) {
             }
         }
-        for (int round = 0; round < 3; ++round) {
-            std::vector<Ref<GreenletImpl>> victims;
-            live.for_each([&](GreenletImpl* g) {
-                if (g != hub->greenlet && !g->dead()) victims.push_back(Ref<GreenletImpl>::share(g));
-            });
-            if (victims.empty()) break;
-            for (auto& v : victims) {
-                if (v->dead()) continue;
-                try {
-                    set_parent(v.get(), main);  // so that its death comes straight back here
-                    throw_to(v.get(), std::make_exception_ptr(GreenletExit()));
-                } catch (...) {
-                    // An exception escaping the unwound greenlet, or a LoopExit: keep going.
-                }
-            }
-        }
-        std::size_t left = 0;
-        live.for_each([&](GreenletImpl* g) {
-            if (g != hub->greenlet) ++left;
-        });
-        if (left)
-            fprintf(stderr, "cogent: %zu greenlet(s) refused to exit at thread exit; leaked\n",
-                    left);
+        unwind_greenlets();
         hub->stop_and_join(this);
         delete hub;
         hub = nullptr;

@@ -94,6 +94,9 @@ void dns_hub_teardown(HubImpl* hub) noexcept;
 struct ThreadState : ThreadCore {
     ThreadState();
     ~ThreadState();
+    // Teardown, from main with the hub parked: throw GreenletExit into every greenlet left,
+    // let the hub run their blocking cleanups for a bounded time, report those that stay.
+    void unwind_greenlets();
     MainGreenlet* main = nullptr;
     HubImpl* hub = nullptr;
     StackPool stacks;
@@ -151,6 +154,9 @@ public:
     void run();  // the hub greenlet's body
     void stop_and_join(ThreadState* ts);  // teardown: make run() return
     void request_break() noexcept;
+    // Teardown: make the hub hand control back to main at its next safe point (after the
+    // callback it is in, or out of a poll), whatever keeps its loop alive.
+    void request_park() noexcept;
     void update_now() noexcept { ev_now_update(loop); }
     std::uint64_t thread_index() const noexcept { return index_; }
 

@@ -188,7 +188,7 @@ void HubImpl::run_callbacks() {
         } else {
             cb->fn(cb);
         }
-        if (stopping || park_requested) return;
+        if (leave_requested) return;
         // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
         // not one) while bounding how long I/O and timers can be kept waiting.
         if ((++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
@@ -197,11 +197,13 @@ void HubImpl::run_callbacks() {
 
 void HubImpl::run() {
     last_poll_ns = monotonic_ns();
-    while (!stopping) {
-        if (park_requested) {
+    for (;;) {
+        if (leave_requested) [[unlikely]] {
+            if (stopping) break;
             // Thread teardown: we are between callbacks now, nothing half done. Hand control
             // back to main, which unwinds the remaining greenlets.
             park_requested = false;
+            leave_requested = false;
             resume(ts->main);
             continue;
         }
@@ -209,14 +211,14 @@ void HubImpl::run() {
         // Teardown wins over whatever keeps the loop alive (a periodic sleeper's timer): main
         // may have been resumed from one of these callbacks, so it is parked from here, before
         // the next poll, not from a poll that might never return (issue 12).
-        if (stopping || park_requested) continue;
+        if (leave_requested) continue;
         if (!callbacks.empty()) {
             poll(EVRUN_NOWAIT);
             continue;
         }
         break_requested = false;
         poll(0);  // until ev_break (a callback was queued) or nothing referenced is active
-        if (stopping || park_requested) continue;
+        if (leave_requested) continue;
         if (callbacks.empty() && !break_requested) {
             GreenletImpl* m = ts->main;
             if (ts->tearing_down) {
@@ -236,6 +238,7 @@ void HubImpl::run() {
 
 void HubImpl::request_park() noexcept {
     park_requested = true;
+    leave_requested = true;
     if (in_ev_run) ev_break(loop, EVBREAK_ALL);
 }
 
@@ -270,6 +273,7 @@ void HubImpl::keep_alive(int delta) noexcept {
 
 void HubImpl::stop_and_join(ThreadState*) {
     stopping = true;
+    leave_requested = true;
     if (greenlet->started() && !greenlet->dead()) {
         if (in_ev_run) ev_break(loop, EVBREAK_ALL);
         try {

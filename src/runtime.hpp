@@ -173,6 +173,7 @@ public:
     bool break_requested = false;
     bool stopping = false;
     bool park_requested = false;  // teardown: finish the current callback, then yield to main
+    bool leave_requested = false;  // stopping || park_requested: the one flag run() tests
     std::uint64_t last_poll_ns = 0;
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
     DnsHub* dns = nullptr;  // this hub's resolvers (dns.cpp); created on the first one

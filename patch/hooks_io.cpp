@@ -92,7 +92,7 @@ TimeoutArg sock_timeout(int fd, bool send) noexcept {
         timeval tv{};
         socklen_t len = sizeof tv;
         ns = libc().getsockopt(fd, SOL_SOCKET, send ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &len) == 0
-                 ? std::int64_t(tv.tv_sec) * 1'000'000'000 + std::int64_t(tv.tv_usec) * 1000
+                 ? detail::from_sec_ns(tv.tv_sec, std::int64_t(tv.tv_usec) * 1000).count()
                  : 0;
         errno = saved;
         if (f) (send ? f->sndtimeo_ns : f->rcvtimeo_ns).store(ns, std::memory_order_relaxed);
@@ -483,7 +483,7 @@ COGENT_HOOK int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, tim
             errno = EINVAL;
             return -1;
         }
-        call_dl.emplace(Duration(std::int64_t(timeout->tv_sec) * 1'000'000'000 + timeout->tv_nsec));
+        call_dl.emplace(detail::from_sec_ns(timeout->tv_sec, timeout->tv_nsec));  // saturated
     }
     unsigned got = 0;
     for (;;) {
@@ -751,8 +751,8 @@ COGENT_HOOK int setsockopt(int fd, int level, int name, const void* val, socklen
         if (rcv || snd) {
             // On 64-bit Linux both the old and the new layout are {64-bit sec, 64-bit usec}.
             const auto* tv = static_cast<const timeval*>(val);
-            std::int64_t ns = std::int64_t(tv->tv_sec) * 1'000'000'000 +
-                              std::int64_t(tv->tv_usec) * 1000;
+            // Saturated: beyond ~292 years is Duration::max() (the kernel: forever).
+            std::int64_t ns = detail::from_sec_ns(tv->tv_sec, std::int64_t(tv->tv_usec) * 1000).count();
             if (FdInfo* f = fd_info(fd)) (rcv ? f->rcvtimeo_ns : f->sndtimeo_ns).store(ns < 0 ? 0 : ns);
         }
     }

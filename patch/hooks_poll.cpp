@@ -36,7 +36,7 @@ bool ts_timeout(const timespec* ts, TimeoutArg& out) {
         return true;
     }
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1'000'000'000) return false;
-    out = TimeoutArg(Duration(std::int64_t(ts->tv_sec) * 1'000'000'000 + ts->tv_nsec));
+    out = TimeoutArg(detail::from_sec_ns(ts->tv_sec, ts->tv_nsec));  // saturated: forever
     return true;
 }
 
@@ -123,19 +123,20 @@ COGENT_HOOK int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv
         return libc().select(nfds, rd, wr, ex, tv);
     TimeoutArg t;
     if (tv) {
-        // The kernel folds whole seconds of tv_usec into tv_sec, then rejects what is negative.
-        const std::int64_t sec = std::int64_t(tv->tv_sec) + tv->tv_usec / 1'000'000;
-        const std::int64_t usec = tv->tv_usec % 1'000'000;
+        // As glibc's select (2.36): it keeps 32 bits of tv_usec, rejects a negative tv_sec or
+        // tv_usec (EINVAL), and folds whole seconds of tv_usec into tv_sec, saturating.
+        const std::int64_t sec = tv->tv_sec;
+        const auto usec = std::int32_t(tv->tv_usec);
         if (sec < 0 || usec < 0) {
             errno = EINVAL;
             return -1;
         }
-        t = TimeoutArg(Duration(sec * 1'000'000'000 + usec * 1000));
+        t = TimeoutArg(detail::from_sec_ns(sec, std::int64_t(usec) * 1000));  // saturated: forever
     }
     const auto start = std::chrono::steady_clock::now();
     bool timed_out = false;
     int r = co_select(nfds, rd, wr, ex, t, &timed_out);
-    if (tv && r >= 0) {
+    if (tv && r >= 0 && t.value() != Duration::max()) {  // a saturated one stays as it was
         // Linux writes back the time not slept.
         auto slept = std::chrono::steady_clock::now() - start;
         auto left = timed_out ? Duration::zero()

@@ -17,9 +17,9 @@ bool valid(const timespec* ts) {
     return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1'000'000'000;
 }
 
-Duration to_duration(const timespec& ts) {
-    return Duration(std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec);
-}
+// Saturated: a timespec beyond what a Duration holds (~292 years) is Duration::max(), which the
+// kernel too treats as forever (it clamps to KTIME_MAX), never a wrapped negative "now".
+Duration to_duration(const timespec& ts) { return detail::from_sec_ns(ts.tv_sec, ts.tv_nsec); }
 
 // cogent::sleep with the caller's errno kept.
 void co_sleep(Duration d) {
@@ -65,7 +65,7 @@ COGENT_HOOK int clock_nanosleep(clockid_t clock, int flags, const timespec* req,
         return libc().clock_nanosleep(clock, flags, req, rem);
     if (!valid(req)) return EINVAL;  // clock_nanosleep returns the error, errno untouched
     Duration d = to_duration(*req);
-    if (flags & TIMER_ABSTIME) {
+    if ((flags & TIMER_ABSTIME) && d != Duration::max()) {  // a saturated end never comes
         timespec now{};
         clock_gettime(clock, &now);
         d -= to_duration(now);

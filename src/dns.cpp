@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -700,8 +701,9 @@ struct Resolver::Impl {
         o.lookups = lookups;
         if (opts.timeout) {
             mask |= ARES_OPT_TIMEOUTMS;
-            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*opts.timeout);
-            o.timeout = int(std::max<long long>(1, ms.count()));
+            // c-ares takes an int of ms: clamp (a huge timeout is the longest it can express).
+            auto ms = std::chrono::ceil<std::chrono::milliseconds>(*opts.timeout);
+            o.timeout = int(std::clamp<long long>(ms.count(), 1, INT_MAX));
         }
         if (opts.tries) {
             mask |= ARES_OPT_TRIES;
@@ -1071,8 +1073,8 @@ Resolver::Options Resolver::options_from_environment() {
     for (const auto& item : env.servers) server_csv_entry(item, "COGENT_RESOLVER_SERVERS");
     o.servers = std::move(env.servers);
     if (env.timeout_s)
-        o.timeout =
-            std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*env.timeout_s));
+        o.timeout = detail::saturate(std::chrono::duration<double>(*env.timeout_s),
+                                     "COGENT_RESOLVER_TIMEOUT");
     o.tries = env.tries;
     return o;
 }

@@ -187,7 +187,9 @@ void worker_main(std::shared_ptr<State> st, Worker* self) noexcept {
         if (s.idle_timeout.forever())
             s.cv.wait(lk, has_work);
         else
-            woken = s.cv.wait_for(lk, s.idle_timeout.value(), has_work);
+            // wait_until a saturated deadline: wait_for adds the duration to now() itself, which
+            // overflows for a huge idle_timeout and would retire the worker at once.
+            woken = s.cv.wait_until(lk, detail::Deadline::after(s.idle_timeout.value()), has_work);
         --s.idle;
         if (!woken) {  // idle for idle_timeout: retire
             self->stop = true;

@@ -136,10 +136,12 @@ public:
 
     // Schedule it to run (spawned greenlets start in FIFO order). No-op if already scheduled.
     void start() { p_->start(); }
-    // Schedule it to run after d.
+    // Schedule it to run after d (a d longer than the clock can express: Duration::max(), in
+    // effect never). std::invalid_argument for a negative d or NaN.
     template <class Rep, class Period>
-    void start_later(std::chrono::duration<Rep, Period> d) {
-        p_->start_later(TimeoutArg(d).value());
+    void start_later(std::chrono::duration<Rep, Period> d,
+                     std::source_location where = std::source_location::current()) {
+        p_->start_later(TimeoutArg(d, where).value());
     }
     // Wait until it is dead; true if it is, false on timeout. Does not rethrow its exception.
     bool join(TimeoutArg timeout = {}) { return p_->wait_ready(timeout, "Greenlet::join"); }

@@ -52,13 +52,15 @@ Hub get_hub();
 void sleep(Duration d, bool ref = true);
 template <class Rep, class Period>
 void sleep(std::chrono::duration<Rep, Period> d, bool ref = true) {
-    auto ns = std::chrono::ceil<Duration>(d);
-    sleep(ns, ref);
+    // Rounded up and saturated: longer than the clock can express (seconds::max(), 1000 years,
+    // an infinite double) sleeps for Duration::max(), in effect forever. NaN is rejected.
+    sleep(detail::saturate(d, "sleep"), ref);
 }
-// gevent spelling: seconds as a number, sleep(0) to yield. NaN is rejected.
+// gevent spelling: seconds as a number, sleep(0) to yield. NaN is rejected; HUGE_VAL (or any
+// value beyond about 9.2e9 s) sleeps for Duration::max().
 inline void sleep(double seconds, bool ref = true) {
-    if (seconds != seconds) throw std::invalid_argument("cogent: sleep(NaN)");
-    sleep(seconds > 0 ? std::chrono::ceil<Duration>(std::chrono::duration<double>(seconds))
+    if (seconds != seconds) detail::duration_is_nan("sleep");
+    sleep(seconds > 0 ? detail::saturate(std::chrono::duration<double>(seconds), "sleep")
                       : Duration::zero(),
           ref);
 }

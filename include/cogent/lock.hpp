@@ -92,8 +92,8 @@ public:
     template <class Pred>
     bool wait_for(Pred pred, TimeoutArg timeout = {}) {
         using Clock = std::chrono::steady_clock;
-        const auto deadline =
-            timeout.forever() ? Clock::time_point::max() : Clock::now() + timeout.value();
+        const auto deadline = timeout.forever() ? Clock::time_point::max()
+                                                : detail::Deadline::after(timeout.value());
         bool result = pred();
         while (!result) {
             TimeoutArg left;

@@ -51,9 +51,11 @@ public:
 
 private:
     static Duration to_duration(double seconds) {
+        if (seconds != seconds) detail::duration_is_nan("Timer delay");
         if (!(seconds >= 0))
             throw std::invalid_argument("cogent: Timer delay must be >= 0 seconds");
-        return std::chrono::ceil<Duration>(std::chrono::duration<double>(seconds));
+        // Saturated: a delay beyond what the clock can express is Duration::max(), not "now".
+        return detail::saturate(std::chrono::duration<double>(seconds), "Timer delay");
     }
     AnyGreenlet g_;
     std::shared_ptr<bool> cancelled_;

@@ -26,7 +26,10 @@ public:
     // acquire until the time point `t` of any clock.
     template <class Clock, class Dur>
     bool try_lock_until(std::chrono::time_point<Clock, Dur> t) {
-        return try_lock_for(t - Clock::now());
+        // Compared first: t - now overflows for time_point::min() (a wrapped "forever").
+        const auto now = Clock::now();
+        if (t <= now) return try_lock();
+        return try_lock_for(t - now);
     }
 
 private:

@@ -57,15 +57,17 @@ void AsyncResultBase::finish_set(bool ok) {
 }
 
 void AsyncResultBase::check_owner(const char* what) const {
-    if (tls_state != owner_)
+    if (!owned_by_this_thread()) [[unlikely]]
         throw GreenletError(std::string("cogent: ") + what +
                             " called from a thread other than the one that created the "
                             "AsyncResult (only set() may come from another thread)");
 }
 
 bool AsyncResultBase::wait_done(TimeoutArg timeout, const char* what, bool take_turn) {
+    // A result once set may be read from any thread (documented, tested): the state is atomic
+    // and never changes again.
     if (ready()) {
-        if (take_turn && tls_state == owner_) wait_turn(timeout, what);
+        if (take_turn && owned_by_this_thread()) wait_turn(timeout, what);
         return true;
     }
     check_owner(what);

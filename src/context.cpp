@@ -44,6 +44,7 @@ namespace cogent::detail {
 
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
 constinit thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
+constinit thread_local char tls_token COGENT_TLS_IE = 0;  // see thread_token()
 // Same two-pointer struct returned in rax:rdx: the cast only renames the result type.
 JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
 static_assert(sizeof(Transfer) == sizeof(fctx::transfer_t));

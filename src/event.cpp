@@ -11,20 +11,19 @@ Event::Event() noexcept : Linkable(true) {}
 Event::~Event() = default;
 
 void Event::set() {
-    check_thread();
+    check_thread("Event::set");
     flag_ = true;
     if (waiters_.empty()) return;
-    bind_thread();
     // Every party there now is woken even if clear() comes before its turn.
     notify_all_linked();
 }
 
 bool Event::wait(TimeoutArg timeout) {
+    check_thread("Event::wait");
     if (flag_) {
         wait_turn(timeout, "Event::wait");
         return true;
     }
-    bind_thread();
     // Woken means a set() happened while we waited: true even if cleared since.
     return park(waiters_, timeout, "Event::wait") || flag_;
 }

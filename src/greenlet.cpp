@@ -277,18 +277,16 @@ void GreenletState::finish() {
 }
 
 void GreenletState::start() {
+    check_thread("start");
     if (scheduled || dead()) return;
-    if (thread != tls_state)
-        throw GreenletError("cogent: Greenlet::start from another thread");
     scheduled = true;
     add_ref();
     schedule(&start_cb_);
 }
 
 void GreenletState::start_later(Duration d) {
+    check_thread("start_later");
     if (scheduled || dead()) return;
-    if (thread != tls_state)
-        throw GreenletError("cogent: Greenlet::start_later from another thread");
     scheduled = true;
     auto* lt = new LaterTimer{};
     lt->g = this;
@@ -310,6 +308,9 @@ void GreenletState::start_later(Duration d) {
 }
 
 void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
+    // Before anything: from another thread, the kill would be queued on the caller's hub and
+    // jump onto this thread's greenlet stack.
+    check_thread("kill");
     if (dead()) return;
     if (!started()) {
         // Killed before it ran: it never will. gevent: dead, and successful for GreenletExit.
@@ -352,13 +353,22 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
     }
 }
 
+void GreenletState::throw_self_join(const char* what) const {
+    const std::string n = name();
+    throw GreenletError("cogent: " + n + " cannot join itself (" + n + "." + what +
+                        "() called from inside " + n + " would wait for its own end forever)");
+}
+
 void GreenletState::get_outcome(TimeoutArg timeout) {
+    check_join("get");
     if (!wait_ready(timeout, "Greenlet::get")) throw Timeout::expired(timeout);
     if (error) std::rethrow_exception(error);
     if (exited) throw GreenletExit();
 }
 
 LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
+    static constexpr const char* kNames[] = {"link", "link_value", "link_exception", "rawlink"};
+    check_thread(kNames[kind & 3]);
     if (!fn) throw std::invalid_argument("cogent: link needs a callable");
     auto n = std::make_unique<LinkNode>();
     n->owner = this;
@@ -372,7 +382,8 @@ LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
     return id;
 }
 
-void GreenletState::remove_link(LinkId id) noexcept {
+void GreenletState::remove_link(LinkId id) {
+    check_thread("unlink");
     LinkNode* found = nullptr;
     waiters_.for_each([&](WaitNode* n) {
         if (n->on_wake == &LinkNode::wake && static_cast<LinkNode*>(n)->id == id)

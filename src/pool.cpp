@@ -31,6 +31,7 @@ bool Group::contains(const AnyGreenlet& g) const noexcept {
 bool Group::contains_current() const noexcept { return index_.count(detail::current()) != 0; }
 
 std::vector<AnyGreenlet> Group::greenlets() const {
+    empty_.check_thread("Group::greenlets");
     std::vector<AnyGreenlet> out;
     out.reserve(members_.size());
     for (const auto& m : members_) out.push_back(m.g);
@@ -38,6 +39,8 @@ std::vector<AnyGreenlet> Group::greenlets() const {
 }
 
 bool Group::add_member(const AnyGreenlet& g, bool blocking, TimeoutArg timeout) {
+    empty_.check_thread("Group::add");
+    if (g.valid()) g.state()->check_thread("add to a Group");
     if (!g.valid()) throw std::invalid_argument("cogent: Group::add given a null greenlet handle");
     if (contains(g)) return true;  // never two slots for one greenlet
     if (!reserve(blocking, timeout)) return false;
@@ -94,7 +97,8 @@ void Group::on_death(detail::GreenletImpl* key) noexcept {
     if (f != index_.end()) erase(f->second);  // the link that called us is already gone
 }
 
-void Group::discard(const AnyGreenlet& g) noexcept {
+void Group::discard(const AnyGreenlet& g) {
+    empty_.check_thread("Group::discard");
     if (!g.valid()) return;
     auto f = index_.find(key_of(g));
     if (f == index_.end()) return;
@@ -104,6 +108,7 @@ void Group::discard(const AnyGreenlet& g) noexcept {
 }
 
 bool Group::join(TimeoutArg timeout, bool raise_error) {
+    empty_.check_thread("Group::join");
     if (!raise_error) return empty_.wait_ready(timeout, "Group::join");
     detail::Deadline dl(timeout);
     std::exception_ptr first;
@@ -119,6 +124,7 @@ bool Group::join(TimeoutArg timeout, bool raise_error) {
 }
 
 void Group::kill_ptr(std::exception_ptr e, bool block, TimeoutArg timeout) {
+    empty_.check_thread("Group::kill");
     detail::Deadline dl(timeout);
     if (block && on_hub()) block = false;
     for (;;) {
@@ -133,8 +139,10 @@ void Group::kill_ptr(std::exception_ptr e, bool block, TimeoutArg timeout) {
         for (auto& v : victims) v.state()->kill(e, false, {});
         if (!block || members_.empty()) return;
         std::vector<AnyGreenlet> alive;
+        // A member killing its own group is not joined (a self-join): its kill lands on it
+        // while it waits for the others.
         for (auto& m : members_)
-            if (!m.g.dead()) alive.push_back(m.g);
+            if (!m.g.dead() && m.g.state() != detail::current()) alive.push_back(m.g);
         TimeoutArg left = dl.left();
         if (left.zero()) return;
         if (alive.empty()) {
@@ -148,13 +156,15 @@ void Group::kill_ptr(std::exception_ptr e, bool block, TimeoutArg timeout) {
 
 void Group::killone_ptr(const AnyGreenlet& g, std::exception_ptr e, bool block,
                         TimeoutArg timeout) {
+    empty_.check_thread("Group::killone");
     if (!g.valid()) return;
     auto f = index_.find(key_of(g));
     if (f == index_.end() || f->second->dying) return;
     f->second->dying = true;
     AnyGreenlet victim = g;
     victim.state()->kill(std::move(e), false, {});
-    if (block && !on_hub()) victim.join(timeout);
+    // Not join(): a member killing itself waits here for its own kill to land (no self-join).
+    if (block && !on_hub()) victim.state()->wait_ready(timeout, "Group::killone");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +262,7 @@ void Pool::drop_queued(std::exception_ptr e) noexcept {
 }
 
 int Pool::wait_available(TimeoutArg timeout) {
+    slots_.check_thread("Pool::wait_available");
     if (slots_.free == 0 && !timeout.zero()) slots_.wait_ready(timeout, "Pool::wait_available");
     return static_cast<int>(slots_.free);
 }

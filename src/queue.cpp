@@ -78,13 +78,13 @@ void QueueCore::bind_all() {
 }
 
 void QueueCore::check_task_done() {
-    getters_.check();
+    getters_.check("Queue::task_done");
     if (unfinished_ == 0)
         throw std::invalid_argument("cogent: Queue::task_done() called too many times");
 }
 
 bool QueueCore::wait_join(TimeoutArg timeout) {
-    getters_.check();
+    getters_.check("Queue::join");
     if (unfinished_ == 0) return true;
     bind_all();
     return joiners_.wait_ready(timeout, "Queue::join");

@@ -29,7 +29,7 @@ BoundedSemaphore::BoundedSemaphore(int value)
     : Semaphore(value, value, "cogent: BoundedSemaphore released too many times") {}
 
 bool Semaphore::acquire(bool blocking, TimeoutArg timeout) {
-    check_thread();  // throws before touching the count
+    check_thread("Semaphore::acquire");  // throws before touching the count
     // Fairness: a permit released while greenlets are queued belongs to them (their wake-up
     // callback is already scheduled), so the fast path is only for an empty queue.
     if (counter_ > 0 && acquirers_ == 0) {
@@ -37,7 +37,6 @@ bool Semaphore::acquire(bool blocking, TimeoutArg timeout) {
         return true;
     }
     if (!blocking || timeout.zero()) return false;
-    bind_thread();
     // Make sure a scheduled wake-up exists if permits are already waiting for the queue head
     // (notify() is a no-op when one is pending).
     if (counter_ > 0) notify();
@@ -57,7 +56,7 @@ bool Semaphore::acquire(bool blocking, TimeoutArg timeout) {
 }
 
 int Semaphore::release() {
-    check_thread();  // throws before touching the count
+    check_thread("Semaphore::release");  // throws before touching the count
     if (counter_ >= bound_) {
         if (bound_ == INT_MAX) throw std::overflow_error("cogent: Semaphore counter overflow");
         throw std::logic_error(over_release_);
@@ -68,8 +67,8 @@ int Semaphore::release() {
 }
 
 int Semaphore::wait(TimeoutArg timeout) {
+    check_thread("Semaphore::wait");
     if (counter_ > 0) return counter_;
-    check_thread();
     wait_ready(timeout, "Semaphore::wait");
     return counter_;
 }

@@ -60,41 +60,37 @@ Linkable::~Linkable() {
         if (n->on_wake == &RawLink::fire) delete static_cast<RawLink*>(n);
 }
 
-void Linkable::bind_thread() {
-    ThreadState* ts = thread_state_fast();
-    if (!owner_) {
-        owner_ = ts;
-    } else if (owner_ != ts) {
-        throw GreenletError(
-            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
-            "from another thread (or use Hub::run_callback_threadsafe)");
-    }
-}
-
-void Linkable::check_thread() const {
-    if (owner_ && owner_ != tls_state)
-        throw GreenletError(
-            "cogent: a waitable object is used from two threads; only AsyncResult may be set "
-            "from another thread (or use Hub::run_callback_threadsafe)");
+void Linkable::throw_foreign_thread(const char* what) const {
+    // Nothing of the object is read but its name (fixed at construction for all but greenlets,
+    // whose name only their own thread sets): the owner may be using it right now.
+    std::string name = name_for_errors();
+    if (name.empty())
+        throw GreenletError(std::string("cogent: ") + what +
+                            " called from another thread; a waitable object belongs to the "
+                            "thread that created it (only AsyncResult::set/set_exception and "
+                            "Hub::run_callback_threadsafe may be called from other threads)");
+    throw GreenletError("cogent: " + name + "." + what +
+                        "() called from another thread; " + name +
+                        " belongs to the thread that created it (use "
+                        "Hub::run_callback_threadsafe to reach it from another thread)");
 }
 
 bool Linkable::wait_ready(TimeoutArg timeout, const char* what) {
+    check_thread(what);
     if (ready()) return true;
-    bind_thread();
     return park(waiters_, timeout, what) || ready();
 }
 
 void Linkable::link(WaitNode* n) {
-    bind_thread();
+    check_thread("link");
     waiters_.push_back(n);
     if (ready()) notify();
 }
 
 void Linkable::notify() {
     // The thread check comes first: from another thread even reading the list is a race.
-    if (owner_ && owner_ != tls_state) bind_thread();  // throws
+    check_thread("notify");
     if (run_ || notify_cb_.linked() || waiters_.empty()) return;
-    if (!owner_) bind_thread();
     keepalive(true);
     schedule(&notify_cb_);
 }
@@ -137,7 +133,6 @@ void Linkable::run_notify(Callback* cb) {
 
 void Linkable::wait_turn_slow(TimeoutArg timeout, const char* what) {
     if (timeout.zero()) return;
-    bind_thread();
     ThreadState* ts = thread_state_fast();
     if (ts->hub && ts->current == ts->hub->greenlet) return;  // the hub is the one waking them
     // Owed its wake-up in this round even if the object is no longer ready by its turn.
@@ -148,7 +143,7 @@ void Linkable::wait_turn_slow(TimeoutArg timeout, const char* what) {
 
 LinkId Linkable::add_rawlink(std::function<void(Linkable&)> fn) {
     if (!fn) throw_empty_rawlink();
-    bind_thread();
+    check_thread("rawlink");
     auto node = std::make_unique<RawLink>();
     node->id = next_link_id.fetch_add(1, std::memory_order_relaxed);
     node->owner = this;
@@ -159,8 +154,8 @@ LinkId Linkable::add_rawlink(std::function<void(Linkable&)> fn) {
     return n->id;
 }
 
-void Linkable::remove_rawlink(LinkId id) noexcept {
-    if (owner_ && owner_ != tls_state) return;  // not ours to walk: nothing of this thread here
+void Linkable::remove_rawlink(LinkId id) {
+    check_thread("unlink");
     RawLink* found = nullptr;
     waiters_.for_each([&](WaitNode* n) {
         if (!found && n->on_wake == &RawLink::fire && static_cast<RawLink*>(n)->id == id)
@@ -175,9 +170,20 @@ void Linkable::throw_empty_rawlink() {
     throw std::invalid_argument("cogent: rawlink needs a callable");
 }
 
-MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout)
+void check_wait_args(const std::vector<Linkable*>& objects, const char* what) {
+    // Every object first, before any is linked: a refused call leaves them all as they were.
+    const GreenletImpl* me = tls_core ? tls_core->current : nullptr;
+    for (Linkable* o : objects) {
+        o->check_thread(what);
+        if (const GreenletImpl* g = o->as_greenlet(); g && g == me)
+            static_cast<const GreenletState*>(g)->throw_self_join(what);
+    }
+}
+
+MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout, const char* what)
     : nodes_(objs.size()), objects_(std::move(objs)), timeout_(timeout) {
     auto& objects = objects_;
+    check_wait_args(objects, what);
     if (!timeout.forever())
         deadline_ns_ = monotonic_ns() + std::uint64_t(timeout.value().count());
     for (std::size_t i = 0; i < objects.size(); ++i) {
@@ -260,7 +266,7 @@ void MultiWait::gather(std::size_t n, bool (*urgent)(Linkable*)) {
 
 }  // namespace detail
 
-std::vector<AnyGreenlet> joinall(std::vector<AnyGreenlet> greenlets, TimeoutArg timeout,
+std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets, TimeoutArg timeout,
                                  bool raise_error, std::optional<std::size_t> count) {
     for (const auto& g : greenlets)
         if (!g.valid()) throw std::invalid_argument("cogent: joinall given a null greenlet handle");
@@ -268,7 +274,7 @@ std::vector<AnyGreenlet> joinall(std::vector<AnyGreenlet> greenlets, TimeoutArg 
     std::vector<Linkable*> objects;
     objects.reserve(greenlets.size());
     for (const auto& g : greenlets) objects.push_back(g.state());
-    MultiWait mw(std::move(objects), timeout);
+    MultiWait mw(std::move(objects), timeout, "joinall");
     std::vector<AnyGreenlet> done;
     done.reserve(need);
     auto failed = [](Linkable* l) { return static_cast<bool>(static_cast<GreenletState*>(l)->error); };
@@ -291,13 +297,22 @@ std::vector<AnyGreenlet> joinall(std::vector<AnyGreenlet> greenlets, TimeoutArg 
 
 void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception, bool block,
                  TimeoutArg timeout) {
-    for (auto& g : greenlets) {
+    std::vector<Linkable*> objects;
+    objects.reserve(greenlets.size());
+    for (const auto& g : greenlets) {
         if (!g.valid()) throw std::invalid_argument("cogent: killall given a null greenlet handle");
-        g.state()->kill(exception, false, {});
+        objects.push_back(g.state());
     }
+    // All checked before the first kill is sent. Killing itself among others is allowed only
+    // without blocking (the wait would be a self-join).
+    if (block)
+        check_wait_args(objects, "killall");
+    else
+        for (Linkable* o : objects) o->check_thread("killall");
+    for (auto& g : greenlets) g.state()->kill(exception, false, {});
     if (!block) return;
     std::size_t n = greenlets.size();
-    auto done = joinall(std::move(greenlets), timeout);
+    auto done = joinall(greenlets, timeout);
     if (done.size() < n) throw Timeout::expired(timeout);
 }
 

@@ -146,7 +146,7 @@ public:
     }
     // Remove a rawlink that has not been called yet; a fired, removed or unknown id does
     // nothing (ids are never reused). Never blocks.
-    void unlink(LinkId id) noexcept { remove_rawlink(id); }
+    void unlink(LinkId id) { remove_rawlink(id); }
     // The value if it was set with one, else nullptr. Never blocks.
     T* value() noexcept { return successful() ? &*value_ : nullptr; }
     // The value if it was set with one, else nullptr. Never blocks.
@@ -184,7 +184,7 @@ public:
         return rawlink_owned<AsyncResult>(std::move(cb));
     }
     // Like AsyncResult<T>::unlink.
-    void unlink(LinkId id) noexcept { remove_rawlink(id); }
+    void unlink(LinkId id) { remove_rawlink(id); }
 };
 
 }  // namespace cogent

@@ -12,14 +12,18 @@ namespace cogent {
 // one hub callback that wakes the waiters and rawlinks in FIFO order. Every party waiting when
 // set() is called is woken (wait() returns true) even if clear() comes before its turn, as with
 // threading.Event; parties that arrive after the clear() are not. Not movable (waiters point at
-// it). All calls belong to the thread whose greenlets use it.
+// it). It belongs to the thread that constructed it: every call from another thread throws
+// GreenletError.
 class Event : public detail::Linkable {
 public:
     Event() noexcept;
     // Set the flag and wake every waiter (they run when the caller next yields).
     void set();
-    // Reset the flag; later wait() calls block again.
-    void clear() noexcept { flag_ = false; }
+    // Reset the flag; later wait() calls block again. GreenletError from another thread.
+    void clear() {
+        check_thread("Event::clear");
+        flag_ = false;
+    }
     bool is_set() const noexcept { return flag_; }
     // Block until set or timeout; returns the flag (true if it was set). If already set, returns
     // true at once, except while the waiters of a set() are still being woken: then it waits
@@ -35,8 +39,9 @@ public:
     // std::invalid_argument for an empty cb, GreenletError from another thread.
     LinkId rawlink(std::function<void(Event&)> cb) { return rawlink_as<Event>(std::move(cb)); }
     // Remove a rawlink that has not been called yet. An id that fired, was removed already, or
-    // is unknown does nothing (ids are never reused). Never blocks.
-    void unlink(LinkId id) noexcept { remove_rawlink(id); }
+    // is unknown does nothing (ids are never reused). Never blocks. GreenletError from another
+    // thread.
+    void unlink(LinkId id) { remove_rawlink(id); }
     // linkcount() (from Linkable): how many waiters and rawlinks wait on it now.
 
     bool ready() const noexcept override { return flag_; }

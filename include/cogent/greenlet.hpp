@@ -46,6 +46,16 @@ public:
     bool ready() const noexcept override { return dead(); }
     void body() final;
     void describe(char* buf, std::size_t len) const noexcept override;
+    const GreenletImpl* as_greenlet() const noexcept override { return this; }
+
+    // For join/get: GreenletError from another thread, or when called by the greenlet itself
+    // (it would wait for its own end forever). `what` names the call ("join").
+    void check_join(const char* what) const {
+        check_thread(what);
+        if (tls_core && tls_core->current == static_cast<const GreenletImpl*>(this)) [[unlikely]]
+            throw_self_join(what);
+    }
+    [[noreturn]] void throw_self_join(const char* what) const;
 
     void start();
     void start_later(Duration d);
@@ -54,7 +64,7 @@ public:
     void get_outcome(TimeoutArg timeout);
     // Link kinds 0 link, 1 link_value, 2 link_exception (each run in a new greenlet), 3 rawlink.
     LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
-    void remove_link(LinkId id) noexcept;
+    void remove_link(LinkId id);
     // Run fn inside the greenlet itself when its function has ended (returned, thrown or been
     // killed), before anyone joining it is woken; hooks run last-added first, like thread_local
     // destructors. Used by local<T>. Must be added from the greenlet's own thread.
@@ -68,6 +78,7 @@ public:
     bool scheduled = false;    // start() or start_later() was called
 
 protected:
+    std::string name_for_errors() const override { return name(); }
     virtual void invoke() = 0;   // run the function, store the result
     virtual void drop_fn() = 0;  // release the function and its arguments
     void keepalive(bool on) noexcept override {
@@ -128,8 +139,10 @@ private:
 
 }  // namespace detail
 
-// A handle to a greenlet of any result type (copyable, shared). Calls belong to the greenlet's
-// thread. The greenlet runs even if every handle is dropped.
+// A handle to a greenlet of any result type (copyable, shared). The greenlet belongs to the
+// thread that created it: start, start_later, kill, join, get, value, link*, rawlink, unlink,
+// set_name and raw from any other thread throw GreenletError (naming the greenlet and the call)
+// and change nothing. The greenlet runs even if every handle is dropped.
 class AnyGreenlet {
 public:
     AnyGreenlet() noexcept = default;
@@ -144,15 +157,21 @@ public:
         p_->start_later(TimeoutArg(d, where).value());
     }
     // Wait until it is dead; true if it is, false on timeout. Does not rethrow its exception.
-    bool join(TimeoutArg timeout = {}) { return p_->wait_ready(timeout, "Greenlet::join"); }
+    // The greenlet itself calling it throws GreenletError (whatever the timeout).
+    bool join(TimeoutArg timeout = {}) {
+        p_->check_join("join");
+        return p_->wait_ready(timeout, "Greenlet::join");
+    }
     // Wait, then rethrow its exception if it failed (GreenletExit if it was killed).
-    // Throws Timeout if it is not dead within `timeout` (0: do not block).
+    // Throws Timeout if it is not dead within `timeout` (0: do not block); GreenletError when
+    // called by the greenlet itself.
     void get(TimeoutArg timeout = {}) { p_->get_outcome(timeout); }
     // Raise `exception` in the greenlet (default GreenletExit). Unstarted: it never runs (it is
     // dead at once). Started: a hub callback throws it in, so each kill lands on its own, in
     // order: two non-blocking kills before the first lands raise twice (as in gevent); a kill
     // that lands on a dead greenlet does nothing. block=true waits (up to timeout) for it to
     // die. Never throws the target's exception; a greenlet killing itself does raise it.
+    // GreenletError from another thread (the kill is not sent).
     template <class E = GreenletExit>
     void kill(E exception = E(), bool block = true, TimeoutArg timeout = {}) {
         p_->kill(std::make_exception_ptr(std::move(exception)), block, timeout);
@@ -172,7 +191,10 @@ public:
     // True if it ended with GreenletExit (killed).
     bool killed() const noexcept { return p_->exited; }
     std::string name() const { return p_->name(); }
-    void set_name(std::string name) { p_->set_name(std::move(name)); }
+    void set_name(std::string name) {
+        p_->check_thread("set_name");
+        p_->set_name(std::move(name));
+    }
 
     // Links, as in gevent: once the greenlet is dead, one hub callback runs its links one at a
     // time in the order they were added (its joiners are woken in that same queue). A link()
@@ -191,10 +213,13 @@ public:
     LinkId rawlink(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 3); }
     // Remove a link that has not run yet. An id that names no pending link of this greenlet
     // (it has run, was removed, or is another greenlet's) is ignored.
-    void unlink(LinkId id) noexcept { p_->remove_link(id); }
+    void unlink(LinkId id) { p_->remove_link(id); }
 
     // The raw greenlet underneath (for switch-level code).
-    RawGreenlet raw() const { return RawGreenlet::from_impl(p_.get()); }
+    RawGreenlet raw() const {
+        p_->check_thread("raw");
+        return RawGreenlet::from_impl(p_.get());
+    }
     bool valid() const noexcept { return static_cast<bool>(p_); }
     friend bool operator==(const AnyGreenlet& a, const AnyGreenlet& b) noexcept {
         return a.p_.get() == b.p_.get();
@@ -229,6 +254,7 @@ public:
     }
     // Its result; std::logic_error if it has not succeeded with a value.
     const T& value() const {
+        p_->check_thread("value");
         auto& r = result();
         if (!r.value) throw std::logic_error("cogent: greenlet " + name() + " has no value");
         return *r.value;

@@ -75,8 +75,8 @@ struct IMapState;
 
 // A set of greenlets (gevent.pool.Group). A greenlet leaves the group when it dies (a rawlink
 // removes it on the hub). Not copyable or movable: its members' links point at it. Destroying
-// a group forgets its members without killing them. All calls belong to the thread whose hub
-// runs the members; the group must outlive its imap iterators. As in gevent, map/imap called
+// a group forgets its members without killing them. It belongs to the thread that created it:
+// its calls from another thread throw GreenletError; the group must outlive its imap iterators. As in gevent, map/imap called
 // from a member of a full Pool wait for a slot that member holds (only apply runs inline).
 class Group {
 public:
@@ -112,7 +112,7 @@ public:
         AnyGreenlet(greenlet).start();
     }
     // Remove a greenlet without touching it (frees its Pool slot). No-op for a non-member.
-    void discard(const AnyGreenlet& greenlet) noexcept;
+    void discard(const AnyGreenlet& greenlet);
 
     // Number of members.
     std::size_t size() const noexcept { return index_.size(); }
@@ -646,7 +646,7 @@ private:
         bool ready() const noexcept override { return free > 0; }
         bool has_waiters() const noexcept { return !waiters_.empty(); }
         bool park(TimeoutArg timeout, const char* what) {
-            bind_thread();  // a pool serves one thread's greenlets
+            check_thread(what);  // a pool serves one thread's greenlets
             return detail::park(waiters_, timeout, what);
         }
         template <class F>

@@ -220,9 +220,9 @@ protected:
         explicit Side(const QueueCore* q) noexcept : q_(q) {}
         WaitList& list() noexcept { return waiters_; }
         bool has_waiters() const noexcept { return !waiters_.empty(); }
-        // GreenletError if the queue is bound to another thread; bind() binds it to this one.
-        void check() const { check_thread(); }
-        void bind() { bind_thread(); }
+        // GreenletError from a thread other than the one that created the queue.
+        void check(const char* what = "Queue method") const { check_thread(what); }
+        void bind() { check(); }
         // Schedule the hub callback that wakes waiters, but only if someone waits.
         void wake() {
             if (!waiters_.empty()) notify();
@@ -283,7 +283,7 @@ public:
     // kill/Timeout raise; on any throw the item was not stored. Waiting is an error on the hub
     // (BlockingSwitchOutError). Any greenlet of the queue's thread may call it.
     void put(T item, bool block = true, TimeoutArg timeout = {}) {
-        getters_.check();  // before touching anything
+        getters_.check("Queue::put");  // before touching anything
         if (shutdown_ || size_ >= maxsize_ || putters_.has_waiters()) [[unlikely]]
             wait_put(block, timeout, "Queue::put");
         store_.push(std::move(item));
@@ -302,7 +302,7 @@ public:
     // greenlets waiting when it happens). Throws what kill/Timeout raise; an item is never lost
     // to a getter that leaves. Waiting is an error on the hub (BlockingSwitchOutError).
     T get(bool block = true, TimeoutArg timeout = {}) {
-        getters_.check();
+        getters_.check("Queue::get");
         if (size_ == 0 || getters_.has_waiters()) [[unlikely]]
             wait_get(block, timeout, "Queue::get");
         T v = store_.pop();
@@ -319,7 +319,7 @@ public:
     // same exceptions. The reference stays valid until the queue is next modified: copy it
     // before yielding.
     const T& peek(bool block = true, TimeoutArg timeout = {}) {
-        getters_.check();
+        getters_.check("Queue::peek");
         if (size_ == 0) [[unlikely]]
             wait_get(block, timeout, "Queue::peek");
         return store_.peek();
@@ -357,7 +357,7 @@ public:
     // ShutDown). immediate=true also discards the queued items and counts them as done for
     // join(). Never blocks; calling it again is harmless (and can still discard).
     void shutdown(bool immediate = false) {
-        getters_.check();
+        getters_.check("Queue::shutdown");
         if (immediate) {
             std::size_t n = size_;
             store_.clear();

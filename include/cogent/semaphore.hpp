@@ -56,7 +56,7 @@ public:
     }
     // Remove a rawlink that has not been called yet; a fired, removed or unknown id does
     // nothing (ids are never reused). Never blocks.
-    void unlink(LinkId id) noexcept { remove_rawlink(id); }
+    void unlink(LinkId id) { remove_rawlink(id); }
 
     // Linkable: a permit is available (what iwait/wait and Semaphore::wait wait for).
     bool ready() const noexcept override { return counter_ > 0; }

@@ -41,10 +41,15 @@ Linkable& linkable_of(const T& o) {
     }
 }
 
+// GreenletError if any object belongs to another thread, or is the calling greenlet (a
+// self-join); checked for all before anything is done. `what` names the call.
+void check_wait_args(const std::vector<Linkable*>& objects, const char* what);
+
 // Registers one wake-up node on each object; yields indices in completion order.
 class MultiWait {
 public:
-    explicit MultiWait(std::vector<Linkable*> objects, TimeoutArg timeout);
+    // Throws as check_wait_args, before linking anything.
+    MultiWait(std::vector<Linkable*> objects, TimeoutArg timeout, const char* what = "iwait");
     ~MultiWait();
     MultiWait(const MultiWait&) = delete;
     MultiWait& operator=(const MultiWait&) = delete;
@@ -80,7 +85,8 @@ private:
 
 // Iterate over objects (greenlet handles, Event*) as they become ready, in completion order,
 // until all were yielded, `count` were yielded, or `timeout` (overall) passed. Lazy: register
-// on construction, unregister on destruction.
+// on construction, unregister on destruction. GreenletError (before registering on any) if an
+// object belongs to another thread or is the calling greenlet.
 template <class T>
 class IWait {
 public:
@@ -155,7 +161,8 @@ inline bool wait(TimeoutArg timeout = {}) { return get_hub().join(timeout); }
 
 // Wait for greenlets to finish; returns those that did, in completion order. On timeout,
 // returns the partial list (no exception). raise_error: rethrow the first failure seen.
-std::vector<AnyGreenlet> joinall(std::vector<AnyGreenlet> greenlets, TimeoutArg timeout = {},
+// GreenletError (before waiting on any) if one belongs to another thread or is the caller.
+std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets, TimeoutArg timeout = {},
                                  bool raise_error = false, std::optional<std::size_t> count = {});
 template <class Range, class = std::enable_if_t<!std::is_same_v<Range, std::vector<AnyGreenlet>>>>
 std::vector<AnyGreenlet> joinall(const Range& greenlets, TimeoutArg timeout = {},
@@ -170,7 +177,8 @@ inline std::vector<AnyGreenlet> joinall(std::initializer_list<AnyGreenlet> green
 }
 
 // Kill all of them with `exception`; block=true waits up to `timeout` for all to die and,
-// unlike kill(), throws Timeout if some are still alive then.
+// unlike kill(), throws Timeout if some are still alive then. GreenletError (before killing
+// any) if one belongs to another thread, or with block=true, is the caller.
 void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception, bool block,
                  TimeoutArg timeout);
 template <class Range, class E = GreenletExit>

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <string>
 #include <utility>
 
 #include "cogent/detail/lists.hpp"
@@ -59,6 +60,11 @@ struct ThreadCore {
     bool annotate = false;     // a sanitizer build of the library: take the out-of-line path
 };
 extern thread_local constinit ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
+// Identifies the calling OS thread: the address of a thread-local byte (one instruction, valid
+// before the thread's first use of cogent). Waitables and greenlets record the token of the
+// thread that constructed them (the owner rule) and compare it on entry.
+extern thread_local constinit char tls_token __attribute__((tls_model("initial-exec")));
+inline const void* thread_token() noexcept { return &tls_token; }
 // Boost.Context's jump_fcontext, called through this pointer to skip two PLT hops.
 using JumpFn = Transfer (*)(void*, void*);
 extern JumpFn jump_fn;  // not const: a const one breaks PIE links (text relocation)
@@ -249,6 +255,17 @@ public:
     virtual ~Linkable();
 
     virtual bool ready() const noexcept = 0;
+    // The owner rule: the object belongs to the thread that constructed it. Throws
+    // GreenletError naming `what` (the call, e.g. "Event::wait") and the object when called
+    // from any other thread; does nothing on the owner thread.
+    void check_thread(const char* what) const {
+        if (owner_ != thread_token()) [[unlikely]]
+            throw_foreign_thread(what);
+    }
+    bool owned_by_this_thread() const noexcept { return owner_ == thread_token(); }
+    // The greenlet this object is (a Greenlet's state), or null: iwait/joinall refuse to wait
+    // on the greenlet that calls them.
+    virtual const GreenletImpl* as_greenlet() const noexcept { return nullptr; }
     // True for objects another OS thread may make ready (AsyncResult): whoever waits on one
     // holds a loop reference meanwhile, so the hub does not raise LoopExit under it.
     virtual bool readied_from_other_threads() const noexcept { return false; }
@@ -259,7 +276,7 @@ public:
     void unlink(WaitNode* n) noexcept { n->unlink(); }
     // Schedule one hub callback that wakes waiters in FIFO order while ready() holds (no-op
     // while one is scheduled or running: a running one re-checks at its end).
-    // Throws GreenletError when called from a thread other than the waiters' thread.
+    // Throws GreenletError from a thread other than the owner.
     void notify();
     // How many links wait on it now: blocked greenlets, iwait registrations and rawlink
     // callbacks (gevent's linkcount(); for tests and diagnostics). O(links). Never blocks.
@@ -270,10 +287,9 @@ protected:
     // above).
     explicit Linkable(bool bounded_rounds) noexcept;
     virtual void keepalive(bool) noexcept {}
-    // Bind to the calling thread on first use; GreenletError if already bound to another one.
-    void bind_thread();
-    // GreenletError if bound to another thread (does not bind).
-    void check_thread() const;
+    // How the cross-thread error names the object ("Greenlet-3"); empty: by the call alone.
+    virtual std::string name_for_errors() const { return {}; }
+    [[noreturn]] void throw_foreign_thread(const char* what) const;
     // For a wait() that found the object ready (gevent's _wait, issue 1520): if a wake-up round
     // is scheduled or running, block until it has woken the links that came before, instead of
     // running ahead of them. The caller is then woken in that same round whether or not the
@@ -302,8 +318,8 @@ protected:
         return add_rawlink([cb = std::move(cb)](Linkable& l) { cb(static_cast<Self&>(l)); });
     }
     // unlink(): remove the rawlink with this id if it has not fired yet; otherwise (fired,
-    // removed, unknown, another object's) do nothing.
-    void remove_rawlink(LinkId id) noexcept;
+    // removed, unknown, another object's) do nothing. GreenletError from another thread.
+    void remove_rawlink(LinkId id);
 
     WaitList waiters_;
 
@@ -313,7 +329,7 @@ private:
         Linkable* self;
     } notify_cb_;
     NotifyRun* run_ = nullptr;      // the round under way (on the hub's stack); null otherwise
-    ThreadState* owner_ = nullptr;  // thread of the first waiter: waiters and wakes stay there
+    const void* owner_ = thread_token();  // the constructing thread (see check_thread)
     std::uint64_t all_until_ = 0;   // links with a smaller seq are woken even if not ready()
     template <bool Bounded>
     static void run_notify(Callback* cb);

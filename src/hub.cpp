@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <typeinfo>
 
 #include "cogent/exceptions.hpp"
@@ -359,10 +360,18 @@ struct Parker : WaitNode {
     ev_timer timer{};
     bool woken = false;
     bool timed_out = false;
+    bool abandoned = false;           // abandon() ran: wake_buf holds a WakeCallback
     const char* destroyed = nullptr;  // abandoned: the kind of the destroyed object
     bool* gone = nullptr;             // park()'s out-parameter
-    WakeCallback abandon_wake;        // queued by on_abandon: abandoning never switches
+    // The WakeCallback abandon() queues (abandoning never switches), constructed there only:
+    // parks that are never abandoned (all but a few) do not pay for initialising it.
+    alignas(WakeCallback) unsigned char wake_buf[sizeof(WakeCallback)];
+    WakeCallback& abandon_wake() noexcept {
+        return *std::launder(reinterpret_cast<WakeCallback*>(wake_buf));
+    }
     ~Parker() {
+        if (abandoned) [[unlikely]]
+            abandon_wake().~WakeCallback();  // unlinks it if still queued (killed meanwhile)
         unlink();
         // Unconditionally: a timer that expired but whose callback has not run yet is inactive
         // yet pending, and libev would still call it on this dead frame. Stopping clears that.
@@ -375,8 +384,10 @@ struct Parker : WaitNode {
         self->destroyed = kind;
         if (kind && self->gone) *self->gone = true;
         ev_timer_stop(self->hub->loop, &self->timer);
-        self->abandon_wake.g = self->g;
-        self->hub->schedule(&self->abandon_wake);
+        auto* w = new (self->wake_buf) WakeCallback;
+        self->abandoned = true;
+        w->g = self->g;
+        self->hub->schedule(w);
     }
 };
 
@@ -429,7 +440,7 @@ bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone) {
     hub->switch_out(cur, what);
     if (p.woken) return true;
     if (p.timed_out) return false;
-    if (p.abandon_wake.woken) {
+    if (p.abandoned && p.abandon_wake().woken) {
         if (!p.destroyed) return true;  // the wait was over anyway (see WaitNode::on_abandon)
         throw_destroyed(p.destroyed, what, cur);
     }

@@ -13,7 +13,9 @@ struct AsyncResultBase::Remote {
     AsyncResultBase* target;
 };
 
-AsyncResultBase::AsyncResultBase() : Linkable(true), owner_(thread_state()), hub_(hub_of(owner_)) {}
+AsyncResultBase::AsyncResultBase() : Linkable(true), owner_(thread_state()), hub_(hub_of(owner_)) {
+    set_kind("AsyncResult");
+}
 
 AsyncResultBase::~AsyncResultBase() {
     // A set() on another thread publishes the state before it is done with this object (it

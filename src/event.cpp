@@ -6,7 +6,7 @@ namespace cogent {
 
 using namespace detail;
 
-Event::Event() noexcept : Linkable(true) {}
+Event::Event() noexcept : Linkable(true) { set_kind("Event"); }
 
 Event::~Event() = default;
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <typeinfo>
 
 #include "cogent/exceptions.hpp"
@@ -450,11 +451,34 @@ struct Parker : WaitNode {
     ev_timer timer{};
     bool woken = false;
     bool timed_out = false;
+    bool abandoned = false;           // abandon() ran: wake_buf holds a WakeCallback
+    const char* destroyed = nullptr;  // abandoned: the kind of the destroyed object
+    bool* gone = nullptr;             // park()'s out-parameter
+    // The WakeCallback abandon() queues (abandoning never switches), constructed there only:
+    // parks that are never abandoned (all but a few) do not pay for initialising it.
+    alignas(WakeCallback) unsigned char wake_buf[sizeof(WakeCallback)];
+    WakeCallback& abandon_wake() noexcept {
+        return *std::launder(reinterpret_cast<WakeCallback*>(wake_buf));
+    }
     ~Parker() {
+        if (abandoned) [[unlikely]]
+            abandon_wake().~WakeCallback();  // unlinks it if still queued (killed meanwhile)
         unlink();
         // Unconditionally: a timer that expired but whose callback has not run yet is inactive
         // yet pending, and libev would still call it on this dead frame. Stopping clears that.
         ev_timer_stop(hub->loop, &timer);
+    }
+    // The object is being destroyed (we are already unlinked): mark, disarm, queue the wake.
+    // Runs in the destroyer's frame; the WaitableDestroyed is thrown by park() in ours.
+    static void abandon(WaitNode* n, const char* kind) noexcept {
+        auto* self = static_cast<Parker*>(n);
+        self->destroyed = kind;
+        if (kind && self->gone) *self->gone = true;
+        ev_timer_stop(self->hub->loop, &self->timer);
+        auto* w = new (self->wake_buf) WakeCallback;
+        self->abandoned = true;
+        w->g = self->g;
+        self->hub->schedule(w);
     }
 };
 
@@ -464,7 +488,19 @@ struct Parker : WaitNode {
 }
 }  // namespace
 
-bool park(WaitList& list, TimeoutArg timeout, const char* what) {
+void throw_destroyed(const char* kind, const char* what, GreenletImpl* g) {
+    std::string k = kind ? kind : "";
+    if (k.empty()) {
+        std::string w = what;
+        auto colons = w.find("::");
+        k = colons == std::string::npos ? "waitable object" : w.substr(0, colons);
+    }
+    char name[96];
+    g->describe(name, sizeof name);
+    throw WaitableDestroyed("cogent: " + k + " destroyed while " + name + " waited in " + what);
+}
+
+bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone) {
     ThreadState* ts = thread_state_fast();
     GreenletImpl* cur = ts->current;
     HubImpl* hub = hub_of(ts);
@@ -473,11 +509,13 @@ bool park(WaitList& list, TimeoutArg timeout, const char* what) {
     Parker p;
     p.g = cur;
     p.hub = hub;
+    p.gone = gone;
     p.on_wake = [](WaitNode* n) {
         auto* self = static_cast<Parker*>(n);
         self->woken = true;
         resume(self->g);
     };
+    p.on_abandon = &Parker::abandon;
     list.push_back(&p);
     if (!timeout.forever()) {
         ev_timer_init(&p.timer, [](struct ev_loop*, ev_timer* w, int) {
@@ -493,6 +531,10 @@ bool park(WaitList& list, TimeoutArg timeout, const char* what) {
     hub->switch_out(cur, what);
     if (p.woken) return true;
     if (p.timed_out) return false;
+    if (p.abandoned && p.abandon_wake().woken) {
+        if (!p.destroyed) return true;  // the wait was over anyway (see WaitNode::on_abandon)
+        throw_destroyed(p.destroyed, what, cur);
+    }
     invalid_switch(what);
 }
 

@@ -1,5 +1,6 @@
 #include "cogent/lock.hpp"
 
+#include <climits>
 #include <stdexcept>
 
 #include "cogent/exceptions.hpp"
@@ -9,7 +10,16 @@ namespace cogent {
 
 using namespace detail;
 
-Lock::Lock() : Semaphore(1, 1, "cogent: release unlocked lock") {}
+namespace {
+constexpr SemaphoreNames kLockNames{"Lock", "Lock::acquire", "Lock::wait",
+                                    "cogent: release unlocked lock"};
+constexpr SemaphoreNames kRLockNames{"RLock", "RLock::acquire", "RLock::wait",
+                                     "cogent: RLock counter overflow"};
+}  // namespace
+
+Lock::Lock() : Semaphore(1, 1, &kLockNames) {}
+
+RLock::Block::Block() : Semaphore(1, INT_MAX, &kRLockNames) {}
 
 // ---------------------------------------------------------------------------------------------
 // RLock
@@ -63,21 +73,23 @@ void RLock::restore(int count) {
 // ---------------------------------------------------------------------------------------------
 // Condition
 
-bool Condition::Gate::wait(TimeoutArg timeout) {
+bool Condition::Gate::wait(TimeoutArg timeout, bool* gone) {
     struct Leave {
         Gate& g;
+        const bool* gone;
         bool took = false;
         ~Leave() {
+            if (*gone) return;  // destroyed while we waited
             --g.waiting;
             // A notification reserved for us (or for anyone, when we were the last) must not
             // outlive the waiters it was meant for: a later wait() would return at once.
             if (!took && g.tokens > g.waiting) g.tokens = g.waiting;
         }
-    } leave{*this};
+    } leave{*this, gone};
     ++waiting;
     // run_notify wakes us synchronously right after checking tokens > 0, so the token we take
     // is still there.
-    if (!park(waiters_, timeout, "Condition::wait")) return false;
+    if (!park(waiters_, timeout, "Condition::wait", gone)) return false;
     --tokens;
     leave.took = true;
     return true;
@@ -120,22 +132,30 @@ bool Condition::wait(TimeoutArg timeout) {
         levels = rlock_->release_all();
     else
         lock_->release();
+    // Copies: if the condition is destroyed while we wait, `this` must not be touched again.
+    Lock* const lock = lock_;
+    RLock* const rlock = rlock_;
+    const bool own_lock = own_ != nullptr;
+    bool gone = false;
     bool notified = false;
     std::exception_ptr error;
     try {
-        notified = gate_.wait(timeout);
+        notified = gate_.wait(timeout, &gone);
     } catch (...) {
         error = std::current_exception();
     }
+    // Destroyed under us: its own RLock went with it (nothing to take back); a lock given to
+    // the constructor outlives it and is taken back below, as on every other path.
+    if (gone && own_lock) std::rethrow_exception(error);
     // Take the lock back whatever happens: the caller's guard will release it. A kill or a
     // Timeout arriving meanwhile is remembered and rethrown (the first one) once we hold it.
     // Errors of misuse (std::logic_error: wrong thread, ...) would repeat forever: let them out.
     for (;;) {
         try {
-            if (rlock_)
-                rlock_->restore(levels);
+            if (rlock)
+                rlock->restore(levels);
             else
-                lock_->acquire();
+                lock->acquire();
             break;
         } catch (const std::logic_error&) {
             throw;

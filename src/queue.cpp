@@ -107,12 +107,15 @@ ChannelCore::ChannelCore() noexcept {
 ChannelCore::~ChannelCore() {
     cb_.unlink();
     if (running_) *running_ = false;
-    // Never leave slots pointing at our sentinels (their greenlets stay parked, as documented).
-    while (getters_.pop_front()) {
-    }
-    while (putters_.pop_front()) {
-    }
-    while (done_.pop_front()) {
+    // Never leave slots pointing at our sentinels, and wake their greenlets (queued) with
+    // WaitableDestroyed; they touch nothing of ours afterwards (their slots live in their own
+    // frames). A putter whose outcome is already decided (item taken, or shut down) is woken
+    // normally instead and returns (or throws ShutDown) as it would have.
+    while (Slot* s = getters_.pop_front()) abandon_all(s->parked, "Channel");
+    while (Slot* s = putters_.pop_front()) abandon_all(s->parked, "Channel");
+    while (Slot* s = done_.pop_front()) {
+        const bool decided = s->state == SlotState::taken || s->state == SlotState::shut;
+        abandon_all(s->parked, decided ? nullptr : "Channel");
     }
 }
 

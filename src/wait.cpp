@@ -55,9 +55,9 @@ Linkable::Linkable(bool bounded_rounds) noexcept {
 Linkable::~Linkable() {
     notify_cb_.unlink();
     if (run_) run_->alive = false;
-    // Never leave nodes pointing here; rawlinks are ours to free.
-    while (WaitNode* n = waiters_.pop_front())
-        if (n->on_wake == &RawLink::fire) delete static_cast<RawLink*>(n);
+    // Never leave nodes pointing here: waiters are woken with WaitableDestroyed (queued),
+    // rawlinks are ours to free.
+    abandon_all(waiters_, kind_ ? kind_ : "");
 }
 
 void Linkable::throw_foreign_thread(const char* what) const {
@@ -149,6 +149,7 @@ LinkId Linkable::add_rawlink(std::function<void(Linkable&)> fn) {
     node->owner = this;
     node->fn = std::move(fn);
     node->on_wake = &RawLink::fire;
+    node->on_abandon = [](WaitNode* w, const char*) noexcept { delete static_cast<RawLink*>(w); };
     RawLink* n = node.release();
     link(n);  // schedules a round at once if ready
     return n->id;
@@ -191,6 +192,7 @@ MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout, const char
         n.owner = this;
         n.index = i;
         n.on_wake = &MultiWait::on_ready;
+        n.on_abandon = &MultiWait::on_abandon;
         if (objects[i]->ready()) {
             ready_.push_back(i);  // already ready: yielded first, in the given order
         } else {
@@ -219,8 +221,19 @@ void MultiWait::on_ready(WaitNode* wn) {
         if (WaitNode* parked = self->self_.pop_front()) parked->on_wake(parked);
 }
 
+// One of the objects was destroyed while registered: the iteration fails with
+// WaitableDestroyed, now if the iterating greenlet is parked (queued wake), else at its next
+// wait. objects_[index] is never looked at again (its node is unlinked).
+void MultiWait::on_abandon(WaitNode* wn, const char* kind) noexcept {
+    auto* n = static_cast<Node*>(wn);
+    MultiWait* self = n->owner;
+    if (!self->destroyed_) self->destroyed_ = kind ? kind : "";
+    abandon_all(self->self_, self->destroyed_);
+}
+
 // Park once on self_ until woken (true) or the overall deadline passes (false).
 bool MultiWait::park_until_deadline(const char* what) {
+    if (destroyed_) throw_destroyed(destroyed_, what, current());
     TimeoutArg left;
     if (!timeout_.forever()) {
         std::uint64_t now = monotonic_ns();

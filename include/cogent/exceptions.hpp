@@ -35,6 +35,15 @@ public:
     using std::logic_error::logic_error;
 };
 
+// A waitable (Event, AsyncResult, Semaphore, Lock, RLock, Condition, Queue, Channel, Pool...)
+// was destroyed while this greenlet waited on it: the destructor wakes every waiter with this
+// error ("cogent: Event destroyed while Greenlet-2 waited in Event::wait"), timed and killed
+// waiters included, and nothing touches the dead object afterwards.
+class WaitableDestroyed : public GreenletError {
+public:
+    using GreenletError::GreenletError;
+};
+
 // A greenlet parked in a cooperative wait was switched into by something other than what it
 // waits for (a stray raw switch).
 class InvalidSwitchError : public std::logic_error {

@@ -30,7 +30,8 @@ class RLock : public detail::StdLockable<RLock> {
 public:
     // An unlocked, unowned lock.
     RLock();
-    // Drops the reference to its owner; destroying a held or waited-on lock is a bug.
+    // Drops the reference to its owner; destroying a held lock is a bug. Its waiters are woken
+    // with WaitableDestroyed.
     ~RLock();
     RLock(const RLock&) = delete;
     RLock& operator=(const RLock&) = delete;
@@ -58,7 +59,11 @@ private:
     friend class Condition;
     int release_all();        // Condition::wait: drop every level, return how many
     void restore(int count);  // Condition::wait: take it back with `count` levels
-    Semaphore block_{1};
+    // The semaphore waiters queue on, under RLock's names.
+    struct Block final : Semaphore {
+        Block();
+    };
+    Block block_;
     detail::GreenletImpl* owner_ = nullptr;  // holds a reference while set
     int count_ = 0;
 };
@@ -78,7 +83,9 @@ public:
     explicit Condition(Lock& lock);
     // A condition on `lock`, which must outlive it.
     explicit Condition(RLock& lock);
-    // Destroying a condition that greenlets wait on is a bug (they would never wake).
+    // Greenlets still waiting are woken with WaitableDestroyed: with a lock given to the
+    // constructor they take it back first (it must outlive the condition); with the
+    // condition's own RLock (destroyed with it) they do not.
     ~Condition();
     Condition(const Condition&) = delete;
     Condition& operator=(const Condition&) = delete;
@@ -133,7 +140,8 @@ private:
         int tokens = 0;
         int waiting = 0;
         bool ready() const noexcept override { return tokens > 0; }
-        bool wait(TimeoutArg timeout);
+        Gate() noexcept { set_kind("Condition"); }
+        bool wait(TimeoutArg timeout, bool* gone);
         void wake(int n);
     };
     bool owned() const noexcept;

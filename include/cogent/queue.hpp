@@ -217,7 +217,7 @@ protected:
     // One side of the queue that greenlets wait on; ready() is the condition they wait for.
     class Side : public Linkable {
     public:
-        explicit Side(const QueueCore* q) noexcept : q_(q) {}
+        explicit Side(const QueueCore* q) noexcept : q_(q) { set_kind("Queue"); }
         WaitList& list() noexcept { return waiters_; }
         bool has_waiters() const noexcept { return !waiters_.empty(); }
         // GreenletError from a thread other than the one that created the queue.
@@ -489,7 +489,9 @@ public:
 // Non-blocking calls: put_nowait() succeeds only if a getter is waiting and not already
 // promised an item (the channel then holds the item until that getter runs; if the getter
 // leaves first, the item stays held for the next getter, see qsize()); get_nowait() takes a
-// held item, or the item of the first waiting putter. T may be move-only.
+// held item, or the item of the first waiting putter. T may be move-only. Destroying it wakes
+// waiting putters and getters with WaitableDestroyed (a putter whose item was already taken
+// returns normally).
 template <class T>
 class Channel : protected detail::ChannelCore {
 public:

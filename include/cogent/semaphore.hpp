@@ -11,11 +11,23 @@
 
 namespace cogent {
 
+namespace detail {
+// What a Semaphore-based lock calls itself in messages (WaitableDestroyed, LoopExit) and what
+// its release() says above the bound.
+struct SemaphoreNames {
+    const char* kind;          // "Lock"
+    const char* acquire;       // "Lock::acquire"
+    const char* wait;          // "Lock::wait"
+    const char* over_release;  // release() above the bound
+};
+}  // namespace detail
+
 // A counter of permits. acquire() takes one, blocking while there is none; release() gives one
 // back. Fair: greenlets blocked in acquire() are served in FIFO order, and a newcomer never takes
 // a permit ahead of them. Waking never switches: release() schedules one hub callback. A waiter
 // that leaves (timeout, kill) between a release() and its wake-up takes nothing, so the permit
-// goes to the next waiter or stays counted. Not movable. All calls belong to one thread (the
+// goes to the next waiter or stays counted. Destroying it wakes its waiters with
+// WaitableDestroyed (as for every waitable). Not movable. All calls belong to one thread (the
 // first to block on it); other threads get GreenletError.
 // Also a BasicLockable/TimedLockable (lock, unlock, try_lock, try_lock_for, try_lock_until), so
 // std::lock_guard and std::unique_lock work with it.
@@ -62,14 +74,15 @@ public:
     bool ready() const noexcept override { return counter_ > 0; }
 
 protected:
-    // A semaphore whose release() throws std::logic_error(`over_release`) above `bound`.
-    Semaphore(int value, int bound, const char* over_release);
+    // A semaphore whose release() throws std::logic_error(names->over_release) above `bound`;
+    // `names` (static) names it in messages.
+    Semaphore(int value, int bound, const detail::SemaphoreNames* names);
 
 private:
     int counter_;
     int bound_;
     int acquirers_ = 0;
-    const char* over_release_;
+    const detail::SemaphoreNames* names_;
 };
 
 // A Semaphore that refuses to be released above its initial value: release() then throws

@@ -67,6 +67,7 @@ private:
         std::size_t index;
     };
     static void on_ready(WaitNode* n);
+    static void on_abandon(WaitNode* n, const char* kind) noexcept;
     bool park_until_deadline(const char* what);
     std::vector<Node> nodes_;
     std::vector<Linkable*> objects_;
@@ -74,6 +75,7 @@ private:
     bool (*urgent_)(Linkable*) = nullptr;
     bool urgent_hit_ = false;
     bool holds_loop_ = false;  // waits on something another thread may set
+    const char* destroyed_ = nullptr;  // kind of an object destroyed under us ("" if unknown)
     std::deque<std::size_t> ready_;
     WaitList self_;  // where the iterating greenlet parks
     std::size_t yielded_ = 0;
@@ -86,7 +88,8 @@ private:
 // Iterate over objects (greenlet handles, Event*) as they become ready, in completion order,
 // until all were yielded, `count` were yielded, or `timeout` (overall) passed. Lazy: register
 // on construction, unregister on destruction. GreenletError (before registering on any) if an
-// object belongs to another thread or is the calling greenlet.
+// object belongs to another thread or is the calling greenlet. An object destroyed while
+// registered (never yielded) makes the iteration throw WaitableDestroyed when it would next wait.
 template <class T>
 class IWait {
 public:

@@ -236,7 +236,14 @@ void check_may_block(const char* what);
 
 // Park the current greenlet on `list` until a notifier wakes it (true) or `timeout` passes
 // (false). Throws what is thrown into it (kill, Timeout); the waiter is unlinked on every path.
-bool park(WaitList& list, TimeoutArg timeout, const char* what);
+// If the list's owner is destroyed meanwhile (abandon_all), the waiter is woken at the hub's
+// next turn and park throws WaitableDestroyed ("cogent: <kind> destroyed while <greenlet>
+// waited in <what>"); `*gone` (if given) is set to true at the destruction, so that code
+// unwinding from park (a kill that came first included) knows not to touch the object.
+bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone = nullptr);
+// Throw WaitableDestroyed for greenlet `g` waiting in `what` on a destroyed `kind` (null or
+// empty: taken from `what`, up to its "::").
+[[noreturn]] void throw_destroyed(const char* kind, const char* what, GreenletImpl* g);
 
 // A thing greenlets wait for: gevent's AbstractLinkable. One WaitList serves blocking waiters,
 // iwait registrations and rawlink callbacks ("links"); they are woken FIFO from one hub
@@ -252,6 +259,8 @@ public:
     Linkable() noexcept : Linkable(false) {}
     Linkable(const Linkable&) = delete;
     Linkable& operator=(const Linkable&) = delete;
+    // Wakes every greenlet still waiting on it with WaitableDestroyed (abandon_all) and frees
+    // its rawlinks; none of them touches it again.
     virtual ~Linkable();
 
     virtual bool ready() const noexcept = 0;
@@ -286,6 +295,9 @@ protected:
     // bounded_rounds: wake-up rounds end with the links that were there when they began (see
     // above).
     explicit Linkable(bool bounded_rounds) noexcept;
+    // What a waiter is told was destroyed ("Event"); a static string. Unset: taken from the
+    // name of the wait ("Pool::add": "Pool").
+    void set_kind(const char* kind) noexcept { kind_ = kind; }
     virtual void keepalive(bool) noexcept {}
     // How the cross-thread error names the object ("Greenlet-3"); empty: by the call alone.
     virtual std::string name_for_errors() const { return {}; }
@@ -331,6 +343,7 @@ private:
     NotifyRun* run_ = nullptr;      // the round under way (on the hub's stack); null otherwise
     const void* owner_ = thread_token();  // the constructing thread (see check_thread)
     std::uint64_t all_until_ = 0;   // links with a smaller seq are woken even if not ready()
+    const char* kind_ = nullptr;    // set_kind()
     template <bool Bounded>
     static void run_notify(Callback* cb);
     void wait_turn_slow(TimeoutArg timeout, const char* what);

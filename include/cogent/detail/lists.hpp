@@ -85,8 +85,14 @@ struct Callback : ListNode {
 // A party waiting on a Linkable: a parked greenlet, an iwait registration or a rawlink.
 // `on_wake` runs on the hub after the node has been unlinked from its list. `seq` is stamped by
 // WaitList::push_back: the order in which the node joined its list.
+// `on_abandon` (optional) runs instead when the object is destroyed with the node still linked
+// (abandon_all); the node is unlinked first. `kind` names the object ("Event", "Queue", ...), or
+// is null when the wait is over anyway (a Channel putter whose item was taken): the party must
+// then be woken as if normally. Either way it must not touch the object again, nor switch: it
+// runs in the destroyer's frame, which may be any greenlet.
 struct WaitNode : ListNode {
     void (*on_wake)(WaitNode*) = nullptr;
+    void (*on_abandon)(WaitNode*, const char* kind) noexcept = nullptr;
     std::uint64_t seq = 0;
 };
 
@@ -106,5 +112,13 @@ public:
 private:
     std::uint64_t next_seq_ = 0;
 };
+
+// The owner of `list` is being destroyed: unlink every node and let it react (on_abandon: a
+// parked greenlet is woken with WaitableDestroyed naming `kind`; an iwait registration fails its
+// iteration). Nodes without the hook are only unlinked. Never switches.
+inline void abandon_all(List<WaitNode>& list, const char* kind) noexcept {
+    while (WaitNode* n = list.pop_front())
+        if (n->on_abandon) n->on_abandon(n, kind);
+}
 
 }  // namespace cogent::detail

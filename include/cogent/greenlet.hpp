@@ -46,6 +46,7 @@ public:
     bool ready() const noexcept override { return dead(); }
     void body() final;
     void describe(char* buf, std::size_t len) const noexcept override;
+    void start_failed(std::exception_ptr& e) noexcept override;
 
     void start();
     void start_later(Duration d);
@@ -79,6 +80,8 @@ protected:
 
 private:
     void finish();
+    // Dead without having run, with outcome `e` (killed before it started, or no stack).
+    void end_unstarted(std::exception_ptr e) noexcept;
     void destroy_links() noexcept;
     struct SelfCb : Callback {
         GreenletState* self;

@@ -219,6 +219,22 @@ void prepare_start(ThreadState* ts, GreenletImpl* g) {
     ts->live.push_back(g);
 }
 
+bool start_or_fail(ThreadState* ts, GreenletImpl* g) noexcept {
+    try {
+        prepare_start(ts, g);
+        return true;
+    } catch (...) {
+        std::exception_ptr e = std::current_exception();
+        g->start_failed(e);
+        return false;
+    }
+}
+
+void GreenletImpl::start_failed(std::exception_ptr& e) noexcept {
+    // A raw greenlet started by the hub: it stays unstarted; say why it did not run.
+    report_exception("starting a greenlet (no stack)", e);
+}
+
 namespace {
 
 inline std::any take_result(GreenletImpl* cur) {
@@ -274,7 +290,11 @@ void entry(fctx::transfer_t t) noexcept {
 }
 
 void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
-    if (to->state == GreenletImpl::State::unstarted) prepare_start(ts, to);
+    // An unstarted parent that gets no stack is passed over, as a dead one is.
+    while (!startable(ts, to)) {
+        to = to->parent;
+        while (to->dead()) to = to->parent;
+    }
     swap_eh(ts->eh, &self->saved_eh, &to->saved_eh);  // ours is empty: its catches all ended
     ts->current = to;
     normalize_fp_status();
@@ -380,7 +400,7 @@ void WakeCallback::drop(Callback* cb) {
 void resume(GreenletImpl* target) {
     ThreadState* ts = tls_state;
     GreenletImpl* cur = ts->current;
-    if (target->dead() || target == cur) return;
+    if (target->dead() || target == cur || !startable(ts, target)) return;
     jump(ts, cur, target);
     after_hub_resume(cur);
 }
@@ -388,7 +408,7 @@ void resume(GreenletImpl* target) {
 void resume_throw(GreenletImpl* target, std::exception_ptr e) {
     ThreadState* ts = tls_state;
     GreenletImpl* cur = ts->current;
-    if (target->dead() || target == cur) return;
+    if (target->dead() || target == cur || !startable(ts, target)) return;
     target->pending = std::move(e);
     jump(ts, cur, target);
     after_hub_resume(cur);

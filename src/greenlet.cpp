@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "runtime.hpp"
 
@@ -325,20 +326,7 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
             later_ = nullptr;
             release();
         }
-        try {
-            std::rethrow_exception(e);
-        } catch (const GreenletExit&) {
-            exited = true;
-        } catch (...) {
-            error = std::current_exception();
-        }
-        Ref<GreenletState> keep = Ref<GreenletState>::share(this);
-        state = State::dead;
-        try {
-            drop_fn();
-        } catch (...) {
-        }
-        notify();
+        end_unstarted(std::move(e));
         return;
     }
     // Started: throw it in from the hub. Every kill gets its own request (gevent schedules one
@@ -357,6 +345,62 @@ void GreenletState::throw_self_join(const char* what) const {
     const std::string n = name();
     throw GreenletError("cogent: " + n + " cannot join itself (" + n + "." + what +
                         "() called from inside " + n + " would wait for its own end forever)");
+}
+
+void GreenletState::end_unstarted(std::exception_ptr e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (const GreenletExit&) {
+        exited = true;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    Ref<GreenletState> keep = Ref<GreenletState>::share(this);
+    state = State::dead;
+    try {
+        drop_fn();
+    } catch (...) {
+    }
+    notify();
+}
+
+namespace {
+// std::bad_alloc with the greenlet's name; no allocation for its message.
+class NoStack final : public std::bad_alloc {
+public:
+    NoStack(const char* name, const char* why) noexcept {
+        snprintf(msg_, sizeof msg_, "cogent: %s could not start (no stack): %s", name, why);
+    }
+    const char* what() const noexcept override { return msg_; }
+
+private:
+    char msg_[256];
+};
+}  // namespace
+
+void GreenletState::start_failed(std::exception_ptr& e) noexcept {
+    // Run by the hub, which must carry on: the greenlet fails as if its function had thrown.
+    char name[160];
+    describe(name, sizeof name);
+    std::exception_ptr err = e;
+    try {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            err = std::make_exception_ptr(NoStack(name, x.what()));
+        }
+    } catch (...) {
+        // No memory even for the message: the original exception stands.
+    }
+    const char* what = name;
+    try {
+        std::rethrow_exception(err);
+    } catch (const std::exception& x) {
+        what = x.what();
+    } catch (...) {
+    }
+    fprintf(stderr, "%s\n", what);
+    end_unstarted(std::move(err));
 }
 
 void GreenletState::get_outcome(TimeoutArg timeout) {

@@ -181,7 +181,7 @@ void HubImpl::run_callbacks() {
             w->woken = true;
             GreenletImpl* g = w->g;  // w may be gone once g runs
             const bool owned = w->owns_ref;
-            if (!g->dead()) {
+            if (!g->dead() && startable(ts, g)) {
                 jump(ts, greenlet, g);
                 after_hub_resume(greenlet);
             }

@@ -1,6 +1,7 @@
 // Greenlet stacks: slab allocation, guard regions, pooling, and the stack-overflow report.
 #include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -58,13 +59,22 @@ void* StackPool::acquire(std::size_t size) {
     if (n < 1) n = 1;
     if (n > 64) n = 64;
     const std::size_t bytes = n * stride;
+    // Everything that can fail comes first, so a failure (std::bad_alloc) leaves the pool as
+    // it was: the lists' room, then the mapping, then its guards.
+    if (slabs_.size() == slabs_.capacity()) slabs_.reserve(2 * slabs_.size() + 8);
+    if (sc.free.capacity() < n - 1) sc.free.reserve(n - 1);  // empty here
     void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) throw std::bad_alloc();
-    slabs_.emplace_back(mem, bytes);
     char* base = static_cast<char*>(mem);
     // Guards first: the whole slab is prepared before any stack of it is handed out.
-    for (std::size_t i = 0; i < n; ++i) install_guard(base + i * stride);
+    try {
+        for (std::size_t i = 0; i < n; ++i) install_guard(base + i * stride);
+    } catch (...) {
+        munmap(mem, bytes);
+        throw;
+    }
+    slabs_.emplace_back(mem, bytes);  // no throw: reserved
     // Never touched yet, so not resident: they go below the cold mark. Pushed so that later
     // pops go upwards in memory.
     sc.free.insert(sc.free.begin(), n - 1, nullptr);
@@ -113,6 +123,7 @@ StackPool::~StackPool() {
 // ---- stack overflow: a SIGSEGV in the guard below the current greenlet's stack ----
 
 namespace {
+constexpr std::size_t kAltStackBytes = 64 * 1024;
 struct sigaction g_prev_segv;
 std::atomic<bool> g_handler_installed{false};
 
@@ -121,21 +132,59 @@ void write_str(const char* s) {
     (void)r;
 }
 
+// The interrupted stack pointer, or 0 where we do not know how to read it.
+std::uintptr_t fault_sp(void* uctx) noexcept {
+    auto* uc = static_cast<ucontext_t*>(uctx);
+#if defined(__x86_64__)
+    return static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+    return static_cast<std::uintptr_t>(uc->uc_mcontext.sp);
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+// A frame larger than the guard (built without -fstack-clash-protection) moves the stack
+// pointer past the guard before it writes anything: the fault then comes with the stack pointer
+// below the greenlet's stack, its address anywhere. So far below and no further is ours.
+constexpr std::uintptr_t kJumpReach = std::uintptr_t(256) << 20;
+
 void segv_handler(int sig, siginfo_t* info, void* uctx) {
     ThreadState* ts = tls_state;
     GreenletImpl* g = ts ? ts->current : nullptr;
-    if (g && !g->is_main() && g->stack_lo && StackPool::in_guard(info->si_addr, g->stack_lo)) {
-        char name[128];
-        g->describe(name, sizeof name);
-        char num[32];
-        snprintf(num, sizeof num, "%zu", g->stack_size);
-        write_str("cogent: stack overflow in greenlet ");
-        write_str(name);
-        write_str(" (stack size ");
-        write_str(num);
-        write_str(" bytes; raise it with COGENT_STACK_SIZE or the spawn option stack_size)\n");
-        signal(SIGSEGV, SIG_DFL);  // returning re-faults and the process dies with SIGSEGV
-        return;
+    if (g && !g->is_main() && g->stack_lo) {
+        const auto lo = reinterpret_cast<std::uintptr_t>(g->stack_lo);
+        const std::uintptr_t sp = fault_sp(uctx);
+        // A fault inside a handler already running on the signal stack is not an overflow.
+        bool on_altstack = false;
+        stack_t ss{};
+        if (sigaltstack(nullptr, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)) {
+            const auto alt = reinterpret_cast<std::uintptr_t>(ss.ss_sp);
+            on_altstack = sp >= alt && sp < alt + ss.ss_size;
+        }
+        const bool sp_below = sp && !on_altstack && sp < lo && lo - sp <= kJumpReach;
+        if (StackPool::in_guard(info->si_addr, g->stack_lo) || sp_below) {
+            char name[128];
+            g->describe(name, sizeof name);
+            char num[32];
+            snprintf(num, sizeof num, "%zu", g->stack_size);
+            write_str("cogent: stack overflow in greenlet ");
+            write_str(name);
+            write_str(" (stack size ");
+            write_str(num);
+            write_str(" bytes; raise it with COGENT_STACK_SIZE or the spawn option stack_size)\n");
+            if (sp_below && lo - sp > StackPool::kGuard) {
+                snprintf(num, sizeof num, "%zu", std::size_t(lo - sp));
+                write_str("cogent: a frame jumped the stack guard (stack pointer ");
+                write_str(num);
+                write_str(" bytes below the stack): it may have written into other memory; build "
+                          "with -fstack-clash-protection so that large frames fault in the "
+                          "guard\n");
+            }
+            signal(SIGSEGV, SIG_DFL);  // returning re-faults and the process dies with SIGSEGV
+            return;
+        }
     }
     // Not ours: hand over to whoever was installed before, or die the default way.
     if (g_prev_segv.sa_flags & SA_SIGINFO) {
@@ -153,7 +202,7 @@ void segv_handler(int sig, siginfo_t* info, void* uctx) {
 
 void install_overflow_handler(ThreadState* ts) {
     // The handler runs on an alternate stack: the faulting one has no room left.
-    const std::size_t alt = 64 * 1024;
+    const std::size_t alt = kAltStackBytes;
     stack_t cur{};
     if (sigaltstack(nullptr, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
         void* mem = mmap(nullptr, alt, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

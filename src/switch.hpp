@@ -20,8 +20,18 @@ namespace cogent::detail {
 
 namespace fctx = boost::context::detail;
 
-// Give `g` a stack and a fresh context (out of line: the first switch into a greenlet).
+// Give `g` a stack and a fresh context (out of line: the first switch into a greenlet). Throws
+// std::bad_alloc, with `g` left unstarted, when no stack can be had.
 void prepare_start(ThreadState* ts, GreenletImpl* g);
+// For switches that cannot let an exception out (the hub's): prepare_start, and if it fails,
+// g->start_failed() (a spawned greenlet ends with the error) and false: do not jump to it.
+[[gnu::cold]] bool start_or_fail(ThreadState* ts, GreenletImpl* g) noexcept;
+// Whether `g` can be jumped to: started, or given its stack now.
+inline bool startable(ThreadState* ts, GreenletImpl* g) noexcept {
+    if (g->state != GreenletImpl::State::unstarted) [[likely]]
+        return true;
+    return start_or_fail(ts, g);
+}
 
 inline void asan_start([[maybe_unused]] GreenletImpl* from, [[maybe_unused]] GreenletImpl* to,
                        [[maybe_unused]] bool dying) {

@@ -56,6 +56,7 @@ public:
             throw_self_join(what);
     }
     [[noreturn]] void throw_self_join(const char* what) const;
+    void start_failed(std::exception_ptr& e) noexcept override;
 
     void start();
     void start_later(Duration d);
@@ -90,6 +91,8 @@ protected:
 
 private:
     void finish();
+    // Dead without having run, with outcome `e` (killed before it started, or no stack).
+    void end_unstarted(std::exception_ptr e) noexcept;
     void destroy_links() noexcept;
     struct SelfCb : Callback {
         GreenletState* self;

@@ -160,6 +160,9 @@ public:
     virtual void body() = 0;
     // A short name for messages (stack overflow, LoopExit, uncaught exceptions).
     virtual void describe(char* buf, std::size_t len) const noexcept;
+    // No stack could be had for its first switch, made by the hub (`e`: the std::bad_alloc).
+    // A spawned greenlet ends with the error; a raw one stays unstarted (the default: report).
+    virtual void start_failed(std::exception_ptr& e) noexcept;
 
     bool dead() const noexcept { return state == State::dead; }
     bool started() const noexcept { return state != State::unstarted; }

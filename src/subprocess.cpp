@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <system_error>
 
 #include "child.hpp"
+#include "cogent/debug.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/io.hpp"
 #include "fdwait.hpp"
@@ -146,6 +149,24 @@ void write_input(const std::shared_ptr<CommState>& st) {
 }
 
 // ---- spawning ----
+
+// debug::spawn_stats(): process-wide, lock-free.
+struct SpawnCounters {
+    std::atomic<std::uint64_t> count{0}, inline_count{0};
+    std::atomic<std::int64_t> hub_total_ns{0}, hub_max_ns{0};
+};
+SpawnCounters g_spawn_counters;
+
+void record_spawn(std::chrono::nanoseconds hub_time, bool on_caller) noexcept {
+    auto& c = g_spawn_counters;
+    c.count.fetch_add(1, std::memory_order_relaxed);
+    if (on_caller) c.inline_count.fetch_add(1, std::memory_order_relaxed);
+    const std::int64_t ns = hub_time.count();
+    c.hub_total_ns.fetch_add(ns, std::memory_order_relaxed);
+    std::int64_t cur = c.hub_max_ns.load(std::memory_order_relaxed);
+    while (ns > cur && !c.hub_max_ns.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
+    }
+}
 
 enum Stage : int { kStageFds = 1, kStageSession, kStageCwd, kStageExec };
 
@@ -571,6 +592,7 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
 
     // All signals blocked across the fork: the child must not run one of our handlers before
     // it has reset them.
+    const auto spawn_start = std::chrono::steady_clock::now();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -580,6 +602,7 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
     if (pid == 0) exec_child(plan);
     const int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    record_spawn(std::chrono::steady_clock::now() - spawn_start, true);
     if (pid < 0) sys_fail(fork_errno, "fork to run " + format_cmd(argv_));
     child_ = std::make_unique<ChildWatch>(pid);
     err_w.reset();
@@ -788,3 +811,25 @@ void check_call(std::vector<std::string> argv, RunOptions opts) {
 }
 
 }  // namespace cogent::subprocess
+
+namespace cogent::debug {
+
+SpawnStats spawn_stats() noexcept {
+    auto& c = subprocess::g_spawn_counters;
+    SpawnStats s;
+    s.count = c.count.load(std::memory_order_relaxed);
+    s.inline_count = c.inline_count.load(std::memory_order_relaxed);
+    s.hub_total = std::chrono::nanoseconds(c.hub_total_ns.load(std::memory_order_relaxed));
+    s.hub_max = std::chrono::nanoseconds(c.hub_max_ns.load(std::memory_order_relaxed));
+    return s;
+}
+
+void reset_spawn_stats() noexcept {
+    auto& c = subprocess::g_spawn_counters;
+    c.count.store(0, std::memory_order_relaxed);
+    c.inline_count.store(0, std::memory_order_relaxed);
+    c.hub_total_ns.store(0, std::memory_order_relaxed);
+    c.hub_max_ns.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace cogent::debug

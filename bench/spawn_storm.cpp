@@ -3,7 +3,7 @@
 //
 //   build-rel/bench/cogent-spawn-storm [--greenlets N] [--rounds N] [--rss-mb N]
 //
-// N greenlets (20) each run Popen({"true"}) + wait() `rounds` times (50) while a ticker greenlet
+// After 0.5 s of the ticker alone (its share with no spawns), N greenlets (20) each run Popen({"true"}) + wait() `rounds` times (50) while a ticker greenlet
 // sleeps 1 ms in a loop and counts how many times it ran. Prints the spawn rate, the hub time
 // per spawn (debug::spawn_stats(): how long the thread was held inside a spawn), the ticker's
 // share of its 1 ms slots and its longest gap. --rss-mb N first allocates and touches N MiB,
@@ -67,7 +67,14 @@ int main(int argc, char** argv) {
             ++ticks;
         }
     });
-    cogent::sleep(std::chrono::milliseconds(5));  // the ticker is running
+    // The ticker alone first: its share of the slots on this machine, with nothing to compete.
+    cogent::sleep(std::chrono::milliseconds(5));
+    ticks = 0;
+    const auto idle0 = Clock::now();
+    cogent::sleep(std::chrono::milliseconds(500));
+    const long idle_ticks = ticks;
+    const double idle_slots =
+        ms(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - idle0));
     ticks = 0;
     max_gap = {};
     cogent::debug::reset_spawn_stats();
@@ -98,6 +105,8 @@ int main(int argc, char** argv) {
                 (unsigned long long)st.count, secs, double(st.count) / secs,
                 (unsigned long long)st.inline_count);
     std::printf("hub time in spawn avg %.3f ms, max %.3f ms\n", ms(st.hub_avg()), ms(st.hub_max));
+    std::printf("1 ms ticker alone %ld of %.0f slots (%.0f%%)\n", idle_ticks, idle_slots,
+                100.0 * double(idle_ticks) / idle_slots);
     std::printf("1 ms ticker       %ld of %.0f slots (%.0f%%), longest gap %.1f ms\n", ticks_seen,
                 slots, 100.0 * double(ticks_seen) / slots,
                 ms(std::chrono::duration_cast<std::chrono::nanoseconds>(gap)));

@@ -170,20 +170,26 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "spawns and failed spawns leak no fds,
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "kill or Timeout during a spawn takes effect after it") {
     // The spawn itself is not interruptible; the exception comes once the child exists, and
     // the child is killed (reaped later), as a kill while waiting for the exec always did.
+    // Each body kills its child itself if it gets past the spawn, so that every child ends.
+    int past_spawn = 0;
+    auto body = [&] {
+        sp::Popen p({"sleep", "30"});
+        ++past_spawn;
+        p.kill();
+        p.wait();
+    };
     for (int i = 0; i < 5; ++i) {
-        auto g = cogent::spawn([] { sp::Popen p({"sleep", "30"}); p.wait(); });
-        cogent::sleep(0);  // g is inside the spawn (or waiting)
+        auto g = cogent::spawn(body);
+        cogent::sleep(0);  // g has submitted its spawn and parks until it is done
         g.kill();
         CHECK(g.dead());
         CHECK(g.successful());  // GreenletExit
     }
+    MESSAGE(past_spawn << " of 5 kills came after the spawn");
+    past_spawn = 0;
     const auto t0 = Clock::now();
-    CHECK_THROWS_AS(cogent::with_timeout(1us,
-                                         [] {
-                                             sp::Popen p({"sleep", "30"});
-                                             p.wait();
-                                         }),
-                    cogent::Timeout);
+    CHECK_THROWS_AS(cogent::with_timeout(1us, body), cogent::Timeout);
+    CHECK(past_spawn == 0);  // it fired during the spawn, and was thrown when it returned
     CHECK(cogent_test::ms_since(t0) < 10000);
     // Every child started above was killed: the orphan reaper empties.
     for (int i = 0; i < 500 && cogent::detail::orphan_count() > 0; ++i) {

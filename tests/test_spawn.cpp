@@ -2,6 +2,7 @@
 // the hub keeps running; errors, concurrency, kill/Timeout during a spawn, and no fd leaks.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -226,6 +227,27 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a child does not run the parent's sig
     pinger.join();
     sigaction(SIGUSR2, &old, nullptr);
     CHECK(handled > 0);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "spawning works in a forked child and after it") {
+    // The spawner threads do not exist in a child of fork(): its spawns start its own.
+    CHECK(sp::check_output({"echo", "parent"}) == "parent\n");
+    pid_t pid = cogent::fork();
+    if (pid == 0) {
+        bool ok = false;
+        try {
+            auto g = cogent::spawn([] { return sp::check_output({"echo", "child"}); });
+            ok = g.get() == "child\n" && sp::call({"true"}) == 0;
+        } catch (...) {
+        }
+        ::_exit(ok ? 0 : 3);
+    }
+    REQUIRE(pid > 0);
+    int status = 0;
+    for (int i = 0; i < 3000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) cogent::sleep(10ms);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(sp::check_output({"echo", "parent"}) == "parent\n");
 }
 
 }  // TEST_SUITE

@@ -373,6 +373,8 @@ void run_spawn(SpawnJob& job) noexcept {
     job.done.store(true, std::memory_order_release);
 }
 
+std::atomic<bool> g_spawner_threads{true};  // detail::set_spawner_threads_enabled
+
 // The process-wide spawner threads (never destroyed: spawns may run until exit).
 ThreadPool& spawner_pool() {
     static ThreadPool* pool = new ThreadPool(4);
@@ -383,28 +385,35 @@ ThreadPool& spawner_pool() {
 // this thread if no spawner thread can be had. Not interruptible: the job points into the
 // caller's frame, so a kill or Timeout meanwhile is returned, to be thrown once it is done.
 std::exception_ptr spawn_off_hub(const std::shared_ptr<SpawnJob>& job) {
-    const auto t0 = std::chrono::steady_clock::now();
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    Clock::duration hub_time{};
+    bool on_caller = false;
+    // Clone from this thread (the hub stalls meanwhile).
+    auto here = [&] {
+        const auto t = Clock::now();
+        run_spawn(*job);
+        hub_time += Clock::now() - t;
+        on_caller = true;
+    };
     std::shared_ptr<AsyncResult<void>> r;
     try {
-        r = spawner_pool().spawn([job] { run_spawn(*job); });
+        if (g_spawner_threads.load(std::memory_order_relaxed))
+            r = spawner_pool().spawn([job] { run_spawn(*job); });
     } catch (...) {
-        // No worker thread could start (EAGAIN, or bad_alloc): clone from here.
+        // No worker thread could start (EAGAIN, or bad_alloc).
     }
-    if (!r) {
-        run_spawn(*job);
-        record_spawn(std::chrono::steady_clock::now() - t0, true);
-        return nullptr;
-    }
-    record_spawn(std::chrono::steady_clock::now() - t0, false);
+    hub_time += Clock::now() - t0;
     std::exception_ptr interrupted;
     int interruptions = 0;
+    if (!r) here();
     while (!job->done.load(std::memory_order_acquire)) {
         if (interruptions < 3) {
             try {
                 r->wait();
                 // Set, but not by the task: it never ran (the process forked while it was
-                // queued). Clone from here.
-                if (!job->done.load(std::memory_order_acquire)) run_spawn(*job);
+                // queued).
+                if (!job->done.load(std::memory_order_acquire)) here();
                 break;
             } catch (...) {
                 if (!interrupted) interrupted = std::current_exception();
@@ -414,12 +423,12 @@ std::exception_ptr spawn_off_hub(const std::shared_ptr<SpawnJob>& job) {
         }
         // A wait that keeps throwing (a hub being torn down) must not spin here: wait without
         // the hub (a spawn takes milliseconds).
-        if (r->ready()) {
-            if (!job->done.load(std::memory_order_acquire)) run_spawn(*job);
-            break;
-        }
-        ::usleep(200);
+        const auto t = Clock::now();
+        while (!job->done.load(std::memory_order_acquire) && !r->ready()) ::usleep(200);
+        hub_time += Clock::now() - t;
+        if (!job->done.load(std::memory_order_acquire)) here();
     }
+    record_spawn(std::chrono::duration_cast<std::chrono::nanoseconds>(hub_time), on_caller);
     return interrupted;
 }
 
@@ -916,6 +925,14 @@ void check_call(std::vector<std::string> argv, RunOptions opts) {
 }
 
 }  // namespace cogent::subprocess
+
+namespace cogent::detail {
+
+void set_spawner_threads_enabled(bool on) noexcept {
+    subprocess::g_spawner_threads.store(on, std::memory_order_relaxed);
+}
+
+}  // namespace cogent::detail
 
 namespace cogent::debug {
 

@@ -229,6 +229,32 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a child does not run the parent's sig
     CHECK(handled > 0);
 }
 
+TEST_CASE_FIXTURE(cogent_test::LeakCheck, "without spawner threads, spawns clone on the caller") {
+    // The fallback when no spawner thread can start: the same features and errors.
+    cogent::detail::set_spawner_threads_enabled(false);
+    struct Restore {
+        ~Restore() { cogent::detail::set_spawner_threads_enabled(true); }
+    } restore;
+    cogent::debug::reset_spawn_stats();
+    sp::RunOptions o;
+    o.cwd = "/";
+    o.input = "in";
+    o.capture_output = true;
+    o.start_new_session = true;
+    auto cp = sp::run({"sh", "-c", "cat; pwd; echo e >&2; exit 4"}, o);
+    CHECK(cp.returncode == 4);
+    CHECK(cp.stdout == "in/\n");
+    CHECK(cp.stderr == "e\n");
+    auto missing = system_error_of([] { sp::Popen({"/nonexistent/cogent-no-such-program"}); });
+    CHECK(missing.code().value() == ENOENT);
+    sp::Options bad_cwd;
+    bad_cwd.cwd = "/nonexistent/cogent-dir";
+    CHECK(system_error_of([&] { sp::Popen({"true"}, bad_cwd); }).code().value() == ENOENT);
+    const auto st = cogent::debug::spawn_stats();
+    CHECK(st.count == 3);
+    CHECK(st.inline_count == 3);
+}
+
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "spawning works in a forked child and after it") {
     // The spawner threads do not exist in a child of fork(): its spawns start its own.
     CHECK(sp::check_output({"echo", "parent"}) == "parent\n");

@@ -289,4 +289,10 @@ void check_call(std::vector<std::string> argv, RunOptions opts = {});
 
 }  // namespace subprocess
 
+namespace detail {
+// Testing hook. With false, spawns clone on the calling thread, as when no spawner thread can
+// be started. Affects spawns started afterwards.
+void set_spawner_threads_enabled(bool on) noexcept;
+}  // namespace detail
+
 }  // namespace cogent

@@ -1,23 +1,29 @@
-// Subprocesses (subprocess.hpp): spawning with _Fork + execve and a close-on-exec error pipe,
+// Subprocesses (subprocess.hpp): spawning with a vfork-style clone on a spawner thread,
 // cooperative pipes, communicate() with helper greenlets, run/check_output.
 #include "cogent/subprocess.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <system_error>
 
 #include "child.hpp"
+#include "cogent/debug.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/io.hpp"
+#include "cogent/threadpool.hpp"
 #include "fdwait.hpp"
 #include "runtime.hpp"
 
@@ -147,15 +153,31 @@ void write_input(const std::shared_ptr<CommState>& st) {
 
 // ---- spawning ----
 
+// debug::spawn_stats(): process-wide, lock-free.
+struct SpawnCounters {
+    std::atomic<std::uint64_t> count{0}, inline_count{0};
+    std::atomic<std::int64_t> hub_total_ns{0}, hub_max_ns{0};
+};
+SpawnCounters g_spawn_counters;
+
+void record_spawn(std::chrono::nanoseconds hub_time, bool on_caller) noexcept {
+    auto& c = g_spawn_counters;
+    c.count.fetch_add(1, std::memory_order_relaxed);
+    if (on_caller) c.inline_count.fetch_add(1, std::memory_order_relaxed);
+    const std::int64_t ns = hub_time.count();
+    c.hub_total_ns.fetch_add(ns, std::memory_order_relaxed);
+    std::int64_t cur = c.hub_max_ns.load(std::memory_order_relaxed);
+    while (ns > cur && !c.hub_max_ns.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
+    }
+}
+
 enum Stage : int { kStageFds = 1, kStageSession, kStageCwd, kStageExec };
 
-struct ExecError {
-    int stage;
-    int err;
-};
-
-// Everything the child needs, prepared by the parent: after _Fork the child may only make
-// async-signal-safe calls (another thread may have held the malloc lock).
+// Everything the child needs, prepared by the parent. The child is a vfork-style clone
+// (CLONE_VM | CLONE_VFORK): it runs in our memory, on a stack of its own, while the thread that
+// cloned it is suspended until it execs or exits. So it may only make raw system calls: no
+// malloc, no libc lock (another thread may hold it), no errno (it is the suspended thread's),
+// no sanitizer instrumentation. It reports a failure by writing fail_stage/fail_errno here.
 struct ChildPlan {
     int src[3];  // what becomes fd 0, 1, 2 (-1: leave it)
     const char* cwd;
@@ -167,87 +189,247 @@ struct ChildPlan {
     std::size_t npass;
     bool close_fds;
     bool new_session;
-    int errpipe;
     int max_fd;  // for the close_fds fallback without close_range
+    // Written by the child before it exits (0: it exec'd).
+    int fail_stage;
+    int fail_errno;
 };
 
-[[noreturn]] void child_fail(const ChildPlan& p, int stage, int err) noexcept {
-    ExecError e{stage, err};
-    ssize_t r;
-    do {
-        r = ::write(p.errpipe, &e, sizeof e);
-    } while (r < 0 && errno == EINTR);
-    ::_exit(127);
+// The code the child runs: no sanitizer instrumentation (it runs on a stack ASan does not
+// know, and must not call into the runtime), and every helper inlined.
+#define COGENT_CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
+#define COGENT_CHILD_INLINE COGENT_CHILD_CODE __attribute__((always_inline)) inline
+
+// A system call without libc: the result, or -errno.
+COGENT_CHILD_INLINE long raw_syscall(long n, long a = 0, long b = 0, long c = 0, long d = 0) {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 asm("r10") = d;
+    asm volatile("syscall"
+                 : "=a"(ret)
+                 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                 : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 asm("x8") = n;
+    register long x0 asm("x0") = a;
+    register long x1 asm("x1") = b;
+    register long x2 asm("x2") = c;
+    register long x3 asm("x3") = d;
+    asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+#else
+    // Elsewhere libc's syscall(): it sets errno (the suspended parent thread's), nothing worse.
+    long r = ::syscall(n, a, b, c, d);
+    return r < 0 ? -long(errno) : r;
+#endif
 }
 
-[[noreturn]] void exec_child(const ChildPlan& p) noexcept {
-    // Handlers do not survive exec; reset them now so none runs in this half-made child once
-    // signals are unblocked. SIGPIPE and SIGXFSZ go back to default even when ignored (as
-    // CPython's restore_signals): a parent that ignores SIGPIPE would otherwise pass it on.
-    for (int s = 1; s < NSIG; ++s) {
+// The kernel's struct sigaction (rt_sigaction), which differs from libc's.
+struct KernelSigaction {
+    unsigned long handler;
+    unsigned long flags;
+    unsigned long restorer;
+    unsigned long mask;
+};
+
+[[noreturn]] COGENT_CHILD_INLINE void child_fail(ChildPlan& p, int stage, long neg_err) {
+    p.fail_stage = stage;
+    p.fail_errno = int(-neg_err);
+    for (;;) raw_syscall(SYS_exit_group, 127);
+}
+
+COGENT_CHILD_CODE int child_main(void* arg) {
+    ChildPlan& p = *static_cast<ChildPlan*>(arg);
+    long r;
+    // Handlers do not survive exec; reset them now so none runs in this half-made child (in
+    // our memory!) once signals are unblocked. SIGPIPE and SIGXFSZ go back to default even
+    // when ignored (as CPython's restore_signals): a parent that ignores SIGPIPE would
+    // otherwise pass it on. Signals stay blocked (the cloning thread blocked them all) until
+    // just before exec.
+    for (int s = 1; s <= 64; ++s) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        struct sigaction old;
-        if (sigaction(s, nullptr, &old) != 0) continue;
+        KernelSigaction old;
+        old.handler = old.flags = old.restorer = old.mask = 0;
+        if (raw_syscall(SYS_rt_sigaction, s, 0, long(&old), 8) != 0) continue;
+        const unsigned long dfl = 0, ign = 1;
         bool reset;
-        if (old.sa_flags & SA_SIGINFO)
+        if (old.flags & SA_SIGINFO)
             reset = true;
         else if (s == SIGPIPE || s == SIGXFSZ)
-            reset = old.sa_handler != SIG_DFL;
+            reset = old.handler != dfl;
         else
-            reset = old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN;
+            reset = old.handler != dfl && old.handler != ign;
         if (reset) {
-            struct sigaction dfl;
-            std::memset(&dfl, 0, sizeof dfl);
-            dfl.sa_handler = SIG_DFL;
-            sigaction(s, &dfl, nullptr);
+            KernelSigaction act;
+            act.handler = act.flags = act.restorer = act.mask = 0;
+            raw_syscall(SYS_rt_sigaction, s, long(&act), 0, 8);
         }
     }
-    if (p.new_session && setsid() < 0) child_fail(p, kStageSession, errno);
-    // Sources among 0-2 that go elsewhere are first moved above 2, so no dup2 below overwrites
+    if (p.new_session && (r = raw_syscall(SYS_setsid)) < 0) child_fail(p, kStageSession, r);
+    // Sources among 0-2 that go elsewhere are first moved above 2, so no dup below overwrites
     // a source another slot still needs (e.g. stdout=2, stderr=1).
-    int src[3] = {p.src[0], p.src[1], p.src[2]};
+    int src[3];
+    src[0] = p.src[0];
+    src[1] = p.src[1];
+    src[2] = p.src[2];
     for (int i = 0; i < 3; ++i) {
         if (src[i] < 0 || src[i] > 2 || src[i] == i) continue;
         const int old = src[i];
-        const int moved = fcntl(old, F_DUPFD_CLOEXEC, 3);
-        if (moved < 0) child_fail(p, kStageFds, errno);
+        const long moved = raw_syscall(SYS_fcntl, old, F_DUPFD_CLOEXEC, 3);
+        if (moved < 0) child_fail(p, kStageFds, moved);
         for (int j = 0; j < 3; ++j)
-            if (src[j] == old) src[j] = moved;
+            if (src[j] == old) src[j] = int(moved);
     }
     for (int i = 0; i < 3; ++i) {
         if (src[i] < 0) continue;
         if (src[i] == i) {
-            if (fcntl(i, F_SETFD, 0) < 0) child_fail(p, kStageFds, errno);
-        } else if (dup2(src[i], i) < 0) {
-            child_fail(p, kStageFds, errno);
+            if ((r = raw_syscall(SYS_fcntl, i, F_SETFD, 0)) < 0) child_fail(p, kStageFds, r);
+        } else if ((r = raw_syscall(SYS_dup3, src[i], i, 0)) < 0) {
+            child_fail(p, kStageFds, r);
         }
     }
-    if (p.cwd && chdir(p.cwd) < 0) child_fail(p, kStageCwd, errno);
+    if (p.cwd && (r = raw_syscall(SYS_chdir, long(p.cwd))) < 0) child_fail(p, kStageCwd, r);
     if (p.close_fds) {
-        // Mark rather than close: the error pipe must stay open until exec succeeds.
-        if (syscall(SYS_close_range, 3u, ~0u, 1u << 2 /* CLOSE_RANGE_CLOEXEC */) < 0) {
-            for (int fd = 3; fd < p.max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        // Closed by the exec (fds the exec needs, a script's interpreter, are opened by it).
+        if (raw_syscall(SYS_close_range, 3, long(~0u), 1u << 2 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            for (int fd = 3; fd < p.max_fd; ++fd) raw_syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
         }
     }
-    for (std::size_t i = 0; i < p.npass; ++i) fcntl(p.pass_fds[i], F_SETFD, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (std::size_t i = 0; i < p.npass; ++i) raw_syscall(SYS_fcntl, p.pass_fds[i], F_SETFD, 0);
+    unsigned long none = 0;
+    raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, long(&none), 0, 8);
     // As execvp: go on past ENOENT-like errors, remember EACCES, stop at anything else.
-    int err = ENOENT;
+    long err = -ENOENT;
     bool eacces = false;
     for (std::size_t i = 0; i < p.ncandidates; ++i) {
-        execve(p.candidates[i], p.argv, p.envp);
-        const int e = errno;
-        if (e == EACCES) {
+        const long e = raw_syscall(SYS_execve, long(p.candidates[i]), long(p.argv), long(p.envp));
+        if (e == -EACCES) {
             eacces = true;
-        } else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT) {
+        } else if (e != -ENOENT && e != -ENOTDIR && e != -ESTALE && e != -ENODEV &&
+                   e != -ETIMEDOUT) {
             err = e;
             eacces = false;
             break;
         }
     }
-    child_fail(p, kStageExec, eacces ? EACCES : err);
+    child_fail(p, kStageExec, eacces ? -EACCES : err);
+}
+
+// The child's stack: one per cloning thread, reused (the thread is suspended while its child
+// runs on it), with a guard page below. Unmapped when the thread exits.
+class ChildStack {
+public:
+    static constexpr std::size_t kSize = 64 * 1024, kGuard = 4096;
+    ~ChildStack() {
+        if (base_) ::munmap(base_, kGuard + kSize);
+    }
+    // The top of the stack, or nullptr (errno set) if it could not be mapped.
+    void* top() noexcept {
+        if (!base_) {
+            void* m = ::mmap(nullptr, kGuard + kSize, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+            if (m == MAP_FAILED) return nullptr;
+            if (::mprotect(m, kGuard, PROT_NONE) != 0) {
+                int e = errno;
+                ::munmap(m, kGuard + kSize);
+                errno = e;
+                return nullptr;
+            }
+            base_ = static_cast<char*>(m);
+        }
+        return base_ + kGuard + kSize;
+    }
+
+private:
+    char* base_ = nullptr;
+};
+
+// One spawn, shared between the Popen that asked for it and the thread that clones.
+struct SpawnJob {
+    ChildPlan plan{};
+    pid_t pid = -1;   // the child, or -1
+    int err = 0;      // why there is none (errno of mmap or clone)
+    std::atomic<bool> done{false};
+};
+
+// Clone the child and return once it has exec'd or failed (on the calling thread).
+void run_spawn(SpawnJob& job) noexcept {
+    thread_local ChildStack stack;
+    void* top = stack.top();
+    if (!top) {
+        job.err = errno;
+    } else {
+        // All signals blocked across the clone: the child must not run one of our handlers
+        // before it has reset them.
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        const pid_t pid = ::clone(child_main, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &job.plan);
+        job.err = pid < 0 ? errno : 0;
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        job.pid = pid;
+    }
+    job.done.store(true, std::memory_order_release);
+}
+
+std::atomic<bool> g_spawner_threads{true};  // detail::set_spawner_threads_enabled
+
+// The process-wide spawner threads (never destroyed: spawns may run until exit).
+ThreadPool& spawner_pool() {
+    static ThreadPool* pool = new ThreadPool(4);
+    return *pool;
+}
+
+// Run job on a spawner thread, parking the calling greenlet meanwhile (its hub runs on); on
+// this thread if no spawner thread can be had. Not interruptible: the job points into the
+// caller's frame, so a kill or Timeout meanwhile is returned, to be thrown once it is done.
+std::exception_ptr spawn_off_hub(const std::shared_ptr<SpawnJob>& job) {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    Clock::duration hub_time{};
+    bool on_caller = false;
+    // Clone from this thread (the hub stalls meanwhile).
+    auto here = [&] {
+        const auto t = Clock::now();
+        run_spawn(*job);
+        hub_time += Clock::now() - t;
+        on_caller = true;
+    };
+    std::shared_ptr<AsyncResult<void>> r;
+    try {
+        if (g_spawner_threads.load(std::memory_order_relaxed))
+            r = spawner_pool().spawn([job] { run_spawn(*job); });
+    } catch (...) {
+        // No worker thread could start (EAGAIN, or bad_alloc).
+    }
+    hub_time += Clock::now() - t0;
+    std::exception_ptr interrupted;
+    int interruptions = 0;
+    if (!r) here();
+    while (!job->done.load(std::memory_order_acquire)) {
+        if (interruptions < 3) {
+            try {
+                r->wait();
+                // Set, but not by the task: it never ran (the process forked while it was
+                // queued).
+                if (!job->done.load(std::memory_order_acquire)) here();
+                break;
+            } catch (...) {
+                if (!interrupted) interrupted = std::current_exception();
+                ++interruptions;
+                continue;
+            }
+        }
+        // A wait that keeps throwing (a hub being torn down) must not spin here: wait without
+        // the hub (a spawn takes milliseconds).
+        const auto t = Clock::now();
+        while (!job->done.load(std::memory_order_acquire) && !r->ready()) ::usleep(200);
+        hub_time += Clock::now() - t;
+        if (!job->done.load(std::memory_order_acquire)) here();
+    }
+    record_spawn(std::chrono::duration_cast<std::chrono::nanoseconds>(hub_time), on_caller);
+    return interrupted;
 }
 
 // An fd of ours, closed on scope exit unless released.
@@ -264,17 +446,6 @@ struct OwnedFd {
         fd = -1;
     }
 };
-
-// A close-on-exec fd that is not 0, 1 or 2 (those may be free if the parent closed its stdio;
-// the child's dup2 onto them must not hit the error pipe).
-int above_stdio(int fd) {
-    if (fd < 0 || fd > 2) return fd;
-    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    ::close(fd);
-    if (moved < 0) sys_fail(e, "fcntl(F_DUPFD_CLOEXEC)");
-    return moved;
-}
 
 }  // namespace
 
@@ -535,14 +706,6 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
                 break;
         }
     }
-    OwnedFd err_r, err_w;
-    {
-        int fds[2];
-        if (pipe2(fds, O_CLOEXEC) < 0) sys_fail(errno, "pipe2");
-        err_r.fd = fds[0];
-        err_w.fd = above_stdio(fds[1]);  // closes fds[1] itself if it throws
-    }
-
     // Flat arrays for the child.
     std::vector<char*> c_argv;
     for (auto& a : argv_) c_argv.push_back(const_cast<char*>(a.c_str()));
@@ -556,68 +719,42 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
     int max_fd = 65536;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         max_fd = int(std::min<rlim_t>(rl.rlim_cur, 1 << 20));
-    ChildPlan plan{{src[0], src[1], src[2]},
-                   opts.cwd ? opts.cwd->c_str() : nullptr,
-                   c_argv.data(),
-                   opts.env ? c_env.data() : environ,
-                   c_cand.data(),
-                   c_cand.size(),
-                   opts.pass_fds.data(),
-                   opts.pass_fds.size(),
-                   opts.close_fds,
-                   opts.start_new_session,
-                   err_w.fd,
-                   max_fd};
+    auto job = std::make_shared<SpawnJob>();
+    job->plan = ChildPlan{{src[0], src[1], src[2]},
+                          opts.cwd ? opts.cwd->c_str() : nullptr,
+                          c_argv.data(),
+                          opts.env ? c_env.data() : environ,
+                          c_cand.data(),
+                          c_cand.size(),
+                          opts.pass_fds.data(),
+                          opts.pass_fds.size(),
+                          opts.close_fds,
+                          opts.start_new_session,
+                          max_fd,
+                          0,
+                          0};
 
-    // All signals blocked across the fork: the child must not run one of our handlers before
-    // it has reset them.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    // _Fork, not fork: no atfork handler (hub reinit, thread pool and resolver resets) is
-    // wasted on a child that only execs.
-    const pid_t pid = ::_Fork();
-    if (pid == 0) exec_child(plan);
-    const int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (pid < 0) sys_fail(fork_errno, "fork to run " + format_cmd(argv_));
-    child_ = std::make_unique<ChildWatch>(pid);
-    err_w.reset();
-    child_ends.clear();
-
-    // Wait (cooperatively) for the exec: end of file on the error pipe, or an ExecError.
-    set_nonblocking(err_r.fd);
-    ExecError report{};
-    std::size_t got = 0;
-    std::exception_ptr interrupted;
-    try {
-        while (got < sizeof report) {
-            ssize_t n =
-                ::read(err_r.fd, reinterpret_cast<char*>(&report) + got, sizeof report - got);
-            if (n > 0) {
-                got += std::size_t(n);
-            } else if (n == 0) {
-                break;
-            } else if (errno == EAGAIN) {
-                cogent::wait_read(err_r.fd);
-            } else if (errno != EINTR) {
-                sys_fail(errno, "read of the exec status pipe");
-            }
-        }
-    } catch (...) {
-        interrupted = std::current_exception();
+    // On a spawner thread: this one's hub keeps running while the child is set up and execs.
+    // When it returns, the child has exec'd or failed (and is exiting).
+    std::exception_ptr interrupted = spawn_off_hub(job);
+    if (job->pid < 0) {
+        if (interrupted) std::rethrow_exception(interrupted);
+        sys_fail(job->err, "clone to run " + format_cmd(argv_));
     }
+    child_ = std::make_unique<ChildWatch>(job->pid);
+    child_ends.clear();
     if (interrupted) {
         // Killed or timed out while the child was starting: nobody will own it, so stop it.
         // Its ChildWatch hands it to the reaper.
         child_->send_signal(SIGKILL);
         std::rethrow_exception(interrupted);
     }
-    if (got == 0) return;  // exec succeeded
+    const int stage = job->plan.fail_stage;
+    if (stage == 0) return;  // exec succeeded
     // The child failed before or at exec and is exiting with 127: reap it, then report.
     child_->wait({}, "Popen()");
-    int err = got == sizeof report ? report.err : EIO;
-    switch (got == sizeof report ? report.stage : 0) {
+    const int err = job->plan.fail_errno;
+    switch (stage) {
         case kStageCwd:
             sys_fail(err,
                      "cannot change to directory '" + *opts.cwd + "' to run " + format_cmd(argv_));
@@ -788,3 +925,33 @@ void check_call(std::vector<std::string> argv, RunOptions opts) {
 }
 
 }  // namespace cogent::subprocess
+
+namespace cogent::detail {
+
+void set_spawner_threads_enabled(bool on) noexcept {
+    subprocess::g_spawner_threads.store(on, std::memory_order_relaxed);
+}
+
+}  // namespace cogent::detail
+
+namespace cogent::debug {
+
+SpawnStats spawn_stats() noexcept {
+    auto& c = subprocess::g_spawn_counters;
+    SpawnStats s;
+    s.count = c.count.load(std::memory_order_relaxed);
+    s.inline_count = c.inline_count.load(std::memory_order_relaxed);
+    s.hub_total = std::chrono::nanoseconds(c.hub_total_ns.load(std::memory_order_relaxed));
+    s.hub_max = std::chrono::nanoseconds(c.hub_max_ns.load(std::memory_order_relaxed));
+    return s;
+}
+
+void reset_spawn_stats() noexcept {
+    auto& c = subprocess::g_spawn_counters;
+    c.count.store(0, std::memory_order_relaxed);
+    c.inline_count.store(0, std::memory_order_relaxed);
+    c.hub_total_ns.store(0, std::memory_order_relaxed);
+    c.hub_max_ns.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace cogent::debug

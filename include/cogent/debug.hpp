@@ -1,7 +1,9 @@
 // Introspection for tests and diagnostics. Counts are for the calling thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace cogent::debug {
 
@@ -20,5 +22,24 @@ std::size_t stack_guard_size() noexcept;
 // True once a guard has been installed with MADV_GUARD_INSTALL (false: mprotect fallback, or
 // no stack allocated yet).
 bool stack_guard_uses_madvise() noexcept;
+
+// Subprocess spawns (subprocess::Popen and everything built on it), for the whole process
+// (all threads), since the start or the last reset_spawn_stats(). "Hub time" is how long the
+// calling OS thread was held inside a spawn without running anything else: its hub, and so
+// every other greenlet of that thread, was stalled that long.
+struct SpawnStats {
+    std::uint64_t count = 0;              // spawns attempted (successful or not)
+    std::uint64_t inline_count = 0;       // of those, done on the calling thread itself
+    std::chrono::nanoseconds hub_total{};  // sum of the hub time of all spawns
+    std::chrono::nanoseconds hub_max{};    // the longest hub time of one spawn
+    // The mean hub time per spawn (zero when there was none).
+    std::chrono::nanoseconds hub_avg() const noexcept {
+        return count ? hub_total / std::int64_t(count) : std::chrono::nanoseconds{};
+    }
+};
+// The counters so far.
+SpawnStats spawn_stats() noexcept;
+// Zero them.
+void reset_spawn_stats() noexcept;
 
 }  // namespace cogent::debug

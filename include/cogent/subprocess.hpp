@@ -1,11 +1,18 @@
 // Subprocesses (gevent.subprocess / Python's subprocess): Popen, run, check_output, call,
 // with cooperative pipes, wait and communicate.
 //
-// Spawning forks with _Fork (no atfork handlers run in the child) and execs at once; an exec
-// that fails ("no such program", a bad cwd) comes back through a close-on-exec pipe as a
-// std::system_error in the parent naming the program, never as a silent exit status 127.
-// Waiting parks on a pidfd with the hub's fd waiting, so it works on any thread's hub and is
-// interrupted by kill and Timeout; every fd the parent opens is close-on-exec.
+// Spawning is vfork-style (clone with CLONE_VM | CLONE_VFORK, as posix_spawn): no copy of the
+// parent's page tables, so its cost does not grow with the parent's size, and no atfork
+// handler runs. The clone runs on one of a few process-wide spawner threads (on the calling
+// thread only if none can be started): the calling greenlet parks until the child has exec'd
+// or failed, while its hub and every other greenlet keep running. An exec that fails ("no
+// such program", a bad cwd) is reported by the child before it exits, as a std::system_error
+// in the parent naming the program, never as a silent exit status 127. That spawn wait (a
+// millisecond or so) is NOT interruptible: a kill or Timeout arriving during it takes effect
+// when it returns (the new child is then killed and reaped, and the exception thrown).
+// Waiting for the child to exit parks on a pidfd with the hub's fd waiting, so it works on
+// any thread's hub and is interrupted by kill and Timeout; every fd the parent opens is
+// close-on-exec.
 //
 // The child: fds 0-2 as chosen; every other fd closed unless listed in pass_fds (close_fds);
 // signal mask emptied and SIGPIPE/SIGXFSZ back to their default action (as CPython's
@@ -190,8 +197,9 @@ class Popen {
 public:
     // Start argv with opts. Throws std::invalid_argument for an empty argv, a NUL byte in an
     // argument, a bad env entry or redirect; std::system_error when the program cannot be run
-    // (ENOENT naming it, EACCES...), the cwd cannot be entered, or fork/pipe fail. Blocks only
-    // the calling greenlet (until the child has exec'd).
+    // (ENOENT naming it, EACCES...), the cwd cannot be entered, or clone/pipe fail. Blocks only
+    // the calling greenlet (until the child has exec'd); a kill or Timeout meanwhile is thrown
+    // once the spawn has returned (see the top of this file).
     explicit Popen(std::vector<std::string> argv, Options opts = {});
     // Moving is fine, even while communicate()'s helpers run (they do not point into it).
     Popen(Popen&& o) noexcept;
@@ -280,5 +288,11 @@ int call(std::vector<std::string> argv, RunOptions opts = {});
 void check_call(std::vector<std::string> argv, RunOptions opts = {});
 
 }  // namespace subprocess
+
+namespace detail {
+// Testing hook. With false, spawns clone on the calling thread, as when no spawner thread can
+// be started. Affects spawns started afterwards.
+void set_spawner_threads_enabled(bool on) noexcept;
+}  // namespace detail
 
 }  // namespace cogent

@@ -211,7 +211,7 @@ void HubImpl::run() {
         run_callbacks();
         // Teardown wins over whatever keeps the loop alive (a periodic sleeper's timer): main
         // may have been resumed from one of these callbacks, so it is parked from here, before
-        // the next poll, not from a poll that might never return (issue 12).
+        // the next poll, not from a poll that might never return.
         if (leave_requested) continue;
         if (!callbacks.empty()) {
             poll(EVRUN_NOWAIT);

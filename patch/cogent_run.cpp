@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "patch_families.hpp"  // src/
+#include "core/patch_families.hpp"  // src/
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <link.h>

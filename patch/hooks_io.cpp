@@ -33,7 +33,7 @@
 #include "cogent/exceptions.hpp"
 #include "cogent/io.hpp"
 #include "cogent/select.hpp"
-#include "fdwait.hpp"
+#include "io/fdwait.hpp"
 #include "shim.hpp"
 
 using namespace cogent;

@@ -23,7 +23,7 @@
 #include <cerrno>
 #include <cstdint>
 
-#include "runtime.hpp"  // src/: ThreadState, HubImpl, tls_state
+#include "hub/hub.hpp"  // src/: ThreadState, HubImpl, tls_state
 
 namespace cogent::patch {
 

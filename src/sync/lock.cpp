@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "cogent/exceptions.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent {
 

@@ -15,8 +15,8 @@
 #include <system_error>
 
 #include "cogent/exceptions.hpp"
-#include "fdwait.hpp"
-#include "switch.hpp"
+#include "io/fdwait.hpp"
+#include "core/switch.hpp"
 
 namespace cogent::detail {
 

@@ -7,8 +7,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "patch_families.hpp"
-#include "runtime.hpp"
+#include "core/patch_families.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <cstdio>
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent {
 

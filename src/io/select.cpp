@@ -40,9 +40,9 @@
 #include <unordered_map>
 
 #include "cogent/exceptions.hpp"
-#include "fdwait.hpp"
-#include "runtime.hpp"
-#include "switch.hpp"
+#include "io/fdwait.hpp"
+#include "hub/hub.hpp"
+#include "core/switch.hpp"
 
 namespace cogent::detail {
 

@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #include "cogent/exceptions.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

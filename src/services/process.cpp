@@ -17,12 +17,12 @@
 #include <system_error>
 #include <vector>
 
-#include "child.hpp"
+#include "services/child.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/hub.hpp"
 #include "cogent/io.hpp"
-#include "fdwait.hpp"
-#include "runtime.hpp"
+#include "io/fdwait.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <new>
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cogent/exceptions.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

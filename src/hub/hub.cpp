@@ -16,9 +16,9 @@
 
 #include "cogent/exceptions.hpp"
 #include "cogent/hub.hpp"
-#include "fdwait.hpp"
-#include "runtime.hpp"
-#include "switch.hpp"
+#include "io/fdwait.hpp"
+#include "hub/hub.hpp"
+#include "core/switch.hpp"
 
 namespace cogent::detail {
 

@@ -17,7 +17,7 @@
 
 #include "cogent/io.hpp"
 #include "cogent/lock.hpp"
-#include "fdwait.hpp"
+#include "io/fdwait.hpp"
 
 namespace cogent {
 

@@ -19,13 +19,13 @@
 #include <cstring>
 #include <system_error>
 
-#include "child.hpp"
+#include "services/child.hpp"
 #include "cogent/debug.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/io.hpp"
 #include "cogent/threadpool.hpp"
-#include "fdwait.hpp"
-#include "runtime.hpp"
+#include "io/fdwait.hpp"
+#include "hub/hub.hpp"
 
 extern char** environ;
 

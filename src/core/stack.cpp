@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <new>
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102  // Linux 6.13; glibc 2.36 headers lack the name

@@ -40,8 +40,8 @@
 
 #include "cogent/exceptions.hpp"
 #include "cogent/threadpool.hpp"
-#include "runtime.hpp"
-#include "switch.hpp"
+#include "hub/hub.hpp"
+#include "core/switch.hpp"
 
 namespace cogent {
 

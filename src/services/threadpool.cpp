@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "cogent/exceptions.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail::threadpool {
 

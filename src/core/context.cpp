@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "cogent/exceptions.hpp"
-#include "runtime.hpp"
-#include "switch.hpp"
+#include "hub/hub.hpp"
+#include "core/switch.hpp"
 
 
 namespace fctx = boost::context::detail;

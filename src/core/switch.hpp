@@ -9,7 +9,7 @@
 
 #include <cerrno>
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define COGENT_ASAN 1

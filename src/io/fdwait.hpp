@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cogent/io.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent {
 

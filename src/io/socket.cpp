@@ -27,7 +27,7 @@
 
 #include "cogent/dns.hpp"
 #include "cogent/hub.hpp"
-#include "fdwait.hpp"
+#include "io/fdwait.hpp"
 
 namespace cogent {
 

@@ -18,7 +18,7 @@
 
 #include "cogent/async_result.hpp"
 #include "cogent/greenlet.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

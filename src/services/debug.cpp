@@ -1,7 +1,7 @@
 #include "cogent/debug.hpp"
 
-#include "fdwait.hpp"
-#include "runtime.hpp"
+#include "io/fdwait.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::debug {
 

@@ -1,6 +1,6 @@
 #include "cogent/event.hpp"
 
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent {
 

@@ -37,7 +37,7 @@
 #include "cogent/hub.hpp"
 #include "cogent/lock.hpp"
 #include "cogent/pool.hpp"
-#include "runtime.hpp"
+#include "hub/hub.hpp"
 
 namespace cogent::detail {
 

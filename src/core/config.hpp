@@ -1,0 +1,32 @@
+// Settings: COGENT_* environment variables are read here and nowhere else. Internal.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cogent::detail {
+
+
+struct Config {
+    std::size_t stack_size;  // COGENT_STACK_SIZE, bytes, page-rounded
+    std::size_t threadpool_size = 10;  // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
+    unsigned patch_families = 15;      // COGENT_PATCH: the shim's families (1 socket, 2 dns,
+                                       // 4 time, 8 select); all by default
+};
+// Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
+const Config& config();
+// COGENT_RESOLVER, _SERVERS, _TIMEOUT, _TRIES, read afresh on each call (each Resolver built
+// from the environment). std::invalid_argument naming the variable for a malformed value; the
+// server entries are checked further by dns.cpp.
+struct ResolverSettings {
+    int kind = 0;  // 0 ares, 1 thread, 2 block
+    std::vector<std::string> servers;
+    std::optional<double> timeout_s;
+    std::optional<int> tries;
+};
+ResolverSettings resolver_settings();
+std::size_t page_size() noexcept;
+
+}  // namespace cogent::detail

@@ -1,0 +1,68 @@
+// Per-thread runtime state (the running greenlet, stacks, live greenlets) and error reporting.
+// Internal.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "cogent/detail/core.hpp"
+#include "core/config.hpp"
+#include "core/stack_pool.hpp"
+
+#define COGENT_TLS_IE __attribute__((tls_model("initial-exec")))
+
+namespace cogent::detail {
+
+class MainGreenlet;
+
+struct ThreadState : ThreadCore {
+    ThreadState();
+    ~ThreadState();
+    // Teardown, from main with the hub parked: throw GreenletExit into every greenlet left,
+    // let the hub run their blocking cleanups for a bounded time, report those that stay.
+    void unwind_greenlets();
+    MainGreenlet* main = nullptr;
+    HubImpl* hub = nullptr;
+    StackPool stacks;
+    List<GreenletImpl> live;  // started, not yet dead (main and hub excluded)
+    std::uint64_t next_id = 1;
+    bool tearing_down = false;
+    void* altstack = nullptr;
+    std::size_t default_stack = 0;  // config().stack_size, page-rounded, read once
+    // Freed greenlet-state blocks by 64-byte size class (see GreenletImpl::operator new).
+    static constexpr std::size_t kObjBuckets = 16;  // blocks up to 960 bytes
+    static constexpr std::size_t kObjCap = 65536;   // blocks kept per class
+    struct FreeBlock {
+        FreeBlock* next;
+    };
+    FreeBlock* free_objs[kObjBuckets] = {};
+    std::size_t free_counts[kObjBuckets] = {};
+};
+
+extern thread_local ThreadState* tls_state COGENT_TLS_IE;
+ThreadState* thread_state();  // creates on first use
+inline ThreadState* thread_state_fast() {
+    ThreadState* ts = tls_state;
+    return ts ? ts : thread_state();
+}
+
+class MainGreenlet final : public GreenletImpl {
+public:
+    explicit MainGreenlet(ThreadState* ts);
+    void body() override {}
+    void describe(char* buf, std::size_t len) const noexcept override;
+};
+
+// Install the process-wide SIGSEGV handler (stack overflow report) and this thread's
+// alternate signal stack.
+void install_overflow_handler(ThreadState* ts);
+
+std::uint64_t monotonic_ns() noexcept;
+
+// Report an exception that nothing will ever see otherwise (hub callback, greenlet body).
+void report_exception(const char* where, std::exception_ptr e) noexcept;
+std::string describe_exception(std::exception_ptr e);
+
+}  // namespace cogent::detail

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/switch_core.hpp"
 #include "cogent/exceptions.hpp"
 
 namespace cogent {
@@ -50,31 +51,16 @@ public:
     [[gnu::always_inline]] std::any switch_to(std::any value = {}) {
         detail::GreenletImpl* t = p_.get();
         detail::ThreadCore* tc = detail::tls_core;
-        // Fast path, all inline so that the jump is made from the caller's frame: a started,
-        // live greenlet of this thread other than the current one, no sanitizer annotations.
-        if (t && tc && !tc->annotate && static_cast<void*>(t->thread) == static_cast<void*>(tc) &&
-            t->state == detail::GreenletImpl::State::active && t != tc->current) [[likely]] {
+        // Fast path, inline so that the jump is made from the caller's frame (switch_core.hpp).
+        if (detail::inline_switchable(tc, t)) [[likely]] {
             detail::GreenletImpl* from = tc->current;
             t->transfer = std::move(value);
-            detail::normalize_fp_status();
-            from->saved_errno = *tc->errno_loc;
-            detail::swap_eh(tc->eh, &from->saved_eh, &t->saved_eh);
-            tc->current = t;
-            detail::Transfer r = detail::jump_fn(t->ctx, from);
-            auto* prev = static_cast<detail::GreenletImpl*>(r.data);
-            if (prev->state == detail::GreenletImpl::State::dead) [[unlikely]]
-                detail::reap_dead(prev);
-            else
-                prev->ctx = r.fctx;
-            *tc->errno_loc = from->saved_errno;
-            if (from->pending) [[unlikely]]
-                detail::rethrow_pending(from);
+            detail::switch_core<detail::InlineSwitch>(tc, from, t);
+            detail::raise_pending(from);
             return std::move(from->transfer);
         }
-        if (!p_) null_handle("switch_to");
-        detail::SwitchPlan plan = detail::begin_switch(p_.get(), value);
-        if (!plan.ctx) return value;
-        return detail::end_switch(cogent_jump_fcontext(plan.ctx, plan.from));
+        if (!t) null_handle("switch_to");
+        return detail::switch_to(t, std::move(value));
     }
     // Switch into this greenlet raising `e` at its suspension point (at its start, if unstarted:
     // its function then never runs). Returns like switch_to when the caller is resumed.

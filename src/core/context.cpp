@@ -1,7 +1,6 @@
-// The one switch point: Boost.Context fcontext jumps, sanitizer annotations, errno, stack
-// hand-back of dead greenlets; plus per-thread state and greenlet construction.
+// Switching (the library's uses of the switch core, a greenlet's first and last frames), per-
+// thread state and greenlet construction.
 #include <cxxabi.h>
-#include <boost/context/detail/fcontext.hpp>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -15,28 +14,22 @@
 #include "hub/hub.hpp"
 #include "core/switch.hpp"
 
+#if !(defined(__x86_64__) && defined(__ELF__))
+// No routine of our own (core/switch_x86_64.S) for this platform: Boost.Context's, which also
+// saves and restores the FP control state (harmless under the switch core's FP policy).
+#include <boost/context/detail/fcontext.hpp>
 
 namespace fctx = boost::context::detail;
+static_assert(sizeof(cogent::detail::Transfer) == sizeof(fctx::transfer_t));
 
-// A tail jump into Boost's jump_fcontext, so that header-inline code can switch from its own
-// frame (see switch.hpp for why that matters). Same ABI as jump_fcontext.
-#if defined(__x86_64__) && defined(__ELF__)
-// A real tail jump: GCC will not turn the C++ version below into one.
-asm(R"(
-    .text
-    .globl  cogent_jump_fcontext
-    .type   cogent_jump_fcontext, @function
-    .p2align 4
-cogent_jump_fcontext:
-    .cfi_startproc
-    jmp     jump_fcontext@PLT
-    .cfi_endproc
-    .size   cogent_jump_fcontext, .-cogent_jump_fcontext
-)");
-#else
-extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) noexcept {
-    auto t = fctx::jump_fcontext(to, data);
+extern "C" cogent::detail::Transfer cogent_switch_context(void* to, void* data) noexcept {
+    fctx::transfer_t t = fctx::jump_fcontext(to, data);
     return {t.fctx, t.data};
+}
+extern "C" void* cogent_make_context(void* top, std::size_t size,
+                                     void (*fn)(cogent::detail::Transfer)) noexcept {
+    // Same two-pointer struct passed by value: the cast only renames the argument type.
+    return fctx::make_fcontext(top, size, reinterpret_cast<void (*)(fctx::transfer_t)>(fn));
 }
 #endif
 
@@ -45,9 +38,7 @@ namespace cogent::detail {
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
 constinit thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
 constinit thread_local char tls_token COGENT_TLS_IE = 0;  // see thread_token()
-// Same two-pointer struct returned in rax:rdx: the cast only renames the result type.
-JumpFn jump_fn = reinterpret_cast<JumpFn>(reinterpret_cast<void (*)()>(&fctx::jump_fcontext));
-static_assert(sizeof(Transfer) == sizeof(fctx::transfer_t));
+JumpFn jump_fn = &cogent_switch_context;
 
 namespace {
 // Owns the ThreadState; its destructor runs at thread exit (and at exit() for the main thread).
@@ -187,19 +178,12 @@ void GreenletImpl::describe(char* buf, std::size_t len) const noexcept {
 namespace {
 
 [[noreturn]] void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to);
-void entry(fctx::transfer_t t) noexcept;
+void entry(Transfer t) noexcept;
 
 }  // namespace
 
-void reap_dead(GreenletImpl* g) { reap(tls_state, g); }
-
-void rethrow_pending(GreenletImpl* g) {
-    std::exception_ptr e = std::move(g->pending);
-    g->pending = nullptr;
-    std::rethrow_exception(e);
-}
-
-void reap(ThreadState* ts, GreenletImpl* prev) {
+void reap_dead(GreenletImpl* prev) {
+    ThreadState* ts = tls_state;
     if (prev->owns_stack_) {
         ts->stacks.release(prev->stack_lo, prev->stack_size);
         prev->owns_stack_ = false;
@@ -209,13 +193,19 @@ void reap(ThreadState* ts, GreenletImpl* prev) {
     prev->release();  // the reference a started greenlet holds on itself
 }
 
+void rethrow_pending(GreenletImpl* g) {
+    std::exception_ptr e = std::move(g->pending);
+    g->pending = nullptr;
+    std::rethrow_exception(e);
+}
+
 void prepare_start(ThreadState* ts, GreenletImpl* g) {
     g->stack_lo = ts->stacks.acquire(g->stack_size);
     g->owns_stack_ = true;
     char* hi = static_cast<char*>(g->stack_lo) + g->stack_size;
-    g->ctx = fctx::make_fcontext(hi, g->stack_size, &entry);
+    g->ctx = cogent_make_context(hi, g->stack_size, &entry);
     g->state = GreenletImpl::State::active;
-    g->add_ref();  // held until death (after_jump releases it)
+    g->add_ref();  // held until death (reap_dead releases it)
     ts->live.push_back(g);
 }
 
@@ -238,11 +228,7 @@ void GreenletImpl::start_failed(std::exception_ptr& e) noexcept {
 namespace {
 
 inline std::any take_result(GreenletImpl* cur) {
-    if (cur->pending) [[unlikely]] {
-        std::exception_ptr e = std::move(cur->pending);
-        cur->pending = nullptr;
-        std::rethrow_exception(e);
-    }
+    raise_pending(cur);
     return std::move(cur->transfer);
 }
 
@@ -257,11 +243,7 @@ void run_body(GreenletImpl* self) noexcept {
     std::any result;
     std::exception_ptr exc;
     try {
-        if (self->pending) {
-            std::exception_ptr e = std::move(self->pending);
-            self->pending = nullptr;
-            std::rethrow_exception(e);
-        }
+        raise_pending(self);  // thrown into it before it started
         self->body();
         result = std::move(self->transfer);
     } catch (const GreenletExit& e) {
@@ -278,10 +260,11 @@ void run_body(GreenletImpl* self) noexcept {
     to->pending = std::move(exc);
 }
 
-void entry(fctx::transfer_t t) noexcept {
+// The first frame of every greenlet (cogent_make_context).
+void entry(Transfer t) noexcept {
     ThreadState* ts = tls_state;
     GreenletImpl* self = ts->current;
-    after_jump(ts, t);
+    switch_land<LibSwitch>(ts, t);
     errno = 0;
     run_body(self);
     GreenletImpl* to = self->parent;
@@ -295,11 +278,8 @@ void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
         to = to->parent;
         while (to->dead()) to = to->parent;
     }
-    swap_eh(ts->eh, &self->saved_eh, &to->saved_eh);  // ours is empty: its catches all ended
-    ts->current = to;
-    normalize_fp_status();
-    asan_start(self, to, true);
-    fctx::jump_fcontext(to->ctx, self);
+    switch_leave<LibSwitch>(ts, self, to, true);  // its exception state is empty: all ended
+    LibSwitch::jump(to->ctx, self);  // `to` lands in switch_land, which frees our stack
     std::abort();  // a dead greenlet is never resumed
 }
 
@@ -333,22 +313,6 @@ std::any switch_to(GreenletImpl* target, std::any value) {
     return take_result(cur);
 }
 
-SwitchPlan begin_switch(GreenletImpl* target, std::any& value) {
-    ThreadState* ts = thread_state_fast();
-    target = live_target(ts, target);
-    GreenletImpl* cur = ts->current;
-    if (target == cur) return {nullptr, nullptr};
-    target->transfer = std::move(value);
-    before_jump(ts, cur, target);
-    return {target->ctx, cur};
-}
-
-std::any end_switch(Transfer t) {
-    ThreadState* ts = tls_state;
-    after_resume(ts, fctx::transfer_t{t.fctx, t.data});
-    return take_result(ts->current);
-}
-
 std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
     ThreadState* ts = thread_state_fast();
     target = live_target(ts, target);
@@ -368,9 +332,6 @@ std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
     jump(ts, cur, target);
     return take_result(cur);
 }
-
-namespace {
-}  // namespace
 
 void after_hub_resume(GreenletImpl* hub) {
     // Only a raw greenlet parented to the hub can hand it a value or an exception.

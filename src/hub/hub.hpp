@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/switch.hpp"
 #include "core/thread_state.hpp"
 
 namespace cogent::detail {
@@ -70,6 +71,20 @@ private:
     std::vector<std::function<void()>> remote_;
     std::uint64_t index_ = 0;
 };
+
+[[noreturn, gnu::cold]] void blocking_on_hub(const char* what);
+
+// Inline so that the jump is made from the blocking function's own frame.
+[[gnu::always_inline]] inline void HubImpl::switch_out(GreenletImpl* cur, const char* what) {
+    if (cur == greenlet) [[unlikely]]
+        blocking_on_hub(what);
+    cur->waiting_on = what;
+    jump(ts, cur, greenlet);
+    cur->waiting_on = nullptr;
+    raise_pending(cur);
+    if (cur->transfer.has_value()) [[unlikely]]
+        cur->transfer.reset();  // a stray raw switch with a value; the waiter reports it
+}
 
 HubImpl* create_hub(ThreadState* ts);
 // fork() support. In the child, the forking thread's hub is reinitialised (ev_loop_fork, its

@@ -22,17 +22,6 @@ using LinkId = std::uint64_t;
 }  // namespace cogent
 
 namespace cogent::detail {
-// The two words a context switch hands over (Boost.Context's transfer_t, same layout).
-struct Transfer {
-    void* fctx;
-    void* data;
-};
-}  // namespace cogent::detail
-
-// Switch machine contexts (a tail jump into Boost.Context's jump_fcontext).
-extern "C" cogent::detail::Transfer cogent_jump_fcontext(void* to, void* data) noexcept;
-
-namespace cogent::detail {
 
 struct ThreadState;
 class HubImpl;
@@ -50,7 +39,7 @@ struct EhState {  // 8-aligned like libstdc++'s: no alignas (the live one is not
     unsigned int pad_ = 0;  // libstdc++'s padding is zero too (TLS starts zeroed, never written)
 };
 
-// The part of the per-thread state that the inline switch (RawGreenlet::switch_to) reads.
+// The part of the per-thread state that the switch core (switch_core.hpp) reads.
 // ThreadState derives from it; tls_core points at the calling thread's one (null before its
 // first use of cogent).
 struct ThreadCore {
@@ -65,24 +54,6 @@ extern thread_local constinit ThreadCore* tls_core __attribute__((tls_model("ini
 // thread that constructed them (the owner rule) and compare it on entry.
 extern thread_local constinit char tls_token __attribute__((tls_model("initial-exec")));
 inline const void* thread_token() noexcept { return &tls_token; }
-// Boost.Context's jump_fcontext, called through this pointer to skip two PLT hops.
-using JumpFn = Transfer (*)(void*, void*);
-extern JumpFn jump_fn;  // not const: a const one breaks PIE links (text relocation)
-
-// jump_fcontext saves and restores MXCSR. Once a floating-point operation has set a sticky
-// exception flag (inexact results set PE all the time), the two contexts hold different MXCSR
-// values and every ldmxcsr in the switch becomes a slow, serialising one: 3.5 ns switches turn
-// into 50 ns on this machine's Xeon. Clearing the status flags before each jump keeps the saved
-// values equal. Consequence (documented): FP exception status flags do not survive a switch;
-// the control bits (rounding mode, masks) are still per greenlet.
-inline void normalize_fp_status() noexcept {
-#if defined(__x86_64__)
-    unsigned m = __builtin_ia32_stmxcsr();
-    if (m & 0x3fu) [[unlikely]]
-        __builtin_ia32_ldmxcsr(m & ~0x3fu);
-#endif
-}
-
 // Swap the C++ exception state at a switch from `from` to `to` (see EhState). Invariant: a
 // running greenlet's saved_eh is empty, so with no exception in flight on either side (the
 // common case) this is four loads and no store.
@@ -172,7 +143,7 @@ public:
     static std::size_t checked_stack_size(ThreadState* ts, std::size_t size);
 
     // --- fields (used by the switch code in src/) ---
-    void* ctx = nullptr;            // suspended machine context (Boost.Context fcontext_t)
+    void* ctx = nullptr;            // suspended machine context (see switch_core.hpp)
     void* stack_lo = nullptr;       // lowest usable byte of the stack (guard pages below)
     std::size_t stack_size = 0;     // usable bytes (requested size, page-rounded)
     GreenletImpl* parent = nullptr;  // strong reference
@@ -192,7 +163,7 @@ private:
 };
 
 // A queued "resume this greenlet" (sleep(0), start). The hub recognises it by `fn` and jumps
-// from its own loop instead of calling fn (see switch.hpp for why).
+// from its own loop instead of calling fn (see switch_core.hpp for why).
 struct WakeCallback : Callback {
     GreenletImpl* g = nullptr;
     bool woken = false;
@@ -210,16 +181,7 @@ GreenletImpl* current() noexcept;
 // Raw switch with a value: greenlet-module semantics (dead targets go to the nearest live
 // ancestor; a different thread's greenlet throws GreenletError).
 std::any switch_to(GreenletImpl* target, std::any value);
-// The raw switch in two halves around a cogent_jump_fcontext made from the caller's own frame
-// (RawGreenlet::switch_to is inline for that reason). begin_switch returns ctx == nullptr when
-// the target is the current greenlet (no switch; `value` is left to the caller).
-struct SwitchPlan {
-    void* ctx;
-    GreenletImpl* from;
-};
-SwitchPlan begin_switch(GreenletImpl* target, std::any& value);
-std::any end_switch(Transfer t);
-// Cold parts of the inline switch.
+// Cold parts of the switch core (switch_core.hpp).
 void reap_dead(GreenletImpl* g);
 [[noreturn]] void rethrow_pending(GreenletImpl* g);
 // Raw throw: switch into target raising `e` at its suspension point.

@@ -18,7 +18,7 @@
 // {the context just suspended, data} in rax:rdx on the resumed side. A fresh context (from
 // cogent_make_context) receives the same pair in rdi:rsi, as its entry function's argument.
 // The resumed side is reached with `jmp`, not `ret`: a `ret` would be mispredicted by the
-// return stack buffer at every switch (see core/switch.hpp).
+// return stack buffer at every switch (see cogent/detail/switch_core.hpp).
     .globl  cogent_switch_context
     .hidden cogent_switch_context
     .type   cogent_switch_context, @function

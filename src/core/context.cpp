@@ -29,7 +29,8 @@ extern "C" cogent::detail::Transfer cogent_switch_context(void* to, void* data) 
 extern "C" void* cogent_make_context(void* top, std::size_t size,
                                      void (*fn)(cogent::detail::Transfer)) noexcept {
     // Same two-pointer struct passed by value: the cast only renames the argument type.
-    return fctx::make_fcontext(top, size, reinterpret_cast<void (*)(fctx::transfer_t)>(fn));
+    using Fn = void (*)(fctx::transfer_t);
+    return fctx::make_fcontext(top, size, reinterpret_cast<Fn>(reinterpret_cast<void (*)()>(fn)));
 }
 #endif
 

@@ -77,12 +77,10 @@ cogent_make_context:
     .cfi_startproc
     movq    %rdi, %rax
     andq    $-16, %rax
-    // The frame ends 16 bytes below the top, so that the stack pointer is 16-aligned at the
-    // call in cogent_context_start, as the ABI wants at a call.
-    leaq    -0x48(%rax), %rax
+    // The frame ends at the top, so the stack pointer is 16-aligned at the call in
+    // cogent_context_start, as the ABI wants, and the frame fits in the top cache line.
+    leaq    -0x38(%rax), %rax
     xorl    %ecx, %ecx
-    movq    %rcx, 0x38(%rax)            // the 16 bytes above the frame: unused, zeroed
-    movq    %rcx, 0x40(%rax)
     movq    %rcx, 0x00(%rax)
     movq    %rcx, 0x08(%rax)
     movq    %rcx, 0x10(%rax)

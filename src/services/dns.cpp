@@ -17,6 +17,7 @@
 #include "cogent/dns.hpp"
 
 #include <ares.h>
+#include <ev.h>  // until the watchers here move to loop/
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <dlfcn.h>
@@ -652,11 +653,11 @@ struct Resolver::Impl {
         channel = nullptr;
         ares_destroy(c);
         for (auto& [fd, io] : socks) {
-            if (hub) ev_io_stop(hub->loop, io);
+            if (hub) ev_io_stop(hub->loop().raw(), io);
             delete io;
         }
         socks.clear();
-        if (hub) ev_timer_stop(hub->loop, &timer);
+        if (hub) ev_timer_stop(hub->loop().raw(), &timer);
     }
 
     // The runtime's own socket calls go straight to the kernel, never through an interposed
@@ -744,7 +745,7 @@ struct Resolver::Impl {
     static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
         auto* self = static_cast<Impl*>(data);
         if (!self->hub) return;
-        struct ev_loop* loop = self->hub->loop;
+        struct ev_loop* loop = self->hub->loop().raw();
         auto it = self->socks.find(fd);
         const int events = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
         if (!events) {
@@ -786,13 +787,13 @@ struct Resolver::Impl {
 
     void arm_timer() {
         if (!hub || !channel) return;
-        ev_timer_stop(hub->loop, &timer);
+        ev_timer_stop(hub->loop().raw(), &timer);
         if (in_ares == 0) return;
         timeval tv{};
         if (!ares_timeout(channel, nullptr, &tv)) return;
         hub->update_now();
         ev_timer_set(&timer, double(tv.tv_sec) + double(tv.tv_usec) * 1e-6, 0.);
-        ev_timer_start(hub->loop, &timer);
+        ev_timer_start(hub->loop().raw(), &timer);
     }
 
     // One ares call finished (answer, error, timeout, or channel destruction).

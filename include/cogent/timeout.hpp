@@ -61,7 +61,7 @@ private:
     std::exception_ptr exception_;
     detail::GreenletImpl* owner_ = nullptr;
     bool owns_timer_ = false;
-    alignas(8) unsigned char timer_[64];  // an ev_timer (libev stays out of public headers)
+    alignas(8) unsigned char timer_[64];  // a timer on the hub's loop (libev stays out of here)
 };
 
 // Run fn(args...) in the current greenlet under a Timeout of `duration`; the Timeout propagates.

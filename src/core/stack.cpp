@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <new>
 
-#include "hub/hub.hpp"
+#include "core/thread_state.hpp"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102  // Linux 6.13; glibc 2.36 headers lack the name

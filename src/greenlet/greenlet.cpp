@@ -8,6 +8,7 @@
 #include <new>
 
 #include "hub/hub.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent {
 
@@ -132,10 +133,10 @@ void LinkNode::wake(WaitNode* n) {
     }
 }
 
+// start_later's timer; it holds a reference on the greenlet until it fires or is dropped.
 struct LaterTimer {
-    ev_timer timer;
+    loop::Timer timer;
     GreenletState* g;
-    HubImpl* hub;
 };
 
 // A kill on its way to a started greenlet: a hub callback that throws into it (gevent's _kill).
@@ -217,9 +218,7 @@ GreenletState::~GreenletState() {
         delete h;
     }
     if (later_) {
-        auto* lt = static_cast<LaterTimer*>(later_);
-        ev_timer_stop(lt->hub->loop, &lt->timer);  // also clears a pending one
-        delete lt;
+        delete static_cast<LaterTimer*>(later_);  // stops the timer, even an expired one
     }
 }
 
@@ -291,21 +290,17 @@ void GreenletState::start_later(Duration d) {
     scheduled = true;
     auto* lt = new LaterTimer{};
     lt->g = this;
-    lt->hub = hub_of(thread);
     later_ = lt;
-    ev_timer_init(&lt->timer, [](struct ev_loop* loop, ev_timer* w, int) {
-        auto* t = static_cast<LaterTimer*>(w->data);
-        ev_timer_stop(loop, w);
-        GreenletState* self = t->g;
+    lt->timer.set_callback([](loop::Timer& t) {
+        auto* later = static_cast<LaterTimer*>(t.data());
+        GreenletState* self = later->g;
         self->later_ = nullptr;
-        delete t;
+        delete later;
         resume(self);
         self->release();
-    }, std::chrono::duration<double>(d).count(), 0.);
-    lt->timer.data = lt;
+    }, lt);
     add_ref();  // held by the timer
-    lt->hub->update_now();
-    ev_timer_start(lt->hub->loop, &lt->timer);
+    lt->timer.start(hub_of(thread)->loop(), d);
 }
 
 void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
@@ -320,9 +315,7 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
             release();
         }
         if (later_) {
-            auto* lt = static_cast<LaterTimer*>(later_);
-            ev_timer_stop(lt->hub->loop, &lt->timer);
-            delete lt;
+            delete static_cast<LaterTimer*>(later_);  // stops the timer
             later_ = nullptr;
             release();
         }

@@ -19,6 +19,7 @@
 #include "io/fdwait.hpp"
 #include "hub/hub.hpp"
 #include "core/switch.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent::detail {
 
@@ -79,28 +80,16 @@ void report_exception(const char* where, std::exception_ptr e) noexcept {
     }
 }
 
-HubImpl::HubImpl(ThreadState* ts_) : ts(ts_) {
-    const bool main_thread = syscall(SYS_gettid) == getpid();
-    // Signal and child watchers only work on libev's default loop: the main thread gets it.
-    if (main_thread) {
-        // libev's default loop installs a SIGCHLD handler that reaps *any* child with
-        // waitpid(-1), stealing exit statuses from the program's own waitpid() calls. Children
-        // are waited for with pidfd instead, so put the program's SIGCHLD disposition back.
-        struct sigaction prev {};
-        sigaction(SIGCHLD, nullptr, &prev);
-        loop = ev_default_loop(EVFLAG_AUTO);
-        sigaction(SIGCHLD, &prev, nullptr);
-    } else {
-        loop = ev_loop_new(EVFLAG_AUTO);
-    }
-    if (!loop) throw std::runtime_error("cogent: libev could not create an event loop");
-    ev_async_init(&async_, &HubImpl::on_async);
-    async_.data = this;
-    ev_async_start(loop, &async_);
-    ev_unref(loop);  // the cross-thread door alone does not keep the loop alive
+namespace {
+bool on_main_thread() noexcept { return syscall(SYS_gettid) == getpid(); }
+}  // namespace
+
+// Signal watchers only work on libev's default loop: the main thread gets it.
+HubImpl::HubImpl(ThreadState* ts_) : ts(ts_), loop_(on_main_thread()) {
+    loop_.set_wakeup(&HubImpl::on_wakeup, this);
     greenlet = new HubGreenlet(this, ts->main);
     index_ = ++g_hub_index;
-    if (main_thread) set_main_hub(this, true);  // signal.cpp: signal watchers live here
+    if (loop_.is_default()) set_main_hub(this, true);  // signal.cpp: signal watchers live here
 }
 
 HubImpl::~HubImpl() {
@@ -110,11 +99,8 @@ HubImpl::~HubImpl() {
         if (cb->discard) cb->discard(cb);
     delete io;  // stops the fd watchers still armed (kept read watchers of open sockets)
     io = nullptr;
-    ev_ref(loop);
-    ev_async_stop(loop, &async_);
-    if (loop != ev_default_loop_uc_()) ev_loop_destroy(loop);
     greenlet->release();
-}
+}  // then ~Loop: the loop goes (unless it is libev's default one)
 
 namespace {
 std::atomic<void (*)()> g_fork_hooks[16];
@@ -122,7 +108,7 @@ std::atomic<int> g_fork_hook_count{0};
 
 void on_fork_child() {
     // Only the forking thread exists in the child. Its hub's loop shares the parent's epoll fd:
-    // ev_loop_fork makes libev build a new one (and a new async pipe) at its next iteration.
+    // Loop::fork makes libev build a new one (and a new async pipe) at its next iteration.
     if (ThreadState* ts = tls_state; ts && ts->hub) ts->hub->after_fork();
     const int n = g_fork_hook_count.load(std::memory_order_acquire);
     for (int i = 0; i < n; ++i)
@@ -140,7 +126,7 @@ void add_fork_child_hook(void (*hook)()) {
 }
 
 void HubImpl::after_fork() noexcept {
-    ev_loop_fork(loop);
+    loop_.fork();
     fd_after_fork(this);  // libev re-adds every watched fd: have them checked first
     // Another thread may have held the lock at the fork; it no longer exists to release it.
     new (&remote_mu_) std::mutex;
@@ -162,12 +148,15 @@ HubImpl* create_hub(ThreadState* ts) {
 
 void HubImpl::request_break() noexcept {
     break_requested = true;
-    ev_break(loop, EVBREAK_ONE);
+    loop_.break_one();
 }
 
-void HubImpl::poll(int flags) {
+void HubImpl::poll(bool nowait) {
     in_ev_run = true;
-    ev_run(loop, flags);
+    if (nowait)
+        loop_.run_nowait();
+    else
+        loop_.run();
     in_ev_run = false;
     last_poll_ns = monotonic_ns();
 }
@@ -214,11 +203,11 @@ void HubImpl::run() {
         // the next poll, not from a poll that might never return.
         if (leave_requested) continue;
         if (!callbacks.empty()) {
-            poll(EVRUN_NOWAIT);
+            poll(/*nowait=*/true);
             continue;
         }
         break_requested = false;
-        poll(0);  // until ev_break (a callback was queued) or nothing referenced is active
+        poll(/*nowait=*/false);  // until break_one (a callback was queued) or nothing referenced is active
         if (leave_requested) continue;
         if (callbacks.empty() && !break_requested) {
             GreenletImpl* m = ts->main;
@@ -240,11 +229,11 @@ void HubImpl::run() {
 void HubImpl::request_park() noexcept {
     park_requested = true;
     leave_requested = true;
-    if (in_ev_run) ev_break(loop, EVBREAK_ALL);
+    if (in_ev_run) loop_.break_all();
 }
 
-void HubImpl::on_async(struct ev_loop*, ev_async* w, int) {
-    auto* self = static_cast<HubImpl*>(w->data);
+void HubImpl::on_wakeup(void* hub) {
+    auto* self = static_cast<HubImpl*>(hub);
     std::vector<std::function<void()>> batch;
     {
         std::lock_guard<std::mutex> lk(self->remote_mu_);
@@ -264,19 +253,19 @@ void HubImpl::run_threadsafe(std::function<void()> fn) {
         std::lock_guard<std::mutex> lk(remote_mu_);
         remote_.push_back(std::move(fn));
     }
-    ev_async_send(loop, &async_);
+    loop_.wake();
 }
 
 void HubImpl::keep_alive(int delta) noexcept {
-    for (; delta > 0; --delta) ev_ref(loop);
-    for (; delta < 0; ++delta) ev_unref(loop);
+    for (; delta > 0; --delta) loop_.ref();
+    for (; delta < 0; ++delta) loop_.unref();
 }
 
-void HubImpl::stop_and_join(ThreadState*) {
+void HubImpl::stop_and_join() {
     stopping = true;
     leave_requested = true;
     if (greenlet->started() && !greenlet->dead()) {
-        if (in_ev_run) ev_break(loop, EVBREAK_ALL);
+        if (in_ev_run) loop_.break_all();
         try {
             switch_to(greenlet, {});
         } catch (...) {
@@ -292,34 +281,24 @@ namespace {
 // How long the hub may run the cleanups of unwound greenlets that block (a sleep in a
 // destructor, a join of a child) before what is left is reported as leaked, and how many times
 // GreenletExit is thrown into one that swallows it.
-constexpr double kUnwindBudgetSeconds = 2.0;
+constexpr std::chrono::seconds kUnwindBudget{2};
 constexpr int kUnwindRounds = 3;
 
 // An unreferenced timer on the hub's loop: it bounds the unwinding without keeping the loop
 // alive, and brings main back when it fires.
 struct UnwindDeadline {
-    ev_timer timer{};
-    HubImpl* hub;
+    loop::Timer timer{&UnwindDeadline::fire, this};
     GreenletImpl* main;
     bool expired = false;
-    UnwindDeadline(HubImpl* h, GreenletImpl* m) : hub(h), main(m) {
-        ev_timer_init(&timer, [](struct ev_loop* loop, ev_timer* w, int) {
-            auto* self = static_cast<UnwindDeadline*>(w->data);
-            ev_ref(loop);
-            ev_timer_stop(loop, w);
-            self->expired = true;
-            resume(self->main);
-        }, kUnwindBudgetSeconds, 0.);
-        timer.data = this;
-        hub->update_now();
-        ev_timer_start(hub->loop, &timer);
-        ev_unref(hub->loop);
+    UnwindDeadline(HubImpl* hub, GreenletImpl* m) : main(m) {
+        timer.start(hub->loop(), std::chrono::duration_cast<Duration>(kUnwindBudget),
+                    /*ref=*/false);
     }
-    ~UnwindDeadline() {
-        if (ev_is_active(&timer)) ev_ref(hub->loop);
-        ev_timer_stop(hub->loop, &timer);
+    static void fire(loop::Timer& t) {
+        auto* self = static_cast<UnwindDeadline*>(t.data());
+        self->expired = true;
+        resume(self->main);
     }
-    UnwindDeadline(const UnwindDeadline&) = delete;
 };
 
 // A GreenletExit on its way into a greenlet being unwound, thrown from the hub: a victim whose
@@ -385,7 +364,7 @@ void ThreadState::unwind_greenlets() {
             stderr,
             "cogent: %zu greenlet(s) would not exit at thread exit (GreenletExit thrown in up to "
             "%d times, their cleanups given up to %.0f s); leaked: %s%s\n",
-            left, kUnwindRounds, kUnwindBudgetSeconds, names.c_str(), left > 8 ? ", ..." : "");
+            left, kUnwindRounds, double(kUnwindBudget.count()), names.c_str(), left > 8 ? ", ..." : "");
 }
 
 ThreadState::~ThreadState() {
@@ -405,7 +384,7 @@ ThreadState::~ThreadState() {
             }
         }
         unwind_greenlets();
-        hub->stop_and_join(this);
+        hub->stop_and_join();
         delete hub;
         hub = nullptr;
     }
@@ -424,7 +403,7 @@ ThreadState::~ThreadState() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blocking: the one place a greenlet parks.
+// Blocking: what may not block, and the queue of the thread's hub. Parking is in wait/.
 
 void check_may_block(const char* what) {
     ThreadState* ts = thread_state_fast();
@@ -443,100 +422,6 @@ void check_may_block(const char* what) {
 void schedule(Callback* cb) { hub_of(thread_state_fast())->schedule(cb); }
 
 GreenletImpl* hub_greenlet() { return hub_of(thread_state_fast())->greenlet; }
-
-namespace {
-struct Parker : WaitNode {
-    GreenletImpl* g = nullptr;
-    HubImpl* hub = nullptr;
-    ev_timer timer{};
-    bool woken = false;
-    bool timed_out = false;
-    bool abandoned = false;           // abandon() ran: wake_buf holds a WakeCallback
-    const char* destroyed = nullptr;  // abandoned: the kind of the destroyed object
-    bool* gone = nullptr;             // park()'s out-parameter
-    // The WakeCallback abandon() queues (abandoning never switches), constructed there only:
-    // parks that are never abandoned (all but a few) do not pay for initialising it.
-    alignas(WakeCallback) unsigned char wake_buf[sizeof(WakeCallback)];
-    WakeCallback& abandon_wake() noexcept {
-        return *std::launder(reinterpret_cast<WakeCallback*>(wake_buf));
-    }
-    ~Parker() {
-        if (abandoned) [[unlikely]]
-            abandon_wake().~WakeCallback();  // unlinks it if still queued (killed meanwhile)
-        unlink();
-        // Unconditionally: a timer that expired but whose callback has not run yet is inactive
-        // yet pending, and libev would still call it on this dead frame. Stopping clears that.
-        ev_timer_stop(hub->loop, &timer);
-    }
-    // The object is being destroyed (we are already unlinked): mark, disarm, queue the wake.
-    // Runs in the destroyer's frame; the WaitableDestroyed is thrown by park() in ours.
-    static void abandon(WaitNode* n, const char* kind) noexcept {
-        auto* self = static_cast<Parker*>(n);
-        self->destroyed = kind;
-        if (kind && self->gone) *self->gone = true;
-        ev_timer_stop(self->hub->loop, &self->timer);
-        auto* w = new (self->wake_buf) WakeCallback;
-        self->abandoned = true;
-        w->g = self->g;
-        self->hub->schedule(w);
-    }
-};
-
-[[noreturn]] void invalid_switch(const char* what) {
-    throw InvalidSwitchError(std::string("cogent: unexpected switch into a greenlet waiting in ") +
-                             what);
-}
-}  // namespace
-
-void throw_destroyed(const char* kind, const char* what, GreenletImpl* g) {
-    std::string k = kind ? kind : "";
-    if (k.empty()) {
-        std::string w = what;
-        auto colons = w.find("::");
-        k = colons == std::string::npos ? "waitable object" : w.substr(0, colons);
-    }
-    char name[96];
-    g->describe(name, sizeof name);
-    throw WaitableDestroyed("cogent: " + k + " destroyed while " + name + " waited in " + what);
-}
-
-bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone) {
-    ThreadState* ts = thread_state_fast();
-    GreenletImpl* cur = ts->current;
-    HubImpl* hub = hub_of(ts);
-    if (cur == hub->greenlet) hub->switch_out(cur, what);  // throws BlockingSwitchOutError
-    if (timeout.zero()) return false;
-    Parker p;
-    p.g = cur;
-    p.hub = hub;
-    p.gone = gone;
-    p.on_wake = [](WaitNode* n) {
-        auto* self = static_cast<Parker*>(n);
-        self->woken = true;
-        resume(self->g);
-    };
-    p.on_abandon = &Parker::abandon;
-    list.push_back(&p);
-    if (!timeout.forever()) {
-        ev_timer_init(&p.timer, [](struct ev_loop*, ev_timer* w, int) {
-            auto* self = static_cast<Parker*>(w->data);
-            self->timed_out = true;
-            self->unlink();
-            resume(self->g);
-        }, timeout.seconds(), 0.);
-        p.timer.data = &p;
-        hub->update_now();
-        ev_timer_start(hub->loop, &p.timer);
-    }
-    hub->switch_out(cur, what);
-    if (p.woken) return true;
-    if (p.timed_out) return false;
-    if (p.abandoned && p.abandon_wake().woken) {
-        if (!p.destroyed) return true;  // the wait was over anyway (see WaitNode::on_abandon)
-        throw_destroyed(p.destroyed, what, cur);
-    }
-    invalid_switch(what);
-}
 
 }  // namespace cogent::detail
 
@@ -586,99 +471,6 @@ std::uint64_t Hub::index() const noexcept { return impl_->thread_index(); }
 bool Hub::is_current_thread() const noexcept {
     ThreadState* ts = tls_state;
     return ts && ts->hub == impl_;
-}
-
-bool Hub::join(TimeoutArg timeout) {
-    ThreadState* ts = thread_state_fast();
-    if (ts->hub != impl_)
-        throw GreenletError(
-            "cogent: Hub::join (wait() with no objects) called from another thread");
-    if (ts->current == impl_->greenlet) blocking_on_hub("Hub::join (wait() with no objects)");
-    if (ts->current != ts->main)
-        throw GreenletError(
-            "cogent: Hub::join (wait() with no objects) is only possible from the main greenlet "
-            "(it returns when the loop has nothing left, which it learns through LoopExit)");
-    // The loop reports "nothing left" by throwing LoopExit into the main greenlet, whatever it
-    // waits on: wait on something nobody wakes, or on an unreferenced timer for the timeout.
-    try {
-        if (timeout.forever()) {
-            WaitList nobody;
-            park(nobody, {}, "Hub::join");
-            invalid_switch("Hub::join");
-        }
-        sleep(std::max(timeout.value(), Duration(1)), /*ref=*/false);
-        return false;
-    } catch (const LoopExit&) {
-        return true;
-    }
-}
-
-void sleep(Duration d, bool ref) {
-    ThreadState* ts = thread_state_fast();
-    GreenletImpl* cur = ts->current;
-    HubImpl* hub = hub_of(ts);
-    if (d <= Duration::zero()) {
-        // Yield: queue our own wake-up behind everything already runnable.
-        WakeCallback y;
-        y.g = cur;
-        if (cur == hub->greenlet) blocking_on_hub("sleep(0)");
-        hub->schedule(&y);
-        hub->switch_out(cur, "sleep(0)");
-        if (!y.woken) invalid_switch("sleep(0)");
-        return;
-    }
-    struct Sleeper {
-        ev_timer timer{};
-        GreenletImpl* g;
-        HubImpl* hub;
-        bool ref;
-        bool woken = false;
-        ~Sleeper() {
-            if (ev_is_active(&timer) && !ref) ev_ref(hub->loop);
-            ev_timer_stop(hub->loop, &timer);  // also clears a pending, expired timer
-        }
-    } s{{}, cur, hub, ref};
-    if (cur == hub->greenlet) hub->switch_out(cur, "sleep()");  // throws
-    ev_timer_init(&s.timer, [](struct ev_loop* loop, ev_timer* w, int) {
-        auto* self = static_cast<Sleeper*>(w->data);
-        if (!self->ref) ev_ref(loop);
-        ev_timer_stop(loop, w);
-        self->woken = true;
-        resume(self->g);
-    }, std::chrono::duration<double>(d).count(), 0.);
-    s.timer.data = &s;
-    hub->update_now();
-    ev_timer_start(hub->loop, &s.timer);
-    if (!ref) ev_unref(hub->loop);
-    hub->switch_out(cur, "sleep()");
-    if (!s.woken) invalid_switch("sleep()");
-}
-
-void idle() {
-    ThreadState* ts = thread_state_fast();
-    GreenletImpl* cur = ts->current;
-    HubImpl* hub = hub_of(ts);
-    struct Idler {
-        ev_idle w{};
-        GreenletImpl* g;
-        HubImpl* hub;
-        bool woken = false;
-        ~Idler() {
-            ev_idle_stop(hub->loop, &w);  // also clears a pending one
-        }
-    } s{{}, cur, hub};
-    if (cur == hub->greenlet) hub->switch_out(cur, "idle()");  // throws
-    ev_idle_init(&s.w, [](struct ev_loop* loop, ev_idle* w, int) {
-        auto* self = static_cast<Idler*>(w->data);
-        if (!self->hub->callbacks.empty()) return;  // runnable greenlets first
-        ev_idle_stop(loop, w);
-        self->woken = true;
-        resume(self->g);
-    });
-    s.w.data = &s;
-    ev_idle_start(hub->loop, &s.w);
-    hub->switch_out(cur, "idle()");
-    if (!s.woken) invalid_switch("idle()");
 }
 
 }  // namespace cogent

@@ -2,14 +2,13 @@
 // Internal.
 #pragma once
 
-#include <ev.h>
-
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <vector>
 
 #include "core/thread_state.hpp"
+#include "loop/loop.hpp"
 
 namespace cogent::detail {
 
@@ -35,21 +34,22 @@ public:
     // thrown into it. `what` names the wait for LoopExit messages.
     void switch_out(GreenletImpl* cur, const char* what);
     void run();  // the hub greenlet's body
-    void stop_and_join(ThreadState* ts);  // teardown: make run() return
+    void stop_and_join();  // teardown: make run() return
     void request_break() noexcept;
     // Teardown: make the hub hand control back to main at its next safe point (after the
     // callback it is in, or out of a poll), whatever keeps its loop alive.
     void request_park() noexcept;
-    void update_now() noexcept { ev_now_update(loop); }
+    void update_now() noexcept { loop_.update_now(); }
+    // The hub's event loop, for the watchers of loop/watchers.hpp.
+    loop::Loop& loop() noexcept { return loop_; }
     std::uint64_t thread_index() const noexcept { return index_; }
 
     // Cross-thread entry: queue fn to run on this hub (any thread may call).
     void run_threadsafe(std::function<void()> fn);
-    void keep_alive(int delta) noexcept;
-    void after_fork() noexcept;  // in a forked child, on the thread that forked  // hold/release a reference on the loop from the hub thread
+    void keep_alive(int delta) noexcept;  // hold/release a reference on the loop (hub thread)
+    void after_fork() noexcept;  // in a forked child, on the thread that forked
 
     ThreadState* ts;
-    struct ev_loop* loop = nullptr;
     GreenletImpl* greenlet = nullptr;
     List<Callback> callbacks;
     bool in_ev_run = false;
@@ -63,16 +63,18 @@ public:
 
 private:
     void run_callbacks();
-    void poll(int flags);
-    static void on_async(struct ev_loop*, ev_async*, int);
-    ev_async async_{};
+    void poll(bool nowait);
+    static void on_wakeup(void* self);
     std::mutex remote_mu_;
     std::vector<std::function<void()>> remote_;
     std::uint64_t index_ = 0;
+    // Destroyed first of the members, after ~HubImpl has stopped the watchers on it; last in
+    // the object, out of the way of the fields the callback loop uses.
+    loop::Loop loop_;
 };
 
 HubImpl* create_hub(ThreadState* ts);
-// fork() support. In the child, the forking thread's hub is reinitialised (ev_loop_fork, its
+// fork() support. In the child, the forking thread's hub is reinitialised (Loop::fork, its
 // cross-thread queue reset) and then each registered hook runs, in registration order, on the
 // child's only thread (the thread pool forgets its workers, the resolver rebuilds its channel).
 // Registration is for the runtime's own subsystems; at most 16 hooks.

@@ -44,9 +44,9 @@ constexpr int dir_bit(int d) { return d == 0 ? READ : WRITE; }
 void start_dir(HubImpl* hub, FdState* s, int d) {
     ev_io& io = s->io[d];
     if (!ev_is_active(&io)) {
-        ev_io_start(hub->loop, &io);
+        ev_io_start(hub->loop().raw(), &io);
     } else if (d == 0 && s->read_unref) {
-        ev_ref(hub->loop);  // a kept watcher has a waiter again: it keeps the loop alive
+        ev_ref(hub->loop().raw());  // a kept watcher has a waiter again: it keeps the loop alive
         s->read_unref = false;
     }
 }
@@ -54,12 +54,12 @@ void start_dir(HubImpl* hub, FdState* s, int d) {
 void stop_dir(HubImpl* hub, FdState* s, int d) {
     if (d == 0) {
         if (s->read_unref) {
-            ev_ref(hub->loop);  // libev: re-reference before stopping an unreferenced watcher
+            ev_ref(hub->loop().raw());  // libev: re-reference before stopping an unreferenced watcher
             s->read_unref = false;
         }
         s->may_read = true;  // the hint is only meaningful while the watcher is armed
     }
-    ev_io_stop(hub->loop, &s->io[d]);
+    ev_io_stop(hub->loop().raw(), &s->io[d]);
 }
 
 // Unregister w from its fd and stop its timer. The read watcher stays armed (unreferenced, so
@@ -72,7 +72,7 @@ void detach(FdWaiter* w, bool keep_ok) {
             s->waiter[d] = nullptr;
             if (d == 0 && keep_ok && s->keep && ev_is_active(&s->io[0])) {
                 if (!s->read_unref) {
-                    ev_unref(w->hub->loop);
+                    ev_unref(w->hub->loop().raw());
                     s->read_unref = true;
                 }
             } else if (ev_is_active(&s->io[d])) {
@@ -81,7 +81,7 @@ void detach(FdWaiter* w, bool keep_ok) {
         }
         w->state = nullptr;
     }
-    ev_timer_stop(w->hub->loop, &w->timer);  // also clears an expired-but-pending timer
+    ev_timer_stop(w->hub->loop().raw(), &w->timer);  // also clears an expired-but-pending timer
 }
 
 void on_io(struct ev_loop* loop, ev_io* io, int revents) {
@@ -237,7 +237,7 @@ IoTable::IoTable(HubImpl* h) : hub(h) {
 }
 
 IoTable::~IoTable() {
-    ev_prepare_stop(hub->loop, &guard);
+    ev_prepare_stop(hub->loop().raw(), &guard);
     for (FdState*& s : slots) {
         if (!s) continue;
         for (int d = 0; d < 2; ++d)
@@ -251,7 +251,7 @@ void IoTable::note_armed(int fd) {
     armed.push_back(pollfd{fd, 0, 0});
     // Not unreferenced: it only ever runs in an iteration that has fd watchers to reify, and
     // stops itself there.
-    if (!ev_is_active(&guard)) ev_prepare_start(hub->loop, &guard);
+    if (!ev_is_active(&guard)) ev_prepare_start(hub->loop().raw(), &guard);
 }
 
 void fd_after_fork(HubImpl* hub) noexcept {
@@ -333,7 +333,7 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         }, timeout.seconds(), 0.);
         w.timer.data = &w;
         hub->update_now();
-        ev_timer_start(hub->loop, &w.timer);
+        ev_timer_start(hub->loop().raw(), &w.timer);
     }
     hub->switch_out(cur, what);  // kill / Timeout: ~FdWaiter cleans up
     if (w.closed)

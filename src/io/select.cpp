@@ -152,10 +152,10 @@ struct MultiWait {
         if (!hub) return;
         for (std::size_t i = 0; i < n; ++i) {
             reg_remove(&entries[i]);
-            if (direct) ev_io_stop(hub->loop, &entries[i].io);  // also clears a pending event
+            if (direct) ev_io_stop(hub->loop().raw(), &entries[i].io);  // also clears a pending event
         }
-        ev_io_stop(hub->loop, &epio);
-        ev_timer_stop(hub->loop, &timer);  // also clears an expired-but-pending timer
+        ev_io_stop(hub->loop().raw(), &epio);
+        ev_timer_stop(hub->loop().raw(), &timer);  // also clears an expired-but-pending timer
     }
 };
 
@@ -297,15 +297,15 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
                      (fds[i].events & (POLLOUT | POLLWRNORM) ? EV_WRITE : 0);
             ev_io_init(&e.io, on_entry_io, e.fd, ev);
             e.io.data = &e;
-            ev_io_start(hub->loop, &e.io);
+            ev_io_start(hub->loop().raw(), &e.io);
         }
     }
-    if (mw.epfd >= 0) ev_io_start(hub->loop, &mw.epio);
+    if (mw.epfd >= 0) ev_io_start(hub->loop().raw(), &mw.epio);
     if (!timeout.forever()) {
         ev_timer_init(&mw.timer, on_timer, timeout.seconds(), 0.);
         mw.timer.data = &mw;
         hub->update_now();
-        ev_timer_start(hub->loop, &mw.timer);
+        ev_timer_start(hub->loop().raw(), &mw.timer);
     }
 
     hub->switch_out(cur, what);  // kill / Timeout: ~MultiWait cleans up

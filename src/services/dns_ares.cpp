@@ -84,7 +84,7 @@ void on_timer(struct ev_loop*, ev_timer* t, int) {
 void on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
     auto* self = static_cast<Resolver::Impl*>(data);
     if (!self->hub) return;
-    struct ev_loop* loop = self->hub->loop;
+    struct ev_loop* loop = self->hub->loop().raw();
     auto it = self->socks.find(fd);
     const int events = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
     if (!events) {
@@ -358,11 +358,11 @@ void Resolver::Impl::close_channel() noexcept {
     channel = nullptr;
     ares_destroy(c);
     for (auto& [fd, io] : socks) {
-        if (hub) ev_io_stop(hub->loop, io);
+        if (hub) ev_io_stop(hub->loop().raw(), io);
         delete io;
     }
     socks.clear();
-    if (hub) ev_timer_stop(hub->loop, &timer);
+    if (hub) ev_timer_stop(hub->loop().raw(), &timer);
 }
 
 void Resolver::Impl::ensure_channel(std::string_view host, const std::string& call) {
@@ -381,13 +381,13 @@ void Resolver::Impl::ensure_channel(std::string_view host, const std::string& ca
 
 void Resolver::Impl::arm_timer() {
     if (!hub || !channel) return;
-    ev_timer_stop(hub->loop, &timer);
+    ev_timer_stop(hub->loop().raw(), &timer);
     if (in_ares == 0) return;
     timeval tv{};
     if (!ares_timeout(channel, nullptr, &tv)) return;
     hub->update_now();
     ev_timer_set(&timer, double(tv.tv_sec) + double(tv.tv_usec) * 1e-6, 0.);
-    ev_timer_start(hub->loop, &timer);
+    ev_timer_start(hub->loop().raw(), &timer);
 }
 
 // ---- lookups ----

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <ares.h>
+#include <ev.h>  // until the watchers here move to loop/
 #include <netdb.h>
 #include <sys/types.h>
 

@@ -5,6 +5,7 @@
 // main hub through its thread-safe callback queue.
 #include "cogent/signal.hpp"
 
+#include <ev.h>  // until the watchers here move to loop/
 #include <pthread.h>
 #include <signal.h>
 
@@ -40,7 +41,7 @@ void on_fork_child_signals() {
     // if it runs the default loop. The lock may have been held by a thread that is gone.
     new (&g_main_mu) std::mutex;
     ThreadState* ts = tls_state;
-    g_main_hub = ts && ts->hub && ts->hub->loop == ev_default_loop_uc_() ? ts->hub : nullptr;
+    g_main_hub = ts && ts->hub && ts->hub->loop().raw() == ev_default_loop_uc_() ? ts->hub : nullptr;
 }
 
 bool is_main_hub(HubImpl* h) {
@@ -88,7 +89,7 @@ void install_local(HubImpl* hub, const std::shared_ptr<SignalState>& st) {
         ev_signal_init(&slot.w, on_signal, st->signum);
         slot.w.data = &slot;
         slot.handlers.reserve(4);
-        ev_signal_start(hub->loop, &slot.w);
+        ev_signal_start(hub->loop().raw(), &slot.w);
     }
     slot.handlers.push_back(st);
     st->installed = true;
@@ -109,7 +110,7 @@ void cancel_local(HubImpl* hub, const std::shared_ptr<SignalState>& st) noexcept
     sigemptyset(&one);
     sigaddset(&one, st->signum);
     pthread_sigmask(SIG_BLOCK, &one, &old);
-    ev_signal_stop(hub->loop, &slot.w);
+    ev_signal_stop(hub->loop().raw(), &slot.w);
     sigaction(st->signum, &slot.prev, nullptr);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }

@@ -1,16 +1,19 @@
-// Timeout scopes: an ev_timer that throws into the greenlet that made it.
+// Timeout scopes: a timer on the hub's loop that throws into the greenlet that made it.
 #include "cogent/timeout.hpp"
 
 #include <atomic>
 #include <cstdio>
+#include <new>
 
 #include "hub/hub.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent {
 
 using namespace detail;
 
-static_assert(sizeof(ev_timer) <= 64, "Timeout::timer_ is too small for an ev_timer");
+static_assert(sizeof(loop::Timer) <= 64 && alignof(loop::Timer) <= 8,
+              "Timeout::timer_ is too small for a loop::Timer");
 
 namespace {
 std::atomic<std::uint64_t> g_next_id{1};
@@ -21,7 +24,12 @@ std::string message(const TimeoutArg& d) {
     snprintf(buf, sizeof buf, "Timeout: %g seconds", d.seconds());
     return buf;
 }
-ev_timer* timer_of(unsigned char* storage) { return reinterpret_cast<ev_timer*>(storage); }
+loop::Timer* timer_of(unsigned char* storage) {
+    return std::launder(reinterpret_cast<loop::Timer*>(storage));
+}
+const loop::Timer* timer_of(const unsigned char* storage) {
+    return std::launder(reinterpret_cast<const loop::Timer*>(storage));
+}
 }  // namespace
 
 Timeout::Timeout(TimeoutArg d, bool start_now)
@@ -58,25 +66,22 @@ void Timeout::start() {
     cancel();
     HubImpl* hub = hub_of(ts);
     owner_ = ts->current;
-    ev_timer* t = timer_of(timer_);
-    ev_timer_init(t, [](struct ev_loop*, ev_timer* w, int) { on_fire(w->data); },
-                  duration_.seconds(), 0.);
-    t->data = this;
-    hub->update_now();
-    ev_timer_start(hub->loop, t);
+    auto* t = new (timer_) loop::Timer([](loop::Timer& w) { on_fire(w.data()); }, this);
     owns_timer_ = true;
+    t->start(hub->loop(), duration_.value());
 }
 
 void Timeout::cancel() noexcept {
     if (!owns_timer_) return;
     owns_timer_ = false;
-    ev_timer* t = timer_of(timer_);
     HubImpl* hub = owner_ && owner_->thread ? owner_->thread->hub : nullptr;
-    if (hub) ev_timer_stop(hub->loop, t);  // even if inactive: it may be expired and pending
+    // Stops it, even if inactive: it may be expired and pending. With the hub gone, its loop
+    // and the watchers on it are gone too: nothing to stop.
+    if (hub) timer_of(timer_)->~Timer();
 }
 
 bool Timeout::pending() const noexcept {
-    return owns_timer_ && ev_is_active(reinterpret_cast<const ev_timer*>(timer_));
+    return owns_timer_ && timer_of(timer_)->active();
 }
 
 }  // namespace cogent

@@ -1,15 +1,15 @@
 // Kind ares: a c-ares channel per Resolver, on its hub's loop.
-//   - c-ares tells us (sock_state_cb) which of its sockets to watch; each gets an ev_io on the
-//     hub's loop whose callback calls ares_process_fd, and one ev_timer drives its timeouts
+//   - c-ares tells us (sock_state_cb) which of its sockets to watch; each gets a loop::Io on the
+//     hub's loop whose callback calls ares_process_fd, and one loop::Timer drives its timeouts
 //     (re-armed from ares_timeout after every call into c-ares);
 //   - a lookup is a heap Query: the greenlet issues one ares_search per address family, then
-//     parks; c-ares's callbacks (always on the hub, inside ares_process_fd, or synchronously
-//     inside ares_search for immediate failures) record the answer and, when the last one is
-//     in, queue the greenlet's wake (waking never switches, and c-ares is never re-entered from
-//     its own callback);
-//   - a greenlet killed or timed out while parked abandons its Query: the wake is unlinked, and
-//     the Query is freed by the last c-ares callback (which c-ares always makes: an answer, its
-//     own timeout, or ARES_EDESTRUCTION when the channel goes).
+//     parks on the one Parker (wait/park.hpp); c-ares's callbacks (always on the hub, inside
+//     ares_process_fd, or synchronously inside ares_search for immediate failures) record the
+//     answer and, when the last one is in, queue the greenlet's wake (Parker::wake_later:
+//     waking never switches, and c-ares is never re-entered from its own callback);
+//   - a greenlet killed or timed out while parked abandons its Query: the Parker unlinks a
+//     queued wake, and the Query is freed by the last c-ares callback (which c-ares always
+//     makes: an answer, its own timeout, or ARES_EDESTRUCTION when the channel goes).
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <sys/socket.h>
@@ -28,6 +28,7 @@
 #include "cogent/exceptions.hpp"
 #include "core/switch.hpp"
 #include "services/dns_internal.hpp"
+#include "wait/park.hpp"
 
 namespace cogent {
 
@@ -66,16 +67,16 @@ ares_ssize_t sys_sendv(ares_socket_t fd, const iovec* iov, int n, void*) {
 
 // ---- watchers ----
 
-void on_io(struct ev_loop*, ev_io* io, int revents) {
-    auto* self = static_cast<Resolver::Impl*>(io->data);
-    const int fd = io->fd;  // io may be freed inside ares_process_fd
-    ares_process_fd(self->channel, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
-                    (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+void on_io(loop::Io& io, int revents) {
+    auto* self = static_cast<Resolver::Impl*>(io.data());
+    const int fd = io.fd();  // io may be freed inside ares_process_fd
+    ares_process_fd(self->channel, (revents & loop::kRead) ? fd : ARES_SOCKET_BAD,
+                    (revents & loop::kWrite) ? fd : ARES_SOCKET_BAD);
     self->arm_timer();
 }
 
-void on_timer(struct ev_loop*, ev_timer* t, int) {
-    auto* self = static_cast<Resolver::Impl*>(t->data);
+void on_timer(loop::Timer& t) {
+    auto* self = static_cast<Resolver::Impl*>(t.data());
     ares_process_fd(self->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     self->arm_timer();
 }
@@ -84,30 +85,23 @@ void on_timer(struct ev_loop*, ev_timer* t, int) {
 void on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
     auto* self = static_cast<Resolver::Impl*>(data);
     if (!self->hub) return;
-    struct ev_loop* loop = self->hub->loop().raw();
     auto it = self->socks.find(fd);
-    const int events = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+    const int events = (readable ? loop::kRead : 0) | (writable ? loop::kWrite : 0);
     if (!events) {
-        if (it != self->socks.end()) {
-            ev_io_stop(loop, it->second);
-            delete it->second;
-            self->socks.erase(it);
-        }
+        if (it != self->socks.end()) self->socks.erase(it);  // stops watching
         return;
     }
-    ev_io* io;
+    loop::Io* io;
     if (it == self->socks.end()) {
-        io = new ev_io;
-        ev_io_init(io, &on_io, fd, events);
-        io->data = self;
-        self->socks.emplace(fd, io);
+        io = self->socks.emplace(fd, std::make_unique<loop::Io>(&on_io, self)).first->second.get();
+        io->set(fd, events);
     } else {
-        io = it->second;
-        if (io->events == events && ev_is_active(io)) return;
-        ev_io_stop(loop, io);
-        ev_io_set(io, fd, events);
+        io = it->second.get();
+        if (io->events() == events && io->active()) return;
+        io->stop();
+        io->set(fd, events);
     }
-    ev_io_start(loop, io);
+    io->start(self->hub->loop());
 }
 
 // ---- building the channel ----
@@ -176,8 +170,7 @@ void set_servers(ares_channel c, const std::vector<std::string>& servers, std::s
 // greenlet (until waiter_gone) and the outstanding c-ares callbacks; the last one frees it.
 struct Query {
     Resolver::Impl* impl = nullptr;
-    GreenletImpl* g = nullptr;
-    WakeCallback wake;
+    Parker* parker = nullptr;  // the waiting greenlet's (until waiter_gone)
     int outstanding = 0;
     bool parked = false;
     bool waiter_gone = false;
@@ -195,7 +188,7 @@ void finish(Query* q) {
         delete q;
         return;
     }
-    if (q->parked) self->hub->schedule(&q->wake);
+    if (q->parked) q->parker->wake_later();
 }
 
 struct Call {
@@ -268,29 +261,24 @@ std::unique_ptr<Query> run(Resolver::Impl& impl, std::string_view host, const st
     ThreadState* ts = thread_state_fast();
     GreenletImpl* cur = ts->current;
     if (cur == hub->greenlet) blocking_on_hub(what);
+    Parker parker(hub, cur);
     auto* q = new Query;
     q->impl = &impl;
-    q->g = cur;
-    q->wake.g = cur;
-    q->wake.owns_ref = false;
+    q->parker = &parker;
     start(q);
     impl.arm_timer();
-    struct Abandon {
+    struct Abandon {  // before the Parker goes, which unlinks a wake still queued
         Query* q;
         ~Abandon() {
             if (!q) return;
             q->waiter_gone = true;
-            q->wake.unlink();
+            q->parker = nullptr;
             if (q->outstanding == 0) delete q;
         }
     } guard{q};
     if (q->outstanding > 0) {
         q->parked = true;
-        hub->switch_out(cur, what);
-        if (q->outstanding > 0)
-            throw InvalidSwitchError(std::string("cogent: unexpected switch into a greenlet "
-                                                 "waiting in ") +
-                                     what);
+        parker.park(TimeoutArg(), what);
     }
     guard.q = nullptr;
     return std::unique_ptr<Query>(q);
@@ -357,12 +345,8 @@ void Resolver::Impl::close_channel() noexcept {
     ares_channel c = channel;
     channel = nullptr;
     ares_destroy(c);
-    for (auto& [fd, io] : socks) {
-        if (hub) ev_io_stop(hub->loop().raw(), io);
-        delete io;
-    }
-    socks.clear();
-    if (hub) ev_timer_stop(hub->loop().raw(), &timer);
+    socks.clear();  // each watcher stops as it goes
+    timer.stop();
 }
 
 void Resolver::Impl::ensure_channel(std::string_view host, const std::string& call) {
@@ -373,21 +357,19 @@ void Resolver::Impl::ensure_channel(std::string_view host, const std::string& ca
                                                 sys_sendv};
     ares_set_socket_functions(c, &funcs, this);
     set_servers(c, opts.servers, host, call);
-    ev_init(&timer, &on_timer);
-    timer.data = this;
+    timer.set_callback(&on_timer, this);
     channel = c;
     pid = ::getpid();
 }
 
 void Resolver::Impl::arm_timer() {
     if (!hub || !channel) return;
-    ev_timer_stop(hub->loop().raw(), &timer);
+    timer.stop();
     if (in_ares == 0) return;
     timeval tv{};
     if (!ares_timeout(channel, nullptr, &tv)) return;
-    hub->update_now();
-    ev_timer_set(&timer, double(tv.tv_sec) + double(tv.tv_usec) * 1e-6, 0.);
-    ev_timer_start(hub->loop().raw(), &timer);
+    timer.start(hub->loop(),
+                std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec));
 }
 
 // ---- lookups ----

@@ -11,11 +11,11 @@
 #pragma once
 
 #include <ares.h>
-#include <ev.h>  // until the watchers here move to loop/
 #include <netdb.h>
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +24,7 @@
 
 #include "cogent/dns.hpp"
 #include "hub/hub.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent::detail::dns {
 
@@ -143,8 +144,8 @@ struct Resolver::Impl {
     detail::ThreadState* owner = nullptr;
     detail::HubImpl* hub = nullptr;  // null once the hub has ended
     ares_channel channel = nullptr;
-    std::unordered_map<int, ev_io*> socks;
-    ev_timer timer{};
+    std::unordered_map<int, std::unique_ptr<loop::Io>> socks;  // c-ares's sockets, watched
+    loop::Timer timer;                                         // c-ares's next timeout
     int in_ares = 0;  // ares calls outstanding (abandoned ones included)
     pid_t pid = 0;    // the process the channel was made in
 

@@ -69,6 +69,8 @@ public:
 
 protected:
     Watcher() noexcept { std::memset(w_, 0, kDataOffset); }  // inactive, not pending
+    struct Uninitialised {};
+    explicit Watcher(Uninitialised) noexcept {}  // for a kind that (re)initialises on start
     ~Watcher() = default;
     int word(std::size_t off) const noexcept {
         int v;
@@ -96,8 +98,8 @@ protected:
 class Timer : public impl::Watcher {
 public:
     using Fn = void (*)(Timer&);
-    Timer() noexcept = default;
-    Timer(Fn fn, void* data) noexcept : fn_(fn) { set_data(data); }
+    Timer() noexcept : Watcher(Uninitialised{}) {}
+    Timer(Fn fn, void* data) noexcept : Watcher(Uninitialised{}), fn_(fn) { set_data(data); }
     ~Timer() { stop(); }
     void set_callback(Fn fn, void* data) noexcept {
         fn_ = fn;

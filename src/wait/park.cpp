@@ -15,14 +15,6 @@ void invalid_switch(const char* what) {
                              what);
 }
 
-void Parker::wake_later() noexcept {
-    timer_.stop();
-    auto* w = new (wake_buf_) WakeCallback;
-    queued_ = true;
-    w->g = g_;
-    hub_->schedule(w);
-}
-
 void Parker::on_timer(loop::Timer& t) {
     auto* self = static_cast<Parker*>(t.data());
     self->timed_out_ = true;
@@ -51,8 +43,8 @@ struct ListWaiter : WaitNode {
     ListWaiter(HubImpl* hub, GreenletImpl* g, bool* gone_) noexcept : p(hub, g), gone(gone_) {
         on_wake = [](WaitNode* n) { static_cast<ListWaiter*>(n)->p.wake(); };
         on_abandon = &ListWaiter::abandon;
-        p.on_timeout([](void* self) { static_cast<ListWaiter*>(self)->unlink(); }, this);
     }
+    static void on_timeout(void* self) { static_cast<ListWaiter*>(self)->unlink(); }
     ~ListWaiter() { unlink(); }
     // The object is being destroyed (we are already unlinked): mark, disarm, queue the wake.
     // Runs in the destroyer's frame; the WaitableDestroyed is thrown by park() in ours.
@@ -73,6 +65,7 @@ bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone) {
     if (timeout.zero()) return false;
     ListWaiter w(hub, cur, gone);
     list.push_back(&w);
+    if (!timeout.forever()) w.p.on_timeout(&ListWaiter::on_timeout, &w);
     if (!w.p.park(timeout, what)) return false;
     if (w.destroyed) [[unlikely]]
         throw_destroyed(w.destroyed, what, cur);
@@ -114,14 +107,8 @@ void sleep(Duration d, bool ref) {
     ThreadState* ts = thread_state_fast();
     GreenletImpl* cur = ts->current;
     HubImpl* hub = hub_of(ts);
+    if (d <= Duration::zero()) return Parker::yield(hub, cur, "sleep(0)");
     Parker p(hub, cur);
-    if (d <= Duration::zero()) {
-        // Yield: queue our own wake-up behind everything already runnable.
-        if (cur == hub->greenlet) blocking_on_hub("sleep(0)");
-        p.wake_later();
-        p.park({}, "sleep(0)");
-        return;
-    }
     if (p.park(d, "sleep()", ref)) invalid_switch("sleep()");  // nothing wakes it
 }
 

@@ -11,6 +11,7 @@
 // including for a timer that fired but whose callback has not run). A switch into the
 // greenlet that is neither a wake nor the timeout throws InvalidSwitchError ("cogent:
 // unexpected switch into a greenlet waiting in <what>").
+// Parker::yield is the one wait with nothing to arm: a yield (sleep(0)).
 #pragma once
 
 #include <new>
@@ -46,14 +47,21 @@ public:
     }
 
     // Hub side (a watcher's or a wait list's callback): the wait is over, switch into the
-    // greenlet now.
-    void wake() noexcept {
+    // greenlet now. Not noexcept, like resume(), so that calls to it can be tail calls: a
+    // frame left between a callback and the switch costs a mispredicted return (switch.hpp).
+    void wake() {
         woken_ = true;
         resume(g_);
     }
     // From any frame, never switching (another greenlet's, a destructor's): the wait is over;
     // the greenlet is resumed by a hub callback queued now. Disarms the timer. At most once.
-    void wake_later() noexcept;
+    void wake_later() noexcept {
+        timer_.stop();
+        auto* w = new (wake_buf_) WakeCallback;
+        queued_ = true;
+        w->g = g_;
+        hub_->schedule(w);
+    }
     // Stop the timer (the wait is being ended another way).
     void disarm() noexcept { timer_.stop(); }
 
@@ -68,6 +76,19 @@ public:
         if (timed_out_) return false;
         if (queued_ && queued_wake().woken) return true;
         invalid_switch(what);
+    }
+
+    // A yield (sleep(0)): queue the greenlet's own wake-up behind everything already runnable
+    // and switch out. The cheapest park there is, without a Parker object: it is on the path
+    // of every cooperative loop.
+    [[gnu::always_inline]] static inline void yield(HubImpl* hub, GreenletImpl* cur,
+                                                    const char* what) {
+        WakeCallback y;
+        y.g = cur;
+        if (cur == hub->greenlet) blocking_on_hub(what);
+        hub->schedule(&y);
+        hub->switch_out(cur, what);
+        if (!y.woken) invalid_switch(what);
     }
 
     bool woken() const noexcept { return woken_ || (queued_ && queued_wake().woken); }

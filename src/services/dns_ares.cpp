@@ -25,7 +25,6 @@
 #include <memory>
 #include <mutex>
 
-#include "cogent/exceptions.hpp"
 #include "core/switch.hpp"
 #include "services/dns_internal.hpp"
 #include "wait/park.hpp"

@@ -79,19 +79,7 @@ const Config& config() {
 
 ResolverSettings resolver_settings() {
     ResolverSettings r;
-    if (const char* e = std::getenv("COGENT_RESOLVER"); e && *e) {
-        std::string v = e;
-        for (auto& c : v) c = char(std::tolower(static_cast<unsigned char>(c)));
-        if (v == "ares")
-            r.kind = 0;
-        else if (v == "thread")
-            r.kind = 1;
-        else if (v == "block")
-            r.kind = 2;
-        else
-            throw std::invalid_argument(std::string("cogent: COGENT_RESOLVER='") + e +
-                                        "' is not one of ares, thread, block");
-    }
+    if (const char* e = std::getenv("COGENT_RESOLVER"); e && *e) r.kind = e;
     if (const char* e = std::getenv("COGENT_RESOLVER_SERVERS"); e && *e) {
         std::string all = e;
         std::size_t pos = 0;

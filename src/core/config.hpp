@@ -18,10 +18,11 @@ struct Config {
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();
 // COGENT_RESOLVER, _SERVERS, _TIMEOUT, _TRIES, read afresh on each call (each Resolver built
-// from the environment). std::invalid_argument naming the variable for a malformed value; the
-// server entries are checked further by dns.cpp.
+// from the environment). std::invalid_argument naming the variable for a malformed value. The
+// resolver (services/dns_options.cpp) parses the kind into Resolver::Kind and checks the
+// server entries further.
 struct ResolverSettings {
-    int kind = 0;  // 0 ares, 1 thread, 2 block
+    std::string kind;  // COGENT_RESOLVER as set; empty when unset
     std::vector<std::string> servers;
     std::optional<double> timeout_s;
     std::optional<int> tries;

@@ -15,7 +15,7 @@ namespace cogent::detail {
 
 struct IoTable;
 struct DnsHub;
-// dns.cpp: drop every resolver channel on `hub` (its watchers are on the hub's loop).
+// dns_resolver.cpp: drop every resolver channel on `hub` (its watchers are on the hub's loop).
 void dns_hub_teardown(HubImpl* hub) noexcept;
 
 // After the hub is resumed: report what a raw greenlet parented to the hub handed it.
@@ -60,7 +60,7 @@ public:
     bool leave_requested = false;  // stopping || park_requested: the one flag run() tests
     std::uint64_t last_poll_ns = 0;
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
-    DnsHub* dns = nullptr;  // this hub's resolvers (dns.cpp); created on the first one
+    DnsHub* dns = nullptr;  // this hub's resolvers (dns_resolver.cpp); created on the first one
 
 private:
     void run_callbacks();

@@ -31,6 +31,7 @@ static_assert(offsetof(ev_io, fd) == Watcher::kIoFdOffset &&
               offsetof(ev_io, events) == Watcher::kIoEventsOffset &&
               offsetof(ev_signal, signum) == Watcher::kSignumOffset);
 static_assert(kRead == EV_READ && kWrite == EV_WRITE && kError == int(EV_ERROR));
+static_assert(Io::kFdSet == EV__IOFDSET);
 static_assert(sizeof(Timer) <= 64, "Timeout keeps a loop::Timer in 64 bytes");
 
 namespace {

@@ -137,13 +137,18 @@ public:
         fn_ = fn;
         set_data(data);
     }
-    // What to watch: fd for events (kRead | kWrite). Only while stopped.
+    // What to watch: fd for events (kRead | kWrite). Only while stopped. As libev's ev_io_set,
+    // this marks the fd as (possibly) new, so that the next start registers it with the kernel
+    // again: an fd number closed and reused since the last start is otherwise never watched
+    // (libev sees the same events on the same number and skips epoll_ctl).
     void set(int fd, int events) noexcept {
+        events |= kFdSet;
         std::memcpy(w_ + kIoFdOffset, &fd, sizeof fd);
         std::memcpy(w_ + kIoEventsOffset, &events, sizeof events);
     }
     int fd() const noexcept { return word(kIoFdOffset); }
-    int events() const noexcept { return word(kIoEventsOffset); }
+    int events() const noexcept { return word(kIoEventsOffset) & ~kFdSet; }
+    static constexpr int kFdSet = 0x80;  // libev's EV__IOFDSET (checked in watchers.cpp)
     // Start watching (no-op if active).
     void start(Loop& loop) {
         if (!active()) start_slow(loop);

@@ -1,11 +1,10 @@
 // signal_handler (signal.hpp). libev delivers signals only to its default loop, which the main
-// thread's hub owns, so every handler lives there: one ev_signal per signal number, started by
-// the first handler and stopped by the last, and a list of handlers it spawns greenlets for (in
-// installation order; libev's own per-signal list runs newest first). Other threads reach the
-// main hub through its thread-safe callback queue.
+// thread's hub owns, so every handler lives there: one loop::Signal per signal number, started
+// by the first handler and stopped by the last, and a list of handlers it spawns greenlets for
+// (in installation order; libev's own per-signal list runs newest first). Other threads reach
+// the main hub through its thread-safe callback queue.
 #include "cogent/signal.hpp"
 
-#include <ev.h>  // until the watchers here move to loop/
 #include <pthread.h>
 #include <signal.h>
 
@@ -20,6 +19,8 @@
 #include "cogent/async_result.hpp"
 #include "cogent/greenlet.hpp"
 #include "hub/hub.hpp"
+#include "loop/loop.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent::detail {
 
@@ -41,7 +42,7 @@ void on_fork_child_signals() {
     // if it runs the default loop. The lock may have been held by a thread that is gone.
     new (&g_main_mu) std::mutex;
     ThreadState* ts = tls_state;
-    g_main_hub = ts && ts->hub && ts->hub->loop().raw() == ev_default_loop_uc_() ? ts->hub : nullptr;
+    g_main_hub = ts && ts->hub && ts->hub->loop().is_default() ? ts->hub : nullptr;
 }
 
 bool is_main_hub(HubImpl* h) {
@@ -58,14 +59,22 @@ bool run_on_main_hub(std::function<void()> fn) {
 
 // ---- per-signal slots (touched only on the main hub's thread) ----
 struct Slot {
-    ev_signal w{};
+    loop::Signal w;
     struct sigaction prev {};
     std::vector<std::shared_ptr<SignalState>> handlers;
 };
-Slot g_slots[NSIG];
 
-void on_signal(struct ev_loop*, ev_signal* w, int) {
-    auto* slot = static_cast<Slot*>(w->data);
+// [NSIG], made by the first install and never destroyed: handlers may stay installed until
+// exit.
+Slot* g_slots = nullptr;
+
+Slot& slot_of(int signum) {
+    if (!g_slots) g_slots = new Slot[NSIG];
+    return g_slots[signum];
+}
+
+void on_signal(loop::Signal& w) {
+    auto* slot = static_cast<Slot*>(w.data());
     // A copy: spawning never runs a handler now, but keep the loop immune to list changes.
     std::vector<std::shared_ptr<SignalState>> handlers = slot->handlers;
     for (auto& h : handlers) {
@@ -82,37 +91,41 @@ void on_signal(struct ev_loop*, ev_signal* w, int) {
 
 void install_local(HubImpl* hub, const std::shared_ptr<SignalState>& st) {
     if (st->cancelled.load(std::memory_order_acquire) || st->installed) return;
-    Slot& slot = g_slots[st->signum];
+    Slot& slot = slot_of(st->signum);
     if (slot.handlers.empty()) {
         // libev puts SIG_DFL back when the watcher stops; remember what to restore instead.
         sigaction(st->signum, nullptr, &slot.prev);
-        ev_signal_init(&slot.w, on_signal, st->signum);
-        slot.w.data = &slot;
+        slot.w.set_callback(&on_signal, &slot);
         slot.handlers.reserve(4);
-        ev_signal_start(hub->loop().raw(), &slot.w);
+        slot.w.start(hub->loop(), st->signum);
     }
     slot.handlers.push_back(st);
     st->installed = true;
 }
 
-void cancel_local(HubImpl* hub, const std::shared_ptr<SignalState>& st) noexcept {
-    if (!st->installed) return;
-    st->installed = false;
-    Slot& slot = g_slots[st->signum];
-    auto it = std::find(slot.handlers.begin(), slot.handlers.end(), st);
-    if (it != slot.handlers.end()) slot.handlers.erase(it);
-    if (!slot.handlers.empty()) return;
+// Stop watching the slot's signal and give it back its disposition from before.
+void stop_slot(Slot& slot, int signum) noexcept {
     // Between libev's SIG_DFL and our restore, a signal would get the default action (for most
     // signals: death). Hold it back in this thread meanwhile; it is delivered to the restored
     // disposition on unblock. (Another thread that does not block it could still take it in
     // that window: install handlers from threads that block the signal, or accept the risk.)
     sigset_t one, old;
     sigemptyset(&one);
-    sigaddset(&one, st->signum);
+    sigaddset(&one, signum);
     pthread_sigmask(SIG_BLOCK, &one, &old);
-    ev_signal_stop(hub->loop().raw(), &slot.w);
-    sigaction(st->signum, &slot.prev, nullptr);
+    slot.w.stop();
+    sigaction(signum, &slot.prev, nullptr);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void cancel_local(const std::shared_ptr<SignalState>& st) noexcept {
+    if (!st->installed) return;
+    st->installed = false;
+    Slot& slot = slot_of(st->signum);
+    auto it = std::find(slot.handlers.begin(), slot.handlers.end(), st);
+    if (it != slot.handlers.end()) slot.handlers.erase(it);
+    if (!slot.handlers.empty()) return;
+    stop_slot(slot, st->signum);
 }
 
 void check_signum(int signum) {
@@ -141,10 +154,25 @@ void set_main_hub(HubImpl* hub, bool alive) noexcept {
         report_exception("registering the signal fork hook", std::current_exception());
     }
     std::lock_guard<std::mutex> lk(g_main_mu);
-    if (alive)
+    if (alive) {
         g_main_hub = hub;
-    else if (g_main_hub == hub)
+    } else if (g_main_hub == hub) {
         g_main_hub = nullptr;
+    } else {
+        return;
+    }
+    // The watchers are bound to the main hub's loop: handlers still installed when it ends
+    // stop being watched (their signals get the disposition from before), and a later main hub
+    // watches them again.
+    if (!g_slots) return;
+    for (int signum = 1; signum < NSIG; ++signum) {
+        Slot& slot = slot_of(signum);
+        if (slot.handlers.empty()) continue;
+        if (!alive)
+            stop_slot(slot, signum);
+        else if (!slot.w.active())
+            slot.w.start(hub->loop(), signum);
+    }
 }
 
 }  // namespace cogent::detail
@@ -185,7 +213,7 @@ SignalHandler signal_handler(int signum, std::function<void()> fn) {
     } catch (...) {
         // Interrupted (kill, Timeout) or failed: make sure it does not stay installed unowned.
         st->cancelled.store(true, std::memory_order_release);
-        run_on_main_hub([st] { cancel_local(tls_state->hub, st); });
+        run_on_main_hub([st] { cancel_local(st); });
         throw;
     }
     return SignalHandler(std::move(st));
@@ -204,13 +232,13 @@ void SignalHandler::cancel() noexcept {
     if (!st || st->cancelled.exchange(true, std::memory_order_acq_rel)) return;
     ThreadState* ts = tls_state;
     if (ts && is_main_hub(ts->hub)) {
-        cancel_local(ts->hub, st);
+        cancel_local(st);
         return;
     }
     try {
         // No main hub any more: nothing will ever run its loop, and `cancelled` already keeps
         // a handler from starting.
-        run_on_main_hub([st] { cancel_local(tls_state->hub, st); });
+        run_on_main_hub([st] { cancel_local(st); });
     } catch (...) {
         // Out of memory queueing it: the handler stays registered but never runs again.
     }

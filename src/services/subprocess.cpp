@@ -595,83 +595,102 @@ std::string PipeEnd::readline() {
 
 // ---- Popen ----
 
-Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv)) {
-    if (argv_.empty()) bad("Popen needs a non-empty argv (argv[0] is the program to run)");
-    if (argv_[0].empty()) bad("Popen: the program name (argv[0]) is empty");
-    for (const auto& a : argv_)
-        if (has_nul(a)) bad("Popen: an argument of " + format_cmd(argv_) + " contains a NUL byte");
-    const Redirect redirects[3] = {opts.stdin, opts.stdout, opts.stderr};
-    static const char* const names[3] = {"stdin", "stdout", "stderr"};
+namespace {
+
+const char* const kStreamNames[3] = {"stdin", "stdout", "stderr"};
+
+// The argument checks (std::invalid_argument), in this order: argv, redirections, environment,
+// cwd, pass_fds.
+void check_argv(const std::vector<std::string>& argv) {
+    if (argv.empty()) bad("Popen needs a non-empty argv (argv[0] is the program to run)");
+    if (argv[0].empty()) bad("Popen: the program name (argv[0]) is empty");
+    for (const auto& a : argv)
+        if (has_nul(a)) bad("Popen: an argument of " + format_cmd(argv) + " contains a NUL byte");
+}
+
+void check_redirects(const Redirect (&redirects)[3]) {
     for (int i = 0; i < 3; ++i) {
         const Redirect& r = redirects[i];
         if (r.kind() == Redirect::Kind::stdout_merge && i != 2)
-            bad(std::string("Popen: STDOUT is only valid for stderr, not ") + names[i]);
+            bad(std::string("Popen: STDOUT is only valid for stderr, not ") + kStreamNames[i]);
         if (r.kind() == Redirect::Kind::fd) {
             if (r.fd() < 0)
-                bad(std::string("Popen: ") + names[i] + " fd " + std::to_string(r.fd()) +
+                bad(std::string("Popen: ") + kStreamNames[i] + " fd " + std::to_string(r.fd()) +
                     " is negative");
             if (fcntl(r.fd(), F_GETFD) < 0)
-                bad(std::string("Popen: ") + names[i] + " fd " + std::to_string(r.fd()) +
+                bad(std::string("Popen: ") + kStreamNames[i] + " fd " + std::to_string(r.fd()) +
                     " is not an open file descriptor");
         }
     }
-    std::vector<std::string> env_entries;
-    if (opts.env) {
-        for (const auto& [k, v] : opts.env->vars()) {
-            if (k.empty()) bad("Popen: an environment variable has an empty name");
-            if (k.find('=') != std::string::npos)
-                bad("Popen: environment variable name '" + k + "' contains '='");
-            if (has_nul(k) || has_nul(v))
-                bad("Popen: environment variable '" + k + "' contains a NUL byte");
-            env_entries.push_back(k + "=" + v);
-        }
+}
+
+// The child's environment as "K=V" entries (none unless Options::env is set), checked.
+std::vector<std::string> env_entries(const Options& opts) {
+    std::vector<std::string> out;
+    if (!opts.env) return out;
+    for (const auto& [k, v] : opts.env->vars()) {
+        if (k.empty()) bad("Popen: an environment variable has an empty name");
+        if (k.find('=') != std::string::npos)
+            bad("Popen: environment variable name '" + k + "' contains '='");
+        if (has_nul(k) || has_nul(v))
+            bad("Popen: environment variable '" + k + "' contains a NUL byte");
+        out.push_back(k + "=" + v);
     }
+    return out;
+}
+
+void check_cwd_and_pass_fds(const Options& opts) {
     if (opts.cwd && has_nul(*opts.cwd)) bad("Popen: cwd contains a NUL byte");
     for (int fd : opts.pass_fds)
         if (fd < 0 || fcntl(fd, F_GETFD) < 0)
             bad("Popen: pass_fds entry " + std::to_string(fd) + " is not an open file descriptor");
-    // Waiting for the exec below parks this greenlet: not possible on the hub.
-    detail::check_may_block("Popen()");
-    detail::reap_orphans();
+}
 
-    // Where to look for the program: the child's PATH (as CPython), else ours.
-    const std::string& prog = argv_[0];
-    std::vector<std::string> candidates;
-    if (prog.find('/') != std::string::npos) {
-        candidates.push_back(prog);
-    } else {
-        std::string path;
-        bool have_path = false;
-        if (opts.env) {
-            auto it = opts.env->vars().find("PATH");
-            if (it != opts.env->vars().end()) {
-                path = it->second;
-                have_path = true;
-            }
-        } else if (const char* p = std::getenv("PATH")) {
-            path = p;
+// Where to look for the program: the child's PATH (as CPython), else ours.
+std::vector<std::string> exec_candidates(const std::string& prog, const Options& opts) {
+    if (prog.find('/') != std::string::npos) return {prog};
+    std::string path;
+    bool have_path = false;
+    if (opts.env) {
+        auto it = opts.env->vars().find("PATH");
+        if (it != opts.env->vars().end()) {
+            path = it->second;
             have_path = true;
         }
-        if (!have_path) path = "/bin:/usr/bin";
-        std::size_t start = 0;
-        for (;;) {
-            std::size_t colon = path.find(':', start);
-            std::string dir =
-                path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
-            candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + prog);
-            if (colon == std::string::npos) break;
-            start = colon + 1;
-        }
+    } else if (const char* p = std::getenv("PATH")) {
+        path = p;
+        have_path = true;
     }
+    if (!have_path) path = "/bin:/usr/bin";
+    std::vector<std::string> candidates;
+    std::size_t start = 0;
+    for (;;) {
+        std::size_t colon = path.find(':', start);
+        std::string dir =
+            path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+        candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + prog);
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+    }
+    return candidates;
+}
 
+// The child's fds 0-2 and the parent's ends of its pipes.
+struct ChildFds {
     // The child's ends of its pipes (and /dev/null): closed here once it has them.
     std::vector<std::unique_ptr<OwnedFd>> child_ends;
-    auto keep = [&](int fd) {
+    int src[3] = {-1, -1, -1};  // what becomes the child's fd 0, 1, 2 (-1: inherit)
+    PipeEnd parent[3];          // the parent's ends for Redirect::Kind::pipe
+
+    int keep(int fd) {
         child_ends.push_back(std::make_unique<OwnedFd>(fd));
         return fd;
-    };
+    }
+};
+
+// Pipe setup: a pipe per PIPE redirection, /dev/null once for any DEVNULL.
+void open_child_fds(const Redirect (&redirects)[3], ChildFds& out) {
     int devnull = -1;
-    int src[3] = {-1, -1, -1};
     for (int i = 0; i < 3; ++i) {
         const Redirect& r = redirects[i];
         switch (r.kind()) {
@@ -680,59 +699,107 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
             case Redirect::Kind::pipe: {
                 int fds[2];
                 if (pipe2(fds, O_CLOEXEC) < 0)
-                    sys_fail(errno, "pipe2 for a child's " + std::string(names[i]));
-                if (i == 0) {
-                    src[0] = keep(fds[0]);
-                    stdin_ = PipeEnd(fds[1]);
-                } else {
-                    src[i] = keep(fds[1]);
-                    (i == 1 ? stdout_ : stderr_) = PipeEnd(fds[0]);
-                }
+                    sys_fail(errno, "pipe2 for a child's " + std::string(kStreamNames[i]));
+                // The child reads its stdin from fds[0] and writes its output to fds[1].
+                out.src[i] = out.keep(fds[i == 0 ? 0 : 1]);
+                out.parent[i] = PipeEnd(fds[i == 0 ? 1 : 0]);
                 break;
             }
             case Redirect::Kind::devnull:
                 if (devnull < 0) {
                     devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
                     if (devnull < 0) sys_fail(errno, "open /dev/null");
-                    keep(devnull);
+                    out.keep(devnull);
                 }
-                src[i] = devnull;
+                out.src[i] = devnull;
                 break;
             case Redirect::Kind::fd:
-                src[i] = r.fd();
+                out.src[i] = r.fd();
                 break;
             case Redirect::Kind::stdout_merge:
-                src[2] = src[1] >= 0 ? src[1] : 1;
+                out.src[2] = out.src[1] >= 0 ? out.src[1] : 1;
                 break;
         }
     }
-    // Flat arrays for the child.
-    std::vector<char*> c_argv;
-    for (auto& a : argv_) c_argv.push_back(const_cast<char*>(a.c_str()));
-    c_argv.push_back(nullptr);
-    std::vector<char*> c_env;
-    for (auto& e : env_entries) c_env.push_back(e.data());
-    c_env.push_back(nullptr);
+}
+
+// The child's argv, environment and program paths as the flat arrays execve takes. The arrays
+// point into these strings and into the argv given: neither may change while a plan uses them.
+struct ChildArgs {
+    std::vector<std::string> env;         // "K=V", when Options::env is set
+    std::vector<std::string> candidates;  // paths to try with execve, in order
+    std::vector<char*> c_argv, c_env;
     std::vector<const char*> c_cand;
-    for (auto& c : candidates) c_cand.push_back(c.c_str());
+
+    void flatten(const std::vector<std::string>& argv) {
+        for (auto& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+        c_argv.push_back(nullptr);
+        for (auto& e : env) c_env.push_back(e.data());
+        c_env.push_back(nullptr);
+        for (auto& c : candidates) c_cand.push_back(c.c_str());
+    }
+};
+
+// The fd plan and everything else the child needs.
+ChildPlan make_plan(const ChildFds& fds, ChildArgs& args, const Options& opts) {
     rlimit rl{};
     int max_fd = 65536;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         max_fd = int(std::min<rlim_t>(rl.rlim_cur, 1 << 20));
+    return ChildPlan{{fds.src[0], fds.src[1], fds.src[2]},
+                     opts.cwd ? opts.cwd->c_str() : nullptr,
+                     args.c_argv.data(),
+                     opts.env ? args.c_env.data() : environ,
+                     args.c_cand.data(),
+                     args.c_cand.size(),
+                     opts.pass_fds.data(),
+                     opts.pass_fds.size(),
+                     opts.close_fds,
+                     opts.start_new_session,
+                     max_fd,
+                     0,
+                     0};
+}
+
+// The child failed before or at exec (and has been reaped): say why.
+[[noreturn]] void child_failed(const ChildPlan& plan, const std::vector<std::string>& argv,
+                               const Options& opts) {
+    const int err = plan.fail_errno;
+    switch (plan.fail_stage) {
+        case kStageCwd:
+            sys_fail(err,
+                     "cannot change to directory '" + *opts.cwd + "' to run " + format_cmd(argv));
+        case kStageExec:
+            sys_fail(err, "cannot run '" + argv[0] + "'");
+        case kStageSession:
+            sys_fail(err, "setsid() failed starting " + format_cmd(argv));
+        default:
+            sys_fail(err, "setting up the child's file descriptors for " + format_cmd(argv));
+    }
+}
+
+}  // namespace
+
+Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv)) {
+    check_argv(argv_);
+    const Redirect redirects[3] = {opts.stdin, opts.stdout, opts.stderr};
+    check_redirects(redirects);
+    ChildArgs args;
+    args.env = env_entries(opts);
+    check_cwd_and_pass_fds(opts);
+    // Waiting for the exec below parks this greenlet: not possible on the hub.
+    detail::check_may_block("Popen()");
+    detail::reap_orphans();
+
+    args.candidates = exec_candidates(argv_[0], opts);
+    ChildFds fds;
+    open_child_fds(redirects, fds);
+    stdin_ = std::move(fds.parent[0]);
+    stdout_ = std::move(fds.parent[1]);
+    stderr_ = std::move(fds.parent[2]);
+    args.flatten(argv_);
     auto job = std::make_shared<SpawnJob>();
-    job->plan = ChildPlan{{src[0], src[1], src[2]},
-                          opts.cwd ? opts.cwd->c_str() : nullptr,
-                          c_argv.data(),
-                          opts.env ? c_env.data() : environ,
-                          c_cand.data(),
-                          c_cand.size(),
-                          opts.pass_fds.data(),
-                          opts.pass_fds.size(),
-                          opts.close_fds,
-                          opts.start_new_session,
-                          max_fd,
-                          0,
-                          0};
+    job->plan = make_plan(fds, args, opts);
 
     // On a spawner thread: this one's hub keeps running while the child is set up and execs.
     // When it returns, the child has exec'd or failed (and is exiting).
@@ -742,29 +809,17 @@ Popen::Popen(std::vector<std::string> argv, Options opts) : argv_(std::move(argv
         sys_fail(job->err, "clone to run " + format_cmd(argv_));
     }
     child_ = std::make_unique<ChildWatch>(job->pid);
-    child_ends.clear();
+    fds.child_ends.clear();
     if (interrupted) {
         // Killed or timed out while the child was starting: nobody will own it, so stop it.
         // Its ChildWatch hands it to the reaper.
         child_->send_signal(SIGKILL);
         std::rethrow_exception(interrupted);
     }
-    const int stage = job->plan.fail_stage;
-    if (stage == 0) return;  // exec succeeded
+    if (job->plan.fail_stage == 0) return;  // exec succeeded
     // The child failed before or at exec and is exiting with 127: reap it, then report.
     child_->wait({}, "Popen()");
-    const int err = job->plan.fail_errno;
-    switch (stage) {
-        case kStageCwd:
-            sys_fail(err,
-                     "cannot change to directory '" + *opts.cwd + "' to run " + format_cmd(argv_));
-        case kStageExec:
-            sys_fail(err, "cannot run '" + prog + "'");
-        case kStageSession:
-            sys_fail(err, "setsid() failed starting " + format_cmd(argv_));
-        default:
-            sys_fail(err, "setting up the child's file descriptors for " + format_cmd(argv_));
-    }
+    child_failed(job->plan, argv_, opts);
 }
 
 Popen::Popen(Popen&& o) noexcept = default;

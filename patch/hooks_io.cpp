@@ -34,6 +34,7 @@
 #include "cogent/io.hpp"
 #include "cogent/select.hpp"
 #include "io/fdwait.hpp"
+#include "io/retry_io.hpp"
 #include "shim.hpp"
 
 using namespace cogent;
@@ -170,35 +171,32 @@ bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
 // ---- sockets: receive ---------------------------------------------------------------------------
 
-// want: the bytes asked for (0: unknown). A short read means the socket is most likely drained
-// (as Socket::recv reasons): the next call parks at once instead of trying a recv that would
-// say EAGAIN. Safe even when wrong: the read watcher stays armed, level-triggered, and fires
-// at once for data already there.
+// retry_io's parking step for the shim: park() above (errno instead of exceptions; poll when
+// another greenlet already waits on the fd in that direction). Every wait is known_open.
+struct ShimPark {
+    int operator()(int fd, int events, TimeoutArg left, bool keep, const char* what, bool) const {
+        return park(fd, events, left, keep, what);
+    }
+};
+
+// The shim's socket reads and writes are detail::retry_io, with the fd `owned` (every close comes
+// through closing()): a read keeps its watcher armed and uses the readiness hint. want: the
+// bytes asked for (0: unknown). A short read means the socket is most likely drained (as
+// Socket::recv reasons): the next call parks at once instead of trying a recv that would say
+// EAGAIN. Safe even when wrong: the read watcher stays armed, level-triggered, and fires at once
+// for data already there.
 template <class Attempt>
 ssize_t co_recv_loop(int fd, const char* what, Attempt attempt, size_t want = 0) {
-    // The user's non-blocking socket gets the kernel's answer, always (the readiness hint below
-    // may skip an attempt, which only a caller that will wait anyway can afford).
+    // The user's non-blocking socket gets the kernel's answer, always (the readiness hint may
+    // skip an attempt, which only a caller that will wait anyway can afford).
     if (user_nonblock(fd)) return attempt();
     ErrnoKeeper ek;
-    std::optional<detail::Deadline> dl;
-    for (;;) {
-        if (detail::fd_may_read(fd)) {
-            ssize_t r = attempt();
-            if (r >= 0) {
-                if (r > 0 && size_t(r) < want) detail::fd_drained(fd);
-                return ek.ok(r);
-            }
-            if (!would_block(errno)) return -1;
-            detail::fd_drained(fd);
-        }
-        if (!dl) dl.emplace(sock_timeout(fd, false));
-        int p = park(fd, READ, dl->left(), true, what);
-        if (p < 0) return -1;
-        if (p == 0) {
-            errno = EAGAIN;  // SO_RCVTIMEO expired, as the kernel reports it
-            return -1;
-        }
-    }
+    detail::IoDeadline dl(sock_timeout(fd, false));
+    const detail::IoResult r = detail::retry_io(attempt, fd, READ, dl, what,
+                                                {.owned = true, .want = want}, ShimPark{});
+    if (r.n >= 0) return ek.ok(r.n);
+    errno = r.timed_out() ? EAGAIN : r.err;  // SO_RCVTIMEO expired: EAGAIN, as the kernel says
+    return -1;
 }
 
 ssize_t co_recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* fromlen,
@@ -235,30 +233,29 @@ ssize_t co_recvmsg(int fd, msghdr* msg, int flags) {
 
 // A blocking send on a stream socket sends everything (parking while the buffer is full);
 // a datagram goes whole or not at all. Partial progress is returned if an error or the
-// SO_SNDTIMEO timeout comes after some bytes went, as the kernel does.
+// SO_SNDTIMEO timeout comes after some bytes went, as the kernel does. attempt(sent) sends
+// what is left after `sent` bytes.
 template <class Attempt>
 ssize_t co_send_loop(int fd, size_t total, const char* what, Attempt attempt) {
     ErrnoKeeper ek;
-    std::optional<detail::Deadline> dl;
+    // The user's non-blocking socket: one pass, its EAGAIN returned.
+    detail::IoDeadline dl(user_nonblock(fd) ? TimeoutArg(Duration::zero())
+                                            : sock_timeout(fd, true));
     size_t sent = 0;
-    for (;;) {
-        ssize_t k = attempt(sent);
-        if (k >= 0) {
-            sent += size_t(k);
-            if (sent >= total) return ek.ok(ssize_t(sent));
-            continue;  // a partial write: the buffer is full now, the next attempt says so
-        }
-        if (!would_block(errno)) return sent ? ek.ok(ssize_t(sent)) : -1;
-        if (user_nonblock(fd)) return sent ? ek.ok(ssize_t(sent)) : -1;
-        if (!dl) dl.emplace(sock_timeout(fd, true));
-        int p = park(fd, WRITE, dl->left(), false, what);
-        if (p < 0) return sent ? ek.ok(ssize_t(sent)) : -1;
-        if (p == 0) {
-            if (sent) return ek.ok(ssize_t(sent));
-            errno = EAGAIN;
-            return -1;
-        }
-    }
+    const detail::IoResult r = detail::retry_io(
+        [&]() -> ssize_t {
+            for (;;) {
+                ssize_t k = attempt(sent);
+                if (k < 0) return -1;
+                sent += size_t(k);
+                if (sent >= total) return ssize_t(sent);
+                // A partial write: the buffer is full now, the next attempt says so.
+            }
+        },
+        fd, WRITE, dl, what, {.owned = true}, ShimPark{});
+    if (r.n >= 0 || sent) return ek.ok(ssize_t(sent));
+    errno = r.timed_out() ? EAGAIN : r.err;  // SO_SNDTIMEO expired: EAGAIN
+    return -1;
 }
 
 ssize_t co_sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to,

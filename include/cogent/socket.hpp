@@ -192,7 +192,6 @@ private:
     struct Owned {};  // tag: the (fd, family, type) constructor would clash with the public one
     Socket(Owned, int fd, int family, int type) noexcept : fd_(fd), family_(family), type_(type) {}
     int fd_check(const char* op) const;
-    int park(int fd, int events, TimeoutArg timeout, const char* what, const char* op) const;
     [[noreturn]] void fail(int err, const char* op) const;
     [[noreturn]] void fail_timeout(const char* op) const;
     std::string peer_name() const;

@@ -78,8 +78,8 @@ void fd_drained(int fd) noexcept;
 // select.cpp: wake select/poll calls parked on fd and drop their watchers (called by
 // notify_closing, and with raw set when the fd turned out to be closed already, by a close
 // that notify_closing never saw); active watches; note every watched fd as armed (fork).
-void multiwait_fd_closing(int fd, bool raw = false) noexcept;
-std::size_t multiwait_watches() noexcept;
-void multiwait_note_all(IoTable& table);
+void fdset_fd_closing(int fd, bool raw = false) noexcept;
+std::size_t fdset_watches() noexcept;
+void fdset_note_all(IoTable& table);
 
 }  // namespace cogent::detail

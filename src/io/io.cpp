@@ -189,7 +189,7 @@ namespace {
 // watchers and forget its state. raw: the fd is already closed, by a close notify_closing did
 // not see; otherwise it is about to be closed.
 void drop_fd(IoTable* table, int fd, bool raw) noexcept {
-    multiwait_fd_closing(fd, raw);  // select/poll waiting on fd (select.cpp)
+    fdset_fd_closing(fd, raw);  // select/poll waiting on fd (select.cpp)
     if (!table) return;
     FdState* s = table->find(fd);
     if (!s) return;
@@ -261,7 +261,7 @@ void fd_after_fork(HubImpl* hub) noexcept {
         for (FdState* s : table->slots)
             if (s && (ev_is_active(&s->io[0]) || ev_is_active(&s->io[1])))
                 table->note_armed(s->fd);
-        multiwait_note_all(*table);
+        fdset_note_all(*table);
     } catch (...) {
         // No memory for the list: libev checks nothing either, as before.
     }

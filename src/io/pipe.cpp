@@ -1,5 +1,5 @@
 // Pipes (pipe.hpp): nb_read/nb_write-style calls on any non-blocking fd, and the Pipe message
-// channel. Every call is "try the system call; on EAGAIN park on the fd (fd_wait); retry".
+// channel. Every call is "try the system call; on EAGAIN park on the fd; retry" (retry_io).
 #include "cogent/pipe.hpp"
 
 #include <fcntl.h>
@@ -18,10 +18,13 @@
 #include "cogent/io.hpp"
 #include "cogent/lock.hpp"
 #include "io/fdwait.hpp"
+#include "io/retry_io.hpp"
 
 namespace cogent {
 
-using detail::Deadline;
+using detail::IoDeadline;
+using detail::IoResult;
+using detail::retry_io;
 
 namespace {
 
@@ -40,10 +43,11 @@ namespace {
     fail(ETIMEDOUT, op, fd, buf);
 }
 
-// Park on fd for `events` until ready; false when the deadline passed first.
-bool park(int fd, int events, const Deadline& deadline, TimeoutArg timeout, const char* what) {
-    if (timeout.zero()) return false;
-    return detail::fd_wait(fd, events, deadline.left(), false, what) != 0;
+// The end of a failed retry_io: the timeout (as fail_timeout) when the wait ran out or the
+// deadline was zero, else the errno.
+[[noreturn]] void fail_io(const detail::IoResult& r, const char* op, int fd, TimeoutArg timeout) {
+    if (r.timed_out() || r.err == EAGAIN || r.err == EWOULDBLOCK) fail_timeout(op, fd, timeout);
+    fail(r.err, op, fd);
 }
 
 }  // namespace
@@ -80,42 +84,35 @@ bool set_nonblocking(int fd) {
 // ---- read / write ----
 
 std::size_t read(int fd, void* buf, std::size_t n, TimeoutArg timeout) {
-    Deadline deadline(timeout);
-    for (;;) {
-        ssize_t r = ::read(fd, buf, n);
-        if (r >= 0) return std::size_t(r);
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "read()", fd);
-        if (!park(fd, READ, deadline, timeout, "read()")) fail_timeout("read()", fd, timeout);
-    }
+    IoDeadline deadline(timeout);
+    const IoResult r = retry_io([&] { return ::read(fd, buf, n); }, fd, READ, deadline, "read()");
+    if (r.n < 0) fail_io(r, "read()", fd, timeout);
+    return std::size_t(r.n);
 }
 
 std::size_t write(int fd, const void* buf, std::size_t n, TimeoutArg timeout) {
-    Deadline deadline(timeout);
-    for (;;) {
-        ssize_t r = ::write(fd, buf, n);
-        if (r >= 0) return std::size_t(r);
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "write()", fd);
-        if (!park(fd, WRITE, deadline, timeout, "write()")) fail_timeout("write()", fd, timeout);
-    }
+    IoDeadline deadline(timeout);
+    const IoResult r =
+        retry_io([&] { return ::write(fd, buf, n); }, fd, WRITE, deadline, "write()");
+    if (r.n < 0) fail_io(r, "write()", fd, timeout);
+    return std::size_t(r.n);
 }
 
 void write_all(int fd, const void* buf, std::size_t n, TimeoutArg timeout) {
-    Deadline deadline(timeout);
+    IoDeadline deadline(timeout);
     auto* p = static_cast<const char*>(buf);
-    while (n > 0) {
-        ssize_t r = ::write(fd, p, n);
-        if (r >= 0) {
-            p += r;
-            n -= std::size_t(r);
-            continue;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "write_all()", fd);
-        if (!park(fd, WRITE, deadline, timeout, "write_all()"))
-            fail_timeout("write_all()", fd, timeout);
-    }
+    const IoResult r = retry_io(
+        [&]() -> ssize_t {
+            while (n > 0) {
+                ssize_t k = ::write(fd, p, n);
+                if (k < 0) return -1;
+                p += k;
+                n -= std::size_t(k);
+            }
+            return 0;
+        },
+        fd, WRITE, deadline, "write_all()");
+    if (r.n < 0) fail_io(r, "write_all()", fd, timeout);
 }
 
 // ---- Pipe ----
@@ -155,18 +152,19 @@ struct Pipe::Impl {
     }
     // Read what is available into [dst, dst + n): bytes read, 0 at end of stream; parks while
     // nothing is there.
-    std::size_t read_some(char* dst, std::size_t n, const Deadline& deadline, TimeoutArg timeout) {
-        for (;;) {
-            int f = check_open("Pipe::recv()");
-            ssize_t r = ::recv(f, dst, n, MSG_DONTWAIT);
-            if (r >= 0) return std::size_t(r);
-            if (errno == EINTR) continue;
-            // The peer closed with bytes it had not read yet: for us that is its end of stream.
-            if (errno == ECONNRESET) return 0;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "Pipe::recv()", f);
-            if (!park(f, READ, deadline, timeout, "Pipe::recv()"))
-                fail_timeout("Pipe::recv()", f, timeout);
-        }
+    std::size_t read_some(char* dst, std::size_t n, IoDeadline& deadline, TimeoutArg timeout) {
+        const int f = check_open("Pipe::recv()");
+        const IoResult r = retry_io(
+            [&]() -> ssize_t {
+                ssize_t k = ::recv(check_open("Pipe::recv()"), dst, n, MSG_DONTWAIT);
+                // The peer closed with bytes it had not read yet: for us that is its end of
+                // stream.
+                if (k < 0 && errno == ECONNRESET) return 0;
+                return k;
+            },
+            f, READ, deadline, "Pipe::recv()");
+        if (r.n < 0) fail_io(r, "Pipe::recv()", f, timeout);
+        return std::size_t(r.n);
     }
 };
 
@@ -212,7 +210,7 @@ void Pipe::send(std::string_view message, TimeoutArg timeout) {
         throw std::length_error(
             "cogent: Pipe::send(): a message of " + std::to_string(message.size()) +
             " bytes exceeds Pipe::max_message (" + std::to_string(max_message) + " bytes)");
-    Deadline deadline(timeout);
+    IoDeadline deadline(timeout);
     if (!im.send_lock.acquire(true, deadline.left()))
         fail_timeout("Pipe::send()", im.fd.get(), timeout);
     std::lock_guard<Lock> held(im.send_lock, std::adopt_lock);
@@ -231,28 +229,30 @@ void Pipe::send(std::string_view message, TimeoutArg timeout) {
     const std::size_t total = kHeader + message.size();
     std::size_t sent = 0;
     try {
-        while (sent < total) {
-            iovec iov[2];
-            int cnt = 0;
-            if (sent < kHeader) iov[cnt++] = {hdr + sent, kHeader - sent};
-            std::size_t body_off = sent > kHeader ? sent - kHeader : 0;
-            if (body_off < message.size())
-                iov[cnt++] = {const_cast<char*>(message.data()) + body_off,
-                              message.size() - body_off};
-            msghdr mh{};
-            mh.msg_iov = iov;
-            mh.msg_iovlen = std::size_t(cnt);
-            ssize_t r = ::sendmsg(f, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (r >= 0) {
-                sent += std::size_t(r);
-                continue;
-            }
-            if (errno == EINTR) continue;
-            if (errno == EPIPE || errno == ECONNRESET)
+        const IoResult r = retry_io(
+            [&]() -> ssize_t {
+                while (sent < total) {
+                    iovec iov[2];
+                    int cnt = 0;
+                    if (sent < kHeader) iov[cnt++] = {hdr + sent, kHeader - sent};
+                    std::size_t body_off = sent > kHeader ? sent - kHeader : 0;
+                    if (body_off < message.size())
+                        iov[cnt++] = {const_cast<char*>(message.data()) + body_off,
+                                      message.size() - body_off};
+                    msghdr mh{};
+                    mh.msg_iov = iov;
+                    mh.msg_iovlen = std::size_t(cnt);
+                    ssize_t k = ::sendmsg(f, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    if (k < 0) return -1;
+                    sent += std::size_t(k);
+                }
+                return 0;
+            },
+            f, WRITE, deadline, "Pipe::send()");
+        if (r.n < 0) {
+            if (r.err == EPIPE || r.err == ECONNRESET)
                 fail(EPIPE, "Pipe::send()", f, "the other end is closed");
-            if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "Pipe::send()", f);
-            if (!park(f, WRITE, deadline, timeout, "Pipe::send()"))
-                fail_timeout("Pipe::send()", f, timeout);
+            fail_io(r, "Pipe::send()", f, timeout);
         }
     } catch (...) {
         if (sent > 0 && sent < total) im.send_broken = true;
@@ -266,7 +266,7 @@ std::optional<std::string> Pipe::recv(TimeoutArg timeout) {
                                 "cogent: Pipe::recv() on a closed Pipe");
     Impl& im = *impl_;
     im.check_open("Pipe::recv()");
-    Deadline deadline(timeout);
+    IoDeadline deadline(timeout);
     if (!im.recv_lock.acquire(true, deadline.left()))
         fail_timeout("Pipe::recv()", im.fd.get(), timeout);
     std::lock_guard<Lock> held(im.recv_lock, std::adopt_lock);

@@ -48,14 +48,14 @@ namespace cogent::detail {
 
 namespace {
 
-struct MultiWait;
+struct FdSetWait;
 
-// One fd watched by a MultiWait.
-struct MwEntry {
+// One fd watched by an FdSetWait.
+struct FdSetEntry {
     ev_io io{};  // direct mode only
-    MultiWait* owner = nullptr;
-    MwEntry* reg_prev = nullptr;  // chain of entries on the same fd (this thread)
-    MwEntry* reg_next = nullptr;
+    FdSetWait* owner = nullptr;
+    FdSetEntry* reg_prev = nullptr;  // chain of entries on the same fd (this thread)
+    FdSetEntry* reg_next = nullptr;
     int fd = -1;
     bool registered = false;
 };
@@ -65,7 +65,7 @@ struct MwEntry {
 // thread_local destructor and may come after ours would. The array is freed by a pthread key
 // destructor, which runs after every thread_local destructor.
 struct Registry {
-    MwEntry** heads;
+    FdSetEntry** heads;
     std::size_t cap;
     std::size_t count;  // registered entries: the debug counter of active multi-wait watches
 };
@@ -88,17 +88,17 @@ void reg_reserve(int fd) {
         pthread_setspecific(g_reg_key, &t_reg);  // any non-null value: run the destructor
     }
     std::size_t cap = std::max<std::size_t>(std::size_t(fd) + 64, r.cap * 2);
-    auto* p = static_cast<MwEntry**>(std::realloc(r.heads, cap * sizeof(MwEntry*)));
+    auto* p = static_cast<FdSetEntry**>(std::realloc(r.heads, cap * sizeof(FdSetEntry*)));
     if (!p) throw std::bad_alloc();
     std::fill(p + r.cap, p + cap, nullptr);
     r.heads = p;
     r.cap = cap;
 }
 
-void reg_add(MwEntry* e) {
+void reg_add(FdSetEntry* e) {
     reg_reserve(e->fd);
     Registry& r = t_reg;
-    MwEntry*& head = r.heads[e->fd];
+    FdSetEntry*& head = r.heads[e->fd];
     e->reg_prev = nullptr;
     e->reg_next = head;
     if (head) head->reg_prev = e;
@@ -107,7 +107,7 @@ void reg_add(MwEntry* e) {
     ++r.count;
 }
 
-void reg_remove(MwEntry* e) noexcept {
+void reg_remove(FdSetEntry* e) noexcept {
     if (!e->registered) return;
     Registry& r = t_reg;
     if (e->reg_prev)
@@ -122,10 +122,10 @@ void reg_remove(MwEntry* e) noexcept {
 
 // A greenlet parked on several fds. Lives on its stack; the destructor undoes everything on
 // every exit path (wake, timeout, kill, Timeout, an exception while arming).
-struct MultiWait {
+struct FdSetWait {
     GreenletImpl* g = nullptr;
     HubImpl* hub = nullptr;
-    MwEntry* entries = nullptr;
+    FdSetEntry* entries = nullptr;
     std::size_t n = 0;
     bool direct = false;
     int epfd = -1;
@@ -137,12 +137,12 @@ struct MultiWait {
     bool closed_raw = false;  // ... found already closed (see IoTable): not a cogent::close
     int error_fd = -1;   // libev reported EV_ERROR for this fd
     WakeCallback close_wake;
-    MwEntry small[8];
-    std::unique_ptr<MwEntry[]> big;
+    FdSetEntry small[8];
+    std::unique_ptr<FdSetEntry[]> big;
 
-    MultiWait() = default;
-    MultiWait(const MultiWait&) = delete;
-    ~MultiWait() {
+    FdSetWait() = default;
+    FdSetWait(const FdSetWait&) = delete;
+    ~FdSetWait() {
         detach();
         close_wake.unlink();
         if (epfd >= 0) ::close(epfd);
@@ -160,8 +160,8 @@ struct MultiWait {
 };
 
 void on_entry_io(struct ev_loop*, ev_io* io, int revents) {
-    auto* e = static_cast<MwEntry*>(io->data);
-    MultiWait* mw = e->owner;
+    auto* e = static_cast<FdSetEntry*>(io->data);
+    FdSetWait* mw = e->owner;
     if (revents & EV_ERROR) mw->error_fd = e->fd;
     mw->woken = true;
     mw->detach();
@@ -173,7 +173,7 @@ void on_entry_io(struct ev_loop*, ev_io* io, int revents) {
 constexpr int kEpollFailed = -2;
 
 void on_epoll_io(struct ev_loop*, ev_io* io, int revents) {
-    auto* mw = static_cast<MultiWait*>(io->data);
+    auto* mw = static_cast<FdSetWait*>(io->data);
     if (revents & EV_ERROR) mw->error_fd = kEpollFailed;
     mw->woken = true;
     mw->detach();
@@ -181,7 +181,7 @@ void on_epoll_io(struct ev_loop*, ev_io* io, int revents) {
 }
 
 void on_timer(struct ev_loop*, ev_timer* t, int) {
-    auto* mw = static_cast<MultiWait*>(t->data);
+    auto* mw = static_cast<FdSetWait*>(t->data);
     mw->timed_out = true;
     mw->detach();
     resume(mw->g);
@@ -237,14 +237,14 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
         if (fds[i].events == 0 || (fds[i].events & ~kDirectEvents)) direct = false;
     }
 
-    MultiWait mw;
+    FdSetWait mw;
     mw.g = cur;
     mw.hub = hub;
     mw.direct = direct;
     if (watched <= std::size(mw.small)) {
         mw.entries = mw.small;
     } else {
-        mw.big.reset(new MwEntry[watched]);
+        mw.big.reset(new FdSetEntry[watched]);
         mw.entries = mw.big.get();
     }
 
@@ -287,7 +287,7 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
     IoTable& table = io_table(hub);
     for (nfds_t i = 0; i < nfds; ++i) {
         if (fds[i].fd < 0) continue;
-        MwEntry& e = mw.entries[mw.n++];
+        FdSetEntry& e = mw.entries[mw.n++];
         e.owner = &mw;
         e.fd = fds[i].fd;
         reg_add(&e);
@@ -308,7 +308,7 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
         ev_timer_start(hub->loop().raw(), &mw.timer);
     }
 
-    hub->switch_out(cur, what);  // kill / Timeout: ~MultiWait cleans up
+    hub->switch_out(cur, what);  // kill / Timeout: ~FdSetWait cleans up
 
     if (mw.closed_fd >= 0) {
         if (!mw.close_wake.woken) mw.close_wake.unlink();
@@ -377,11 +377,11 @@ int poll_loop(pollfd* fds, nfds_t nfds, TimeoutArg timeout, const char* what, Cl
 
 }  // namespace
 
-void multiwait_fd_closing(int fd, bool raw) noexcept {
+void fdset_fd_closing(int fd, bool raw) noexcept {
     Registry& r = t_reg;
     if (fd < 0 || std::size_t(fd) >= r.cap) return;
-    while (MwEntry* e = r.heads[fd]) {
-        MultiWait* mw = e->owner;
+    while (FdSetEntry* e = r.heads[fd]) {
+        FdSetWait* mw = e->owner;
         mw->closed_fd = fd;
         mw->closed_raw = raw;
         mw->detach();  // unlinks e and the rest of mw's entries
@@ -392,9 +392,9 @@ void multiwait_fd_closing(int fd, bool raw) noexcept {
     }
 }
 
-std::size_t multiwait_watches() noexcept { return t_reg.count; }
+std::size_t fdset_watches() noexcept { return t_reg.count; }
 
-void multiwait_note_all(IoTable& table) {
+void fdset_note_all(IoTable& table) {
     Registry& r = t_reg;
     for (std::size_t fd = 0; fd < r.cap; ++fd)
         if (r.heads[fd]) table.note_armed(int(fd));

@@ -1,12 +1,12 @@
-// Cooperative sockets (socket.hpp). Every call is "try the system call; on EAGAIN park on the fd
-// (detail::fd_wait); retry". The fd is always non-blocking; the socket's timeout decides whether
-// and how long to park.
+// Cooperative sockets (socket.hpp). Every call is "try the system call; on EAGAIN park on the fd;
+// retry" (detail::retry_io), except connect, which waits once for the handshake. The fd is
+// always non-blocking; the socket's timeout decides whether and how long to park.
 //
 // The read path is the hot one (a server's recv per request), so it is kept to: one recv, and a
 // park only when the kernel has nothing. Two things make that work:
-//   - reads park with keep_read, which leaves the fd's read watcher armed between reads (a
-//     Socket always closes through notify_closing, which drops it), so a steady connection pays
-//     no epoll_ctl per request;
+//   - reads park with keep_read (retry_io's `owned`), which leaves the fd's read watcher armed
+//     between reads (a Socket always closes through notify_closing, which drops it), so a
+//     steady connection pays no epoll_ctl per request;
 //   - the readiness hint: after a recv that drained the socket (EAGAIN, or a short read on a
 //     stream), fd_drained() records it, and the next recv parks at once instead of paying a
 //     recv that would say EAGAIN. The armed, level-triggered watcher fires for data that
@@ -25,9 +25,9 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "cogent/dns.hpp"
 #include "cogent/hub.hpp"
 #include "io/fdwait.hpp"
+#include "io/retry_io.hpp"
 
 namespace cogent {
 
@@ -84,18 +84,6 @@ std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 }
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
-
-// A socket timeout as one deadline for a whole call, however many times it parks (sendall, a
-// spurious wake). Reads the clock only for a positive timeout.
-class Budget {
-public:
-    explicit Budget(TimeoutArg t) : zero_(t.zero()), dl_(zero_ ? TimeoutArg() : t) {}
-    TimeoutArg next() const { return zero_ ? TimeoutArg(Duration::zero()) : dl_.left(); }
-
-private:
-    bool zero_;
-    detail::Deadline dl_;
-};
 
 }  // namespace
 
@@ -336,15 +324,6 @@ void Socket::fail_timeout(const char* op) const {
     throw SocketTimeout(std::string("cogent: timed out: ") + op + " " + peer_name());
 }
 
-// Parks until fd is ready for `events`; SocketTimeout when `timeout` passes first. The socket
-// owns the fd and closes it only through notify_closing, so it is known to be open (known_open
-// spares fd_wait its fcntl check).
-int Socket::park(int fd, int events, TimeoutArg timeout, const char* what, const char* op) const {
-    int r = detail::fd_wait(fd, events, timeout, events == READ, what, true);
-    if (r == 0) fail_timeout(op);
-    return r;
-}
-
 // ---- Socket: connection set-up ----------------------------------------------------------------
 
 void Socket::bind(const Address& addr) {
@@ -363,7 +342,7 @@ void Socket::connect(const Address& addr) {
     const std::string_view op = "connect to";
     auto failc = [&](int e) { throw_errno(e, "cogent: connect to " + addr.to_string()); };
     const bool nowait = timeout_.zero();
-    Budget budget(timeout_);
+    detail::IoDeadline deadline(timeout_);  // one deadline, however many waits
     for (;;) {
         if (::connect(fd, addr.sockaddr_ptr(), addr.length()) == 0) break;
         int e = errno;
@@ -371,7 +350,7 @@ void Socket::connect(const Address& addr) {
             // TCP: the handshake goes on in the kernel; writable means it ended, SO_ERROR says
             // how. (After EINTR the connect also continues asynchronously.)
             if (nowait) failc(e == EINTR ? EINPROGRESS : e);
-            if (!detail::fd_wait(fd, WRITE, budget.next(), false, "Socket::connect()", true))
+            if (!detail::fd_wait(fd, WRITE, deadline.left(), false, "Socket::connect()", true))
                 throw SocketTimeout("cogent: timed out: " + std::string(op) + " " +
                                     addr.to_string());
             int err = get_option(SOL_SOCKET, SO_ERROR);
@@ -382,7 +361,7 @@ void Socket::connect(const Address& addr) {
             // A Unix listener's backlog is full. Nothing signals when it drains (the unconnected
             // socket is always writable), so poll for it by retrying after a short sleep.
             if (nowait) failc(e);
-            TimeoutArg left = budget.next();
+            TimeoutArg left = deadline.left();
             if (!left.forever() && left.value() == Duration::zero())
                 throw SocketTimeout("cogent: timed out: " + std::string(op) + " " +
                                     addr.to_string());
@@ -407,60 +386,56 @@ int Socket::connect_ex(const Address& addr) {
 
 std::pair<Socket, Address> Socket::accept() {
     const int fd = fd_check("accept");
-    const bool nowait = timeout_.zero();
-    Budget budget(timeout_);
-    bool try_now = nowait || detail::fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            sockaddr_storage ss;
-            socklen_t len = sizeof ss;
-            int c =
-                ::accept4(fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c >= 0) {
-                Socket s(Owned{}, c, family_, type_);
-                // Linux reports an unnamed Unix peer with just the family (or nothing at all).
-                if (len > sizeof ss) len = sizeof ss;
-                s.peer_ = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-                Address peer = s.peer_;
-                return {std::move(s), peer};
+    detail::IoDeadline deadline(timeout_);
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    const detail::IoResult r = detail::retry_io(
+        [&]() -> ssize_t {
+            for (;;) {
+                len = sizeof ss;
+                int c = ::accept4(fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
+                // A connection that died in the queue is not the listener's failure.
+                if (c >= 0 || (errno != ECONNABORTED && errno != EPROTO)) return c;
             }
-            int e = errno;
-            // A connection that died in the queue (or a signal) is not the listener's failure.
-            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
-            if (!would_block(e)) fail(e, "accept on");  // EMFILE...: the server backs off
-            detail::fd_drained(fd);
-            if (nowait) fail(e, "accept on");
-        }
-        try_now = true;
-        park(fd, READ, budget.next(), "Socket::accept()", "accept on");
+        },
+        fd, READ, deadline, "Socket::accept()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("accept on");
+        fail(r.err, "accept on");  // EMFILE...: the server backs off
     }
+    Socket s(Owned{}, int(r.n), family_, type_);
+    // Linux reports an unnamed Unix peer with just the family (or nothing at all).
+    if (len > sizeof ss) len = sizeof ss;
+    s.peer_ = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+    Address peer = s.peer_;
+    return {std::move(s), peer};
 }
 
 // ---- Socket: data -----------------------------------------------------------------------------
 
+namespace {
+
+// A call with MSG_DONTWAIT never waits, whatever the socket's timeout.
+TimeoutArg call_timeout(TimeoutArg timeout, int flags) {
+    return (flags & MSG_DONTWAIT) ? TimeoutArg(Duration::zero()) : timeout;
+}
+
+}  // namespace
+
 std::size_t Socket::recv(void* buf, std::size_t n, int flags) {
     const int fd = fd_check("recv");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    bool try_now = nowait || detail::fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            ssize_t r = ::recv(fd, buf, n, flags);
-            if (r >= 0) {
-                // A short read on a stream emptied the receive queue (a peek empties nothing).
-                if (std::size_t(r) < n && type_ == SOCK_STREAM && !(flags & MSG_PEEK))
-                    detail::fd_drained(fd);
-                return std::size_t(r);
-            }
-            int e = errno;
-            if (e == EINTR) continue;
-            if (!would_block(e)) fail(e, "recv from");
-            detail::fd_drained(fd);
-            if (nowait) fail(e, "recv from");
-        }
-        try_now = true;
-        park(fd, READ, budget.next(), "Socket::recv()", "recv from");
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    // A short read on a stream emptied the receive queue (a peek empties nothing).
+    const std::size_t want = type_ == SOCK_STREAM && !(flags & MSG_PEEK) ? n : 0;
+    const detail::IoResult r = detail::retry_io([&] { return ::recv(fd, buf, n, flags); }, fd,
+                                                READ, deadline, "Socket::recv()",
+                                                {.owned = true, .want = want});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("recv from");
+        fail(r.err, "recv from");
     }
+    return std::size_t(r.n);
 }
 
 std::string Socket::recv(std::size_t max, int flags) {
@@ -472,113 +447,99 @@ std::string Socket::recv(std::size_t max, int flags) {
 
 std::pair<std::size_t, Address> Socket::recvfrom(void* buf, std::size_t n, int flags) {
     const int fd = fd_check("recvfrom");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    bool try_now = nowait || detail::fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            sockaddr_storage ss;
-            socklen_t len = sizeof ss;
-            ssize_t r = ::recvfrom(fd, buf, n, flags, reinterpret_cast<sockaddr*>(&ss), &len);
-            if (r >= 0) {
-                if (std::size_t(r) < n && type_ == SOCK_STREAM && !(flags & MSG_PEEK))
-                    detail::fd_drained(fd);
-                if (len > sizeof ss) len = sizeof ss;
-                return {std::size_t(r),
-                        Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len)};
-            }
-            int e = errno;
-            if (e == EINTR) continue;
-            if (!would_block(e)) fail(e, "recvfrom on");
-            detail::fd_drained(fd);
-            if (nowait) fail(e, "recvfrom on");
-        }
-        try_now = true;
-        park(fd, READ, budget.next(), "Socket::recvfrom()", "recvfrom on");
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    const std::size_t want = type_ == SOCK_STREAM && !(flags & MSG_PEEK) ? n : 0;
+    sockaddr_storage ss;
+    socklen_t len = 0;
+    const detail::IoResult r = detail::retry_io(
+        [&] {
+            len = sizeof ss;
+            return ::recvfrom(fd, buf, n, flags, reinterpret_cast<sockaddr*>(&ss), &len);
+        },
+        fd, READ, deadline, "Socket::recvfrom()", {.owned = true, .want = want});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("recvfrom on");
+        fail(r.err, "recvfrom on");
     }
+    if (len > sizeof ss) len = sizeof ss;
+    return {std::size_t(r.n), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len)};
 }
 
 std::size_t Socket::recvmsg(msghdr* msg, int flags) {
     const int fd = fd_check("recvmsg");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    bool try_now = nowait || detail::fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            ssize_t r = ::recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC);
-            if (r >= 0) return std::size_t(r);  // no drain hint: the iovec total is not at hand
-            int e = errno;
-            if (e == EINTR) continue;
-            if (!would_block(e)) fail(e, "recvmsg from");
-            detail::fd_drained(fd);
-            if (nowait) fail(e, "recvmsg from");
-        }
-        try_now = true;
-        park(fd, READ, budget.next(), "Socket::recvmsg()", "recvmsg from");
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    // No drain hint (want 0): the iovec total is not at hand.
+    const detail::IoResult r = detail::retry_io(
+        [&] { return ::recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC); }, fd, READ, deadline,
+        "Socket::recvmsg()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("recvmsg from");
+        fail(r.err, "recvmsg from");
     }
+    return std::size_t(r.n);
 }
 
 std::size_t Socket::send(const void* buf, std::size_t n, int flags) {
     const int fd = fd_check("send");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    for (;;) {
-        ssize_t r = ::send(fd, buf, n, flags | MSG_NOSIGNAL);
-        if (r >= 0) return std::size_t(r);
-        int e = errno;
-        if (e == EINTR) continue;
-        if (nowait || !would_block(e)) fail(e, "send to");
-        park(fd, WRITE, budget.next(), "Socket::send()", "send to");
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    const detail::IoResult r =
+        detail::retry_io([&] { return ::send(fd, buf, n, flags | MSG_NOSIGNAL); }, fd, WRITE,
+                         deadline, "Socket::send()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("send to");
+        fail(r.err, "send to");
     }
+    return std::size_t(r.n);
 }
 
 void Socket::sendall(const void* buf, std::size_t n, int flags) {
     const int fd = fd_check("sendall");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);  // one deadline for the whole call
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));  // one deadline for the whole call
     auto* p = static_cast<const char*>(buf);
-    do {
-        ssize_t r = ::send(fd, p, n, flags | MSG_NOSIGNAL);
-        if (r >= 0) {
-            p += r;
-            n -= std::size_t(r);
-            if (n == 0) return;
-            continue;  // a partial send: the buffer is full, but let the next try say so
-        }
-        int e = errno;
-        if (e == EINTR) continue;
-        if (nowait || !would_block(e)) fail(e, "sendall to");
-        park(fd, WRITE, budget.next(), "Socket::sendall()", "sendall to");
-    } while (n > 0);
+    const detail::IoResult r = detail::retry_io(
+        [&]() -> ssize_t {
+            for (;;) {  // at least one send, even of nothing
+                ssize_t k = ::send(fd, p, n, flags | MSG_NOSIGNAL);
+                if (k < 0) return -1;
+                p += k;
+                n -= std::size_t(k);
+                if (n == 0) return 0;
+                // A partial send: the buffer is full, but let the next try say so.
+            }
+        },
+        fd, WRITE, deadline, "Socket::sendall()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("sendall to");
+        fail(r.err, "sendall to");
+    }
 }
 
 std::size_t Socket::sendto(const void* buf, std::size_t n, const Address& to, int flags) {
     const int fd = fd_check("sendto");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    for (;;) {
-        ssize_t r = ::sendto(fd, buf, n, flags | MSG_NOSIGNAL, to.sockaddr_ptr(), to.length());
-        if (r >= 0) return std::size_t(r);
-        int e = errno;
-        if (e == EINTR) continue;
-        if (nowait || !would_block(e)) throw_errno(e, "cogent: sendto " + to.to_string());
-        if (!detail::fd_wait(fd, WRITE, budget.next(), false, "Socket::sendto()", true))
-            throw SocketTimeout("cogent: timed out: sendto " + to.to_string());
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    const detail::IoResult r = detail::retry_io(
+        [&] {
+            return ::sendto(fd, buf, n, flags | MSG_NOSIGNAL, to.sockaddr_ptr(), to.length());
+        },
+        fd, WRITE, deadline, "Socket::sendto()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) throw SocketTimeout("cogent: timed out: sendto " + to.to_string());
+        throw_errno(r.err, "cogent: sendto " + to.to_string());
     }
+    return std::size_t(r.n);
 }
 
 std::size_t Socket::sendmsg(const msghdr* msg, int flags) {
     const int fd = fd_check("sendmsg");
-    const bool nowait = timeout_.zero() || (flags & MSG_DONTWAIT);
-    Budget budget(timeout_);
-    for (;;) {
-        ssize_t r = ::sendmsg(fd, msg, flags | MSG_NOSIGNAL);
-        if (r >= 0) return std::size_t(r);
-        int e = errno;
-        if (e == EINTR) continue;
-        if (nowait || !would_block(e)) fail(e, "sendmsg to");
-        park(fd, WRITE, budget.next(), "Socket::sendmsg()", "sendmsg to");
+    detail::IoDeadline deadline(call_timeout(timeout_, flags));
+    const detail::IoResult r =
+        detail::retry_io([&] { return ::sendmsg(fd, msg, flags | MSG_NOSIGNAL); }, fd, WRITE,
+                         deadline, "Socket::sendmsg()", {.owned = true});
+    if (r.n < 0) [[unlikely]] {
+        if (r.timed_out()) fail_timeout("sendmsg to");
+        fail(r.err, "sendmsg to");
     }
+    return std::size_t(r.n);
 }
 
 void Socket::shutdown(int how) {
@@ -623,39 +584,6 @@ int Socket::get_option(int level, int name) const {
         throw_errno(errno, "cogent: getsockopt(fd " + std::to_string(fd) + ", level " +
                                std::to_string(level) + ", option " + std::to_string(name) + ")");
     return value;
-}
-
-// ---- create_connection ------------------------------------------------------------------------
-
-Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg timeout,
-                         std::optional<Address> source) {
-    // Numeric hosts directly, names through the hub's resolver; each address in turn (as
-    // Python's create_connection), the last failure thrown when none connects.
-    std::vector<Address> targets =
-        resolve_addresses(host, port, source ? source->family() : AF_UNSPEC, SOCK_STREAM);
-    std::exception_ptr last;
-    for (const Address& target : targets) {
-        try {
-            Socket s(target.family(), SOCK_STREAM);
-            s.set_timeout(timeout);
-            if (source) s.bind(*source);
-            s.connect(target);
-            return s;
-        } catch (const std::system_error&) {
-            last = std::current_exception();
-        }
-    }
-    if (last) std::rethrow_exception(last);
-    throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
-                            "cogent: create_connection: " + std::string(host) +
-                                " has no address to connect to");
-}
-
-void Socket::connect(std::string_view host, std::uint16_t port) {
-    fd_check("connect");
-    const int type = type_ == SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
-    std::vector<Address> targets = resolve_addresses(host, port, family_, type);
-    connect(targets.at(0));
 }
 
 // ---- SocketReader -----------------------------------------------------------------------------

@@ -24,8 +24,8 @@ std::size_t pending_callbacks() noexcept {
 
 std::size_t fd_watchers() noexcept {
     ThreadState* ts = tls_state;
-    if (!ts || !ts->hub || !ts->hub->io) return multiwait_watches();
-    std::size_t n = multiwait_watches();
+    if (!ts || !ts->hub || !ts->hub->io) return fdset_watches();
+    std::size_t n = fdset_watches();
     for (FdState* s : ts->hub->io->slots)
         if (s) n += std::size_t(ev_is_active(&s->io[0])) + std::size_t(ev_is_active(&s->io[1]));
     return n;

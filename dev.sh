@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # cogent's developer entry point. Installs what the build needs (Debian packages), then:
 #   ./dev.sh demo    build in ./build and run build/examples/demo
-#   ./dev.sh test    build and run the suite twice: ./build (normal) and ./build-asan
-#                    (AddressSanitizer + UndefinedBehaviorSanitizer); the last line printed is
-#                    "N passed, N failed, N skipped" over both (with CI=true a skip fails)
+#   ./dev.sh test    the checks (format, layers, clang-tidy; see ./dev.sh lint), then build and
+#                    run the suite twice: ./build (normal) and ./build-asan (AddressSanitizer +
+#                    UndefinedBehaviorSanitizer); the last line printed is "N passed, N failed,
+#                    N skipped" over both, a failed check counting as one failure (with CI=true a
+#                    skip fails and warnings are errors)
+#   ./dev.sh lint    build in ./build and run only the checks
+#   ./dev.sh format  reformat the C/C++ files with clang-format (what the format check wants)
 #   ./dev.sh bench   build in ./build and run bench/run.sh [ARGS...]
 set -euo pipefail
 
@@ -17,6 +21,10 @@ PACKAGES=(
     libev-dev
     libc-ares-dev
     doctest-dev
+    clang-format
+    clang-tidy-19
+    python3
+    binutils
     postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl
 )
 # What `./dev.sh bench` needs on top: the load generator and the servers it compares against.
@@ -73,11 +81,80 @@ configure() {
     fi
 }
 
+# Meson options of every build: in CI (CI=true) a compiler warning fails the build.
+BUILD_OPTIONS=()
+[[ "${CI:-}" == "true" ]] && BUILD_OPTIONS+=(-Dwerror=true)
+
 # build DIR [MESON_OPTIONS...]: configure and compile.
 build() {
     local dir=$1
     shift
-    configure "$dir" "$@" && meson compile -C "$dir" -j "$JOBS"
+    configure "$dir" "${BUILD_OPTIONS[@]}" "$@" && meson compile -C "$dir" -j "$JOBS"
+}
+
+# ---- checks -------------------------------------------------------------------------------------
+# Each prints what is wrong and how to fix it, and returns non-zero on a finding.
+
+# The C/C++ files clang-format owns.
+format_files() {
+    find src include patch tests bench examples -type f \
+        \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.c' -o -name '*.cc' \) | sort
+}
+
+# check_format: every C/C++ file as .clang-format wants it.
+check_format() {
+    local out
+    if ! out=$(format_files | xargs clang-format --dry-run --Werror 2>&1); then
+        echo "$out" | grep -E '^[^ ].*: error:' | sed 's/:[0-9]*:[0-9]*: error:.*//' | sort -u |
+            sed 's/^/  not formatted: /' >&2
+        log "format check FAILED: run ./dev.sh format (clang-format -i) and commit the result"
+        return 1
+    fi
+    log "format check passed"
+}
+
+# check_layers DIR: no object file of the library uses a higher layer (scripts/check_layers.py).
+check_layers() {
+    if ! python3 scripts/check_layers.py "$1"; then
+        log "layer check FAILED: a file uses a layer above its own (see CONTRIBUTING.md, Layers)"
+        return 1
+    fi
+    log "layer check passed"
+}
+
+# check_tidy DIR: clang-tidy (.clang-tidy) over the translation units of src/ and patch/, with
+# DIR's compile_commands.json. Version 19: clang 14 (Debian's default) cannot parse libstdc++
+# 12's <source_location>.
+check_tidy() {
+    local dir=$1 start=$SECONDS ok=true
+    local tidy=clang-tidy-19 runner=run-clang-tidy-19
+    if ! command -v "$tidy" >/dev/null || ! command -v "$runner" >/dev/null; then
+        log "clang-tidy FAILED: $tidy / $runner not found (Debian package clang-tidy-19)"
+        return 1
+    fi
+    # -Wno-error: in CI the compile commands carry -Werror, which would turn clang's own
+    # warnings (not ours to judge here: gcc's -Werror build does) into errors.
+    "$runner" -quiet -clang-tidy-binary "$(command -v "$tidy")" -extra-arg=-Wno-error \
+        -p "$dir" -j "$JOBS" "^$PWD/(src|patch)/" >"$dir/clang-tidy.log" 2>&1 || ok=false
+    if ! $ok; then
+        grep -E '(warning|error):' "$dir/clang-tidy.log" | sort -u >&2 || cat "$dir/clang-tidy.log" >&2
+        log "clang-tidy FAILED (full output: $dir/clang-tidy.log): fix the findings above, or see"
+        log "  .clang-tidy for the checks and CONTRIBUTING.md for when a NOLINT is acceptable"
+        return 1
+    fi
+    log "clang-tidy passed ($((SECONDS - start)) s)"
+}
+
+# run_check NAME CMD...: run a check; a failure counts as one failed test in the totals.
+run_check() {
+    local name=$1
+    shift
+    echo
+    echo "================ check: $name ================"
+    if ! "$@"; then
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        FAILED_CHECKS+=("$name")
+    fi
 }
 
 cmd_demo() {
@@ -101,6 +178,7 @@ cmd_bench() {
 TOTAL_PASSED=0
 TOTAL_FAILED=0
 TOTAL_SKIPPED=0
+FAILED_CHECKS=()
 
 # summary_count LOG KEY: the number on meson test's last summary line "KEY:   N".
 summary_count() {
@@ -176,7 +254,10 @@ cmd_test() {
     if [[ "${CI:-}" == "true" ]]; then
         ci_prepare
     fi
+    run_check format check_format
     run_suite normal build
+    run_check layers check_layers build
+    run_check clang-tidy check_tidy build
 
     # Stop at the first report and make it a failure; print UBSan's stack traces.
     export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1}"
@@ -184,17 +265,43 @@ cmd_test() {
     run_suite "ASan/UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
     echo
+    ((${#FAILED_CHECKS[@]} == 0)) || log "failed checks: ${FAILED_CHECKS[*]}"
     echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
     ((TOTAL_FAILED == 0))
 }
 
+cmd_lint() {
+    ensure_packages
+    run_check format check_format
+    if build build; then
+        run_check layers check_layers build
+        run_check clang-tidy check_tidy build
+    else
+        log "build FAILED"
+        FAILED_CHECKS+=(build)
+    fi
+    ((${#FAILED_CHECKS[@]} == 0)) || {
+        log "failed checks: ${FAILED_CHECKS[*]}"
+        return 1
+    }
+    log "all checks passed"
+}
+
+cmd_format() {
+    ensure_packages
+    format_files | xargs clang-format -i
+    log "reformatted with clang-format (.clang-format); review with git diff"
+}
+
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 case "${1:-}" in
     demo) cmd_demo ;;
     test) cmd_test ;;
+    lint) cmd_lint ;;
+    format) cmd_format ;;
     bench)
         shift
         cmd_bench "$@"

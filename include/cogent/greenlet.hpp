@@ -37,6 +37,11 @@ struct SpawnOptions {
 
 namespace detail {
 
+// What a link waits for and how it runs (Greenlet::link and friends): link, link_value and
+// link_exception run the callback in a new greenlet, on any end, on success, on failure; rawlink
+// runs it on the hub.
+enum class LinkKind : unsigned char { link, link_value, link_exception, rawlink };
+
 // The state behind every Greenlet<T>: a greenlet whose parent is the hub, plus its outcome.
 class GreenletState : public GreenletImpl, public Linkable {
 public:
@@ -63,8 +68,7 @@ public:
     void kill(std::exception_ptr e, bool block, TimeoutArg timeout);
     // Wait until dead; throws Timeout::expired on timeout. Rethrows the failure.
     void get_outcome(TimeoutArg timeout);
-    // Link kinds 0 link, 1 link_value, 2 link_exception (each run in a new greenlet), 3 rawlink.
-    LinkId add_link(std::function<void(AnyGreenlet)> fn, int kind);
+    LinkId add_link(std::function<void(AnyGreenlet)> fn, LinkKind kind);
     void remove_link(LinkId id);
     // Run fn inside the greenlet itself when its function has ended (returned, thrown or been
     // killed), before anyone joining it is woken; hooks run last-added first, like thread_local
@@ -94,9 +98,6 @@ private:
     // Dead without having run, with outcome `e` (killed before it started, or no stack).
     void end_unstarted(std::exception_ptr e) noexcept;
     void destroy_links() noexcept;
-    struct SelfCb : Callback {
-        GreenletState* self;
-    };
     WakeCallback start_cb_;
     struct ExitHook;
     ExitHook* exit_hooks_ = nullptr;
@@ -206,14 +207,20 @@ public:
     // later one. Links added meanwhile, or after death, run too (after those already queued).
     // An exception escaping a callback is reported on stderr. Throws std::invalid_argument for
     // an empty cb, GreenletError from another thread.
-    LinkId link(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 0); }
+    LinkId link(std::function<void(AnyGreenlet)> cb) {
+        return p_->add_link(std::move(cb), detail::LinkKind::link);
+    }
     // Like link(), only if it succeeded (GreenletExit counts as success) / only if it failed.
-    LinkId link_value(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 1); }
+    LinkId link_value(std::function<void(AnyGreenlet)> cb) {
+        return p_->add_link(std::move(cb), detail::LinkKind::link_value);
+    }
     LinkId link_exception(std::function<void(AnyGreenlet)> cb) {
-        return p_->add_link(std::move(cb), 2);
+        return p_->add_link(std::move(cb), detail::LinkKind::link_exception);
     }
     // Like link(), but cb(greenlet) runs directly on the hub; cb must not block.
-    LinkId rawlink(std::function<void(AnyGreenlet)> cb) { return p_->add_link(std::move(cb), 3); }
+    LinkId rawlink(std::function<void(AnyGreenlet)> cb) {
+        return p_->add_link(std::move(cb), detail::LinkKind::rawlink);
+    }
     // Remove a link that has not run yet. An id that names no pending link of this greenlet
     // (it has run, was removed, or is another greenlet's) is ignored.
     void unlink(LinkId id) { p_->remove_link(id); }
@@ -246,6 +253,7 @@ public:
     using value_type = T;
     Greenlet() noexcept = default;
     explicit Greenlet(detail::Ref<detail::ResultState<T>> p) noexcept
+        // NOLINTNEXTLINE(performance-move-const-arg): Ref converts by copy (one add_ref more)
         : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
 
     // Wait (up to timeout), then return its result or rethrow its exception (GreenletExit if it
@@ -273,6 +281,7 @@ public:
     using value_type = void;
     Greenlet() noexcept = default;
     explicit Greenlet(detail::Ref<detail::ResultState<void>> p) noexcept
+        // NOLINTNEXTLINE(performance-move-const-arg): Ref converts by copy (one add_ref more)
         : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
 };
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/next_iterator.hpp"
 #include "cogent/event.hpp"
 #include "cogent/exceptions.hpp"
 #include "cogent/greenlet.hpp"
@@ -444,26 +445,7 @@ public:
     }
 
     // Range-for support: an input iterator over next().
-    class iterator {
-    public:
-        using value_type = R;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(IMap* m) : m_(m) { ++*this; }
-        R& operator*() const { return *cur_; }
-        R* operator->() const { return &**this; }
-        iterator& operator++() {
-            cur_ = m_->next();
-            if (!cur_) m_ = nullptr;
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        bool operator==(const iterator& o) const { return m_ == o.m_; }
-
-    private:
-        IMap* m_ = nullptr;
-        mutable std::optional<R> cur_;
-    };
+    using iterator = detail::NextIterator<IMap, R>;
     // Starts pulling results (may block, may throw like next()).
     iterator begin() { return iterator(this); }
     iterator end() { return iterator(); }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cogent/async_result.hpp"
+#include "cogent/detail/next_iterator.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
@@ -48,8 +49,6 @@ namespace detail::threadpool {
 struct State;
 struct Door;
 
-// Throws BlockingSwitchOutError when the caller runs on its hub (apply/map would block it).
-void check_can_block(const char* what);
 // Throws std::invalid_argument for a maxsize that is a negative number converted.
 void check_maxsize(std::size_t n);
 
@@ -185,26 +184,7 @@ public:
     }
 
     // Range-for support: an input iterator over next().
-    class iterator {
-    public:
-        using value_type = R;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(ThreadPoolIMap* m) : m_(m) { ++*this; }
-        R& operator*() const { return *cur_; }
-        R* operator->() const { return &**this; }
-        iterator& operator++() {
-            cur_ = m_->next();
-            if (!cur_) m_ = nullptr;
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        bool operator==(const iterator& o) const { return m_ == o.m_; }
-
-    private:
-        ThreadPoolIMap* m_ = nullptr;
-        mutable std::optional<R> cur_;
-    };
+    using iterator = detail::NextIterator<ThreadPoolIMap, R>;
     // Starts pulling results (may block, may throw like next()).
     iterator begin() { return iterator(this); }
     iterator end() { return iterator(); }
@@ -302,7 +282,7 @@ public:
     template <class F, class... A>
     auto apply(F&& fn, A&&... args) -> detail::spawn_result_t<F, A...> {
         if (in_worker_thread()) return std::invoke(std::forward<F>(fn), std::forward<A>(args)...);
-        detail::threadpool::check_can_block("ThreadPool::apply");
+        detail::check_may_block("ThreadPool::apply");
         auto r = spawn(std::forward<F>(fn), std::forward<A>(args)...);
         if constexpr (std::is_void_v<detail::spawn_result_t<F, A...>>)
             r->get();
@@ -329,7 +309,7 @@ public:
             for (auto&& item : range) out.push_back(std::invoke(f, Item(item)));
             return out;
         }
-        detail::threadpool::check_can_block("ThreadPool::map");
+        detail::check_may_block("ThreadPool::map");
         auto shared = std::make_shared<const Fn>(std::forward<F>(fn));
         std::vector<std::shared_ptr<AsyncResult<R>>> results;
         for (auto&& item : range)

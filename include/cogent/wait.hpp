@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/next_iterator.hpp"
 #include "cogent/event.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/hub.hpp"
@@ -44,6 +45,8 @@ Linkable& linkable_of(const T& o) {
 // GreenletError if any object belongs to another thread, or is the calling greenlet (a
 // self-join); checked for all before anything is done. `what` names the call.
 void check_wait_args(const std::vector<Linkable*>& objects, const char* what);
+// GreenletError: g (the caller) would wait for its own end in `what`.
+[[noreturn]] void throw_self_join(const GreenletImpl* g, const char* what);
 
 // Registers one wake-up node on each object; yields indices in completion order.
 class MultiWait {
@@ -106,25 +109,7 @@ public:
         return objects_[*i];
     }
 
-    class iterator {
-    public:
-        using value_type = T;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(IWait* w) : w_(w) { ++*this; }
-        const T& operator*() const { return *cur_; }
-        iterator& operator++() {
-            cur_ = w_->next();
-            if (!cur_) w_ = nullptr;
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        bool operator==(const iterator& o) const { return w_ == o.w_; }
-
-    private:
-        IWait* w_ = nullptr;
-        std::optional<T> cur_;
-    };
+    using iterator = detail::NextIterator<IWait, T>;
     iterator begin() { return iterator(this); }
     iterator end() { return iterator(); }
 

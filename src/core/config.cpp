@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/patch_families.hpp"
-#include "hub/hub.hpp"
+#include "core/thread_state.hpp"
 
 namespace cogent::detail {
 

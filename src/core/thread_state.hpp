@@ -19,10 +19,7 @@ class MainGreenlet;
 
 struct ThreadState : ThreadCore {
     ThreadState();
-    ~ThreadState();
-    // Teardown, from main with the hub parked: throw GreenletExit into every greenlet left,
-    // let the hub run their blocking cleanups for a bounded time, report those that stay.
-    void unwind_greenlets();
+    ~ThreadState();  // thread_state.cpp; the hub's part through HubOps::teardown
     MainGreenlet* main = nullptr;
     HubImpl* hub = nullptr;
     StackPool stacks;
@@ -60,6 +57,24 @@ public:
 void install_overflow_handler(ThreadState* ts);
 
 std::uint64_t monotonic_ns() noexcept;
+
+// Core cannot call the hub (a higher layer): the hub layer hands it these when it makes its
+// first hub, before any ThreadState has one.
+struct HubOps {
+    // ~ThreadState of a thread with a hub, from its main greenlet: let the hub finish its
+    // callback, unwind the greenlets left, stop the hub, delete it and null ts->hub.
+    void (*teardown)(ThreadState* ts);
+    // In a forked child, for the forking thread's hub, before the fork-child hooks run.
+    void (*after_fork)(HubImpl* hub) noexcept;
+};
+// Install ops (static storage) once per process; later calls do nothing. The first also
+// installs the fork-child handler (pthread_atfork) that runs ops->after_fork and the hooks.
+void set_hub_ops(const HubOps* ops);
+// fork() support. In the child, the forking thread's hub is reinitialised (HubOps::after_fork)
+// and then each registered hook runs, in registration order, on the child's only thread (the
+// thread pool forgets its workers, the resolver rebuilds its channel). Registration is for the
+// runtime's own subsystems; at most 16 hooks. The hooks run only once a hub has been made.
+void add_fork_child_hook(void (*hook)());
 
 // Report an exception that nothing will ever see otherwise (hub callback, greenlet body).
 void report_exception(const char* where, std::exception_ptr e) noexcept;

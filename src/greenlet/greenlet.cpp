@@ -7,6 +7,7 @@
 #include <memory>
 #include <new>
 
+#include "cogent/wait.hpp"
 #include "hub/hub.hpp"
 #include "loop/watchers.hpp"
 
@@ -100,7 +101,7 @@ struct LinkNode : WaitNode {
     GreenletState* owner;
     std::function<void(AnyGreenlet)> fn;
     LinkId id;
-    int kind;  // 0 link, 1 link_value, 2 link_exception, 3 rawlink
+    LinkKind kind;
     ~LinkNode() { unlink(); }
     static void wake(WaitNode* n);
 };
@@ -112,10 +113,12 @@ struct LinkNode : WaitNode {
 void LinkNode::wake(WaitNode* n) {
     std::unique_ptr<LinkNode> self(static_cast<LinkNode*>(n));
     const bool ok = !self->owner->error;
-    if ((self->kind == 1 && !ok) || (self->kind == 2 && ok)) return;
+    if ((self->kind == LinkKind::link_value && !ok) ||
+        (self->kind == LinkKind::link_exception && ok))
+        return;
     try {
         AnyGreenlet g = AnyGreenlet::from_state(self->owner);
-        if (self->kind == 3) {
+        if (self->kind == LinkKind::rawlink) {
             self->fn(g);
         } else {
             // Named after its owner, so that a failure reads "link callback of Greenlet-1
@@ -145,6 +148,7 @@ struct LaterTimer {
 struct KillRequest : Callback {
     GreenletState* target;
     std::exception_ptr exc;
+    // NOLINTNEXTLINE(bugprone-throw-keyword-missing): an exception_ptr handed on, not thrown
     KillRequest(GreenletState* victim, std::exception_ptr e) : target(victim), exc(std::move(e)) {
         fn = [](Callback* c) {
             std::unique_ptr<KillRequest> k(static_cast<KillRequest*>(c));
@@ -335,9 +339,7 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
 }
 
 void GreenletState::throw_self_join(const char* what) const {
-    const std::string n = name();
-    throw GreenletError("cogent: " + n + " cannot join itself (" + n + "." + what +
-                        "() called from inside " + n + " would wait for its own end forever)");
+    detail::throw_self_join(this, what);
 }
 
 void GreenletState::end_unstarted(std::exception_ptr e) noexcept {
@@ -403,9 +405,9 @@ void GreenletState::get_outcome(TimeoutArg timeout) {
     if (exited) throw GreenletExit();
 }
 
-LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
+LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, LinkKind kind) {
     static constexpr const char* kNames[] = {"link", "link_value", "link_exception", "rawlink"};
-    check_thread(kNames[kind & 3]);
+    check_thread(kNames[static_cast<int>(kind) & 3]);
     if (!fn) throw std::invalid_argument("cogent: link needs a callable");
     auto n = std::make_unique<LinkNode>();
     n->owner = this;
@@ -415,7 +417,7 @@ LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, int kind) {
     n->on_wake = &LinkNode::wake;
     const LinkId id = n->id;
     link(n.get());  // GreenletError from another thread: n is freed
-    n.release();    // owned by the wait list until it runs or is unlinked
+    static_cast<void>(n.release());  // owned by the wait list until it runs or is unlinked
     return id;
 }
 

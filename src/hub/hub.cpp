@@ -1,10 +1,6 @@
 // The hub: one per thread, a greenlet running the libev loop and a FIFO callback queue.
-#include <cxxabi.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
-#include <pthread.h>
 #include <signal.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,11 +8,9 @@
 #include <cstring>
 #include <memory>
 #include <new>
-#include <typeinfo>
 
 #include "cogent/exceptions.hpp"
 #include "cogent/hub.hpp"
-#include "io/fdwait.hpp"
 #include "hub/hub.hpp"
 #include "core/switch.hpp"
 #include "loop/watchers.hpp"
@@ -26,12 +20,6 @@ namespace cogent::detail {
 // While greenlets keep yielding, the hub still polls I/O and timers at least this often.
 // gevent's switch interval allows 5 ms; we promise 1 ms and aim at half of it.
 constexpr std::uint64_t kPollIntervalNs = 500'000;
-
-std::uint64_t monotonic_ns() noexcept {
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return std::uint64_t(t.tv_sec) * 1'000'000'000u + std::uint64_t(t.tv_nsec);
-}
 
 namespace {
 std::atomic<std::uint64_t> g_hub_index{0};
@@ -48,36 +36,21 @@ private:
     HubImpl* hub_;
 };
 
-std::string demangle(const char* name) {
-    int status = 0;
-    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string s = (status == 0 && d) ? d : name;
-    std::free(d);
-    return s;
+// The hook sets of add_hub_hooks, registered at static initialisation (before any hub).
+constexpr int kMaxHubHooks = 8;
+HubHooks g_hub_hooks[kMaxHubHooks];
+int g_hub_hook_count = 0;
+
+template <class Member>
+void run_hub_hooks(Member which, HubImpl* hub) noexcept {
+    for (int i = 0; i < g_hub_hook_count; ++i)
+        if (auto hook = g_hub_hooks[i].*which) hook(hub);
 }
 }  // namespace
 
-std::string describe_exception(std::exception_ptr e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const BaseException& ex) {
-        return demangle(typeid(ex).name()) + ": " + ex.what();
-    } catch (const std::exception& ex) {
-        return demangle(typeid(ex).name()) + ": " + ex.what();
-    } catch (...) {
-        auto* t = abi::__cxa_current_exception_type();
-        return t ? demangle(t->name()) : std::string("unknown exception");
-    }
-}
-
-void report_exception(const char* where, std::exception_ptr e) noexcept {
-    try {
-        std::string s = "cogent: uncaught exception in " + std::string(where) + ": " +
-                        describe_exception(e) + "\n";
-        fputs(s.c_str(), stderr);
-    } catch (...) {
-        fputs("cogent: uncaught exception (and no memory to describe it)\n", stderr);
-    }
+void add_hub_hooks(const HubHooks& hooks) {
+    if (g_hub_hook_count >= kMaxHubHooks) throw std::logic_error("cogent: too many hub hooks");
+    g_hub_hooks[g_hub_hook_count++] = hooks;
 }
 
 namespace {
@@ -89,55 +62,36 @@ HubImpl::HubImpl(ThreadState* ts_) : ts(ts_), loop_(on_main_thread()) {
     loop_.set_wakeup(&HubImpl::on_wakeup, this);
     greenlet = new HubGreenlet(this, ts->main);
     index_ = ++g_hub_index;
-    if (loop_.is_default()) set_main_hub(this, true);  // signal.cpp: signal watchers live here
+    run_hub_hooks(&HubHooks::created, this);  // signal.cpp notes the main thread's hub
 }
 
 HubImpl::~HubImpl() {
-    set_main_hub(this, false);
-    dns_hub_teardown(this);  // c-ares watchers are on this loop; may queue wakes (dropped below)
+    // signal.cpp forgets the main hub; dns.cpp drops the resolvers' channels (c-ares watchers
+    // are on this loop), which may queue wakes: dropped below.
+    run_hub_hooks(&HubHooks::closing, this);
     while (Callback* cb = callbacks.pop_front())
         if (cb->discard) cb->discard(cb);
-    delete io;  // stops the fd watchers still armed (kept read watchers of open sockets)
-    io = nullptr;
+    // io.cpp stops the fd watchers still armed (kept read watchers of open sockets).
+    run_hub_hooks(&HubHooks::destroy, this);
     greenlet->release();
 }  // then ~Loop: the loop goes (unless it is libev's default one)
 
-namespace {
-std::atomic<void (*)()> g_fork_hooks[16];
-std::atomic<int> g_fork_hook_count{0};
-
-void on_fork_child() {
-    // Only the forking thread exists in the child. Its hub's loop shares the parent's epoll fd:
-    // Loop::fork makes libev build a new one (and a new async pipe) at its next iteration.
-    if (ThreadState* ts = tls_state; ts && ts->hub) ts->hub->after_fork();
-    const int n = g_fork_hook_count.load(std::memory_order_acquire);
-    for (int i = 0; i < n; ++i)
-        if (auto hook = g_fork_hooks[i].load(std::memory_order_acquire)) hook();
-}
-}  // namespace
-
-void add_fork_child_hook(void (*hook)()) {
-    int i = g_fork_hook_count.fetch_add(1);
-    if (i >= 16) {
-        g_fork_hook_count.fetch_sub(1);
-        throw std::logic_error("cogent: too many fork hooks");
-    }
-    g_fork_hooks[i].store(hook, std::memory_order_release);
-}
-
 void HubImpl::after_fork() noexcept {
-    loop_.fork();
-    fd_after_fork(this);  // libev re-adds every watched fd: have them checked first
+    loop_.fork();  // libev builds a new epoll fd (and async pipe) at its next iteration
+    // io.cpp: libev re-adds every watched fd: have them checked first.
+    run_hub_hooks(&HubHooks::after_fork, this);
     // Another thread may have held the lock at the fork; it no longer exists to release it.
     new (&remote_mu_) std::mutex;
 }
 
+namespace {
+void teardown_hub(ThreadState* ts);
+void hub_after_fork(HubImpl* hub) noexcept { hub->after_fork(); }
+constexpr HubOps kHubOps{&teardown_hub, &hub_after_fork};
+}  // namespace
+
 HubImpl* create_hub(ThreadState* ts) {
-    static const bool fork_hook_installed = [] {
-        pthread_atfork(nullptr, nullptr, &on_fork_child);
-        return true;
-    }();
-    (void)fork_hook_installed;
+    set_hub_ops(&kHubOps);  // once; also installs the fork-child handler
     if (!ts->hub) {
         if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
         (void)config();  // a malformed setting throws here, before a loop or fd exists
@@ -314,9 +268,13 @@ struct UnwindThrow : Callback {
         discard = [](Callback* c) { delete static_cast<UnwindThrow*>(c); };
     }
 };
-}  // namespace
 
-void ThreadState::unwind_greenlets() {
+// Teardown, from main with the hub parked: throw GreenletExit into every greenlet left, let the
+// hub run their blocking cleanups for a bounded time, report those that stay.
+void unwind_greenlets(ThreadState* ts) {
+    HubImpl* hub = ts->hub;
+    GreenletImpl* main = ts->main;
+    List<GreenletImpl>& live = ts->live;
     GreenletImpl* hg = hub->greenlet;
     auto alive = [&] {
         std::size_t n = 0;
@@ -367,40 +325,27 @@ void ThreadState::unwind_greenlets() {
             left, kUnwindRounds, double(kUnwindBudget.count()), names.c_str(), left > 8 ? ", ..." : "");
 }
 
-ThreadState::~ThreadState() {
-    // Only ever destroyed from the main greenlet (see ThreadStateOwner).
-    tearing_down = true;
-    if (hub) {
-        // The hub may be suspended in the middle of a callback (main returned from a greenlet
-        // woken by it), or polling a loop that a periodic timer keeps alive. Let it finish that
-        // callback first, or it would later resume with state belonging to greenlets unwound
-        // below; it parks before its next poll whatever keeps the loop alive.
-        GreenletImpl* hg = hub->greenlet;
-        if (hg->started() && !hg->dead()) {
-            hub->request_park();
-            try {
-                switch_to(hg, {});
-            } catch (...) {
-            }
+// HubOps::teardown: ~ThreadState (tearing_down is set), from the main greenlet.
+void teardown_hub(ThreadState* ts) {
+    HubImpl* hub = ts->hub;
+    // The hub may be suspended in the middle of a callback (main returned from a greenlet woken
+    // by it), or polling a loop that a periodic timer keeps alive. Let it finish that callback
+    // first, or it would later resume with state belonging to greenlets unwound below; it parks
+    // before its next poll whatever keeps the loop alive.
+    GreenletImpl* hg = hub->greenlet;
+    if (hg->started() && !hg->dead()) {
+        hub->request_park();
+        try {
+            switch_to(hg, {});
+        } catch (...) {
         }
-        unwind_greenlets();
-        hub->stop_and_join();
-        delete hub;
-        hub = nullptr;
     }
-    if (altstack) {
-        stack_t ss{};
-        ss.ss_flags = SS_DISABLE;
-        sigaltstack(&ss, nullptr);
-        munmap(altstack, 64 * 1024);
-    }
-    main->release();
-    for (std::size_t b = 0; b < kObjBuckets; ++b)
-        while (FreeBlock* f = free_objs[b]) {
-            free_objs[b] = f->next;
-            ::operator delete(f);
-        }
+    unwind_greenlets(ts);
+    hub->stop_and_join();
+    delete hub;
+    ts->hub = nullptr;
 }
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Blocking: what may not block, and the queue of the thread's hub. Parking is in wait/.

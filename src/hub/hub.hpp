@@ -15,8 +15,6 @@ namespace cogent::detail {
 
 struct IoTable;
 struct DnsHub;
-// dns_resolver.cpp: drop every resolver channel on `hub` (its watchers are on the hub's loop).
-void dns_hub_teardown(HubImpl* hub) noexcept;
 
 // After the hub is resumed: report what a raw greenlet parented to the hub handed it.
 void after_hub_resume(GreenletImpl* hub);
@@ -89,13 +87,29 @@ private:
 }
 
 HubImpl* create_hub(ThreadState* ts);
-// fork() support. In the child, the forking thread's hub is reinitialised (Loop::fork, its
-// cross-thread queue reset) and then each registered hook runs, in registration order, on the
-// child's only thread (the thread pool forgets its workers, the resolver rebuilds its channel).
-// Registration is for the runtime's own subsystems; at most 16 hooks.
-void add_fork_child_hook(void (*hook)());
-// signal.cpp: record (alive) or forget the main thread's hub, the one on libev's default loop.
-void set_main_hub(HubImpl* hub, bool alive) noexcept;
+
+// What the layers above keep per hub (io's fd table, the resolvers, the main hub's signal
+// watchers) is set up and torn down through these hooks, so that the hub never calls upward.
+// A file that keeps such state registers its hooks once per process, at static initialisation
+// (HubHooksRegistration); any of them may be null. Within a phase, hooks run in registration
+// order, so those of different files must not depend on each other.
+struct HubHooks {
+    // A hub was made (the end of its constructor), on its thread.
+    void (*created)(HubImpl* hub) noexcept = nullptr;
+    // ~HubImpl, first: forget the hub and release what may still queue callbacks (those are
+    // dropped unrun right after).
+    void (*closing)(HubImpl* hub) noexcept = nullptr;
+    // ~HubImpl, once the queued callbacks were dropped and before the loop goes: stop the
+    // watchers still on the loop and free the state.
+    void (*destroy)(HubImpl* hub) noexcept = nullptr;
+    // In a forked child, for the forking thread's hub: after its loop was told of the fork,
+    // before the fork-child hooks (add_fork_child_hook).
+    void (*after_fork)(HubImpl* hub) noexcept = nullptr;
+};
+void add_hub_hooks(const HubHooks& hooks);  // at most 8 sets
+struct HubHooksRegistration {
+    explicit HubHooksRegistration(const HubHooks& hooks) { add_hub_hooks(hooks); }
+};
 inline HubImpl* hub_of(ThreadState* ts) {  // creates on first use
     HubImpl* h = ts->hub;
     return h ? h : create_hub(ts);

@@ -267,6 +267,19 @@ void fd_after_fork(HubImpl* hub) noexcept {
     }
 }
 
+namespace {
+// The hub's fd table goes with the hub (stopping the fd watchers still armed: kept read watchers
+// of open sockets); in a forked child, its fds are checked before libev re-adds them.
+[[maybe_unused]] const HubHooksRegistration g_io_hub_hooks{{
+    .destroy =
+        [](HubImpl* hub) noexcept {
+            delete hub->io;
+            hub->io = nullptr;
+        },
+    .after_fork = &fd_after_fork,
+}};
+}  // namespace
+
 FdState* IoTable::get(int fd) {
     if (std::size_t(fd) >= slots.size()) slots.resize(std::size_t(fd) + 64, nullptr);
     FdState*& s = slots[std::size_t(fd)];

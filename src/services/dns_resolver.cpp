@@ -44,10 +44,9 @@ DnsHub& dns_of(HubImpl* hub) {
     return *hub->dns;
 }
 
-}  // namespace
-
-// Called by ~HubImpl before the loop goes: every resolver on the hub drops its channel (their
-// watchers are on this loop), and the default resolver goes.
+// ~HubImpl (a HubHooks::closing hook), before the loop goes: every resolver on the hub drops
+// its channel (their watchers are on this loop; dropping them may queue wakes, which the hub
+// then drops), and the default resolver goes.
 void dns_hub_teardown(HubImpl* hub) noexcept {
     DnsHub* d = hub->dns;
     if (!d) return;
@@ -59,6 +58,10 @@ void dns_hub_teardown(HubImpl* hub) noexcept {
     hub->dns = nullptr;
     delete d;
 }
+
+[[maybe_unused]] const HubHooksRegistration g_dns_hub_hooks{{.closing = &dns_hub_teardown}};
+
+}  // namespace
 
 // In a forked child: the channel's sockets and queries are the parent's. Drop them (waiting
 // greenlets get EAI_AGAIN) so the next lookup builds a new channel.

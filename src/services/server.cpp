@@ -633,6 +633,7 @@ void open_sockets(ServerState& st, Run& run) {
         w->index = i;
         if (i == 0) {
             if (had_given) {
+                // NOLINTNEXTLINE(bugprone-use-after-move): moved only at i == 0
                 w->sock = std::move(given);
             } else {
                 w->sock = make_socket(st, addr, st.opt.reuse_port || n > 1);

@@ -144,8 +144,7 @@ void check_signum(int signum) {
     if (signum > 31 && signum < SIGRTMIN) bad("reserved by glibc for its threads");
 }
 
-}  // namespace
-
+// Record (alive) or forget the main thread's hub, the one on libev's default loop.
 void set_main_hub(HubImpl* hub, bool alive) noexcept {
     static std::once_flag hook_once;
     try {
@@ -174,6 +173,16 @@ void set_main_hub(HubImpl* hub, bool alive) noexcept {
             slot.w.start(hub->loop(), signum);
     }
 }
+
+// Signal watchers live on the main thread's hub, the one on libev's default loop.
+[[maybe_unused]] const HubHooksRegistration g_signal_hub_hooks{{
+    .created =
+        [](HubImpl* hub) noexcept {
+            if (hub->loop().is_default()) set_main_hub(hub, true);
+        },
+    .closing = [](HubImpl* hub) noexcept { set_main_hub(hub, false); },
+}};
+}  // namespace
 
 }  // namespace cogent::detail
 

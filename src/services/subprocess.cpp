@@ -292,6 +292,7 @@ COGENT_CHILD_CODE int child_main(void* arg) {
     if (p.cwd && (r = raw_syscall(SYS_chdir, long(p.cwd))) < 0) child_fail(p, kStageCwd, r);
     if (p.close_fds) {
         // Closed by the exec (fds the exec needs, a script's interpreter, are opened by it).
+        // NOLINTNEXTLINE(bugprone-misplaced-widening-cast): ~0u is close_range's "all fds"
         if (raw_syscall(SYS_close_range, 3, long(~0u), 1u << 2 /* CLOSE_RANGE_CLOEXEC */) < 0) {
             for (int fd = 3; fd < p.max_fd; ++fd) raw_syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
         }
@@ -941,6 +942,7 @@ CompletedProcess run(std::vector<std::string> argv, RunOptions opts) {
     Output out;
     std::exception_ptr timed_out;
     try {
+        // NOLINTNEXTLINE(bugprone-use-after-move): only the Options base of opts was moved
         out = p.communicate(opts.input ? std::string_view(*opts.input) : std::string_view(),
                             opts.timeout);
     } catch (const TimeoutExpired&) {

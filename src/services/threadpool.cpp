@@ -361,14 +361,6 @@ void check_maxsize(std::size_t n) {
                                     std::to_string(static_cast<std::ptrdiff_t>(n)) + ")");
 }
 
-void check_can_block(const char* what) {
-    ThreadState* ts = thread_state_fast();
-    if (ts->hub && ts->current == ts->hub->greenlet)
-        throw BlockingSwitchOutError(std::string("cogent: ") + what +
-                                     " would block the hub; hub callbacks and rawlinks must not "
-                                     "wait (spawn a greenlet instead)");
-}
-
 }  // namespace cogent::detail::threadpool
 
 namespace cogent {
@@ -449,7 +441,7 @@ bool ThreadPool::join(TimeoutArg timeout) {
         if (s.unfinished == 0) return true;
     }
     if (timeout.zero()) return false;
-    detail::threadpool::check_can_block("ThreadPool::join");
+    detail::check_may_block("ThreadPool::join");
     auto done = std::make_shared<AsyncResult<void>>();
     {
         auto door = detail::threadpool::my_door();

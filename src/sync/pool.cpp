@@ -161,7 +161,8 @@ void Group::killone_ptr(const AnyGreenlet& g, std::exception_ptr e, bool block,
     auto f = index_.find(key_of(g));
     if (f == index_.end() || f->second->dying) return;
     f->second->dying = true;
-    AnyGreenlet victim = g;
+    // A copy: g may be the group's own handle, which the kill can drop (an unstarted member).
+    AnyGreenlet victim = g;  // NOLINT(performance-unnecessary-copy-initialization)
     victim.state()->kill(std::move(e), false, {});
     // Not join(): a member killing itself waits here for its own kill to land (no self-join).
     if (block && !on_hub()) victim.state()->wait_ready(timeout, "Group::killone");

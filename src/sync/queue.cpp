@@ -154,7 +154,7 @@ bool ChannelCore::nowait_put_ok() const noexcept {
 void ChannelCore::kick() {
     // While the matcher runs it looks at the lists again after every wake-up: no need to
     // schedule it again.
-    if (cb_.linked() || running_) return;
+    if (cb_.linked() || running_ != nullptr) return;
     const bool work =
         !done_.empty() || (!getters_.empty() && (held_ > 0 || !putters_.empty() || shutdown_));
     if (work) schedule(&cb_);

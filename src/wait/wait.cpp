@@ -1,5 +1,5 @@
-// The one wait mechanism's wake-up side (Linkable: rounds of wake-ups, rawlinks), and iwait /
-// joinall / killall on top of it.
+// The one wait mechanism's wake-up side (Linkable: rounds of wake-ups, rawlinks), and iwait's
+// MultiWait on top of it (joinall and killall: greenlet/wait_greenlets.cpp).
 #include "cogent/wait.hpp"
 
 #include <atomic>
@@ -171,13 +171,20 @@ void Linkable::throw_empty_rawlink() {
     throw std::invalid_argument("cogent: rawlink needs a callable");
 }
 
+void throw_self_join(const GreenletImpl* g, const char* what) {
+    char buf[1024];
+    g->describe(buf, sizeof buf);  // a greenlet describes itself by its name
+    const std::string n = buf;
+    throw GreenletError("cogent: " + n + " cannot join itself (" + n + "." + what +
+                        "() called from inside " + n + " would wait for its own end forever)");
+}
+
 void check_wait_args(const std::vector<Linkable*>& objects, const char* what) {
     // Every object first, before any is linked: a refused call leaves them all as they were.
     const GreenletImpl* me = tls_core ? tls_core->current : nullptr;
     for (Linkable* o : objects) {
         o->check_thread(what);
-        if (const GreenletImpl* g = o->as_greenlet(); g && g == me)
-            static_cast<const GreenletState*>(g)->throw_self_join(what);
+        if (const GreenletImpl* g = o->as_greenlet(); g && g == me) throw_self_join(g, what);
     }
 }
 
@@ -278,55 +285,4 @@ void MultiWait::gather(std::size_t n, bool (*urgent)(Linkable*)) {
 }
 
 }  // namespace detail
-
-std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets, TimeoutArg timeout,
-                                 bool raise_error, std::optional<std::size_t> count) {
-    for (const auto& g : greenlets)
-        if (!g.valid()) throw std::invalid_argument("cogent: joinall given a null greenlet handle");
-    const std::size_t need = count ? std::min(*count, greenlets.size()) : greenlets.size();
-    std::vector<Linkable*> objects;
-    objects.reserve(greenlets.size());
-    for (const auto& g : greenlets) objects.push_back(g.state());
-    MultiWait mw(std::move(objects), timeout, "joinall");
-    std::vector<AnyGreenlet> done;
-    done.reserve(need);
-    auto failed = [](Linkable* l) { return static_cast<bool>(static_cast<GreenletState*>(l)->error); };
-    while (done.size() < need) {
-        // Sleep until all that are still needed are done (or one failed, with raise_error).
-        mw.gather(need - done.size(), raise_error ? +failed : nullptr);
-        bool any = false;
-        while (done.size() < need) {
-            auto i = mw.take();
-            if (!i) break;
-            any = true;
-            done.push_back(greenlets[*i]);
-            if (raise_error && done.back().exception())
-                std::rethrow_exception(done.back().exception());
-        }
-        if (!any) break;  // timed out
-    }
-    return done;
-}
-
-void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception, bool block,
-                 TimeoutArg timeout) {
-    std::vector<Linkable*> objects;
-    objects.reserve(greenlets.size());
-    for (const auto& g : greenlets) {
-        if (!g.valid()) throw std::invalid_argument("cogent: killall given a null greenlet handle");
-        objects.push_back(g.state());
-    }
-    // All checked before the first kill is sent. Killing itself among others is allowed only
-    // without blocking (the wait would be a self-join).
-    if (block)
-        check_wait_args(objects, "killall");
-    else
-        for (Linkable* o : objects) o->check_thread("killall");
-    for (auto& g : greenlets) g.state()->kill(exception, false, {});
-    if (!block) return;
-    std::size_t n = greenlets.size();
-    auto done = joinall(greenlets, timeout);
-    if (done.size() < n) throw Timeout::expired(timeout);
-}
-
 }  // namespace cogent

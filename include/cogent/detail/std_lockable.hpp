@@ -33,6 +33,8 @@ public:
     }
 
 private:
+    StdLockable() = default;  // only as the base of Derived
+    friend Derived;
     Derived& self() { return static_cast<Derived&>(*this); }
 };
 

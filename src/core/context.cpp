@@ -11,7 +11,6 @@
 #include <cstring>
 
 #include "cogent/exceptions.hpp"
-#include "hub/hub.hpp"
 #include "core/switch.hpp"
 
 #if !(defined(__x86_64__) && defined(__ELF__))
@@ -319,7 +318,7 @@ std::any throw_to(GreenletImpl* target, std::exception_ptr e) {
     target = live_target(ts, target);
     GreenletImpl* cur = ts->current;
     if (target == cur) std::rethrow_exception(e);
-    if (ts->hub && target == ts->hub->greenlet) [[unlikely]] {
+    if (target == ts->hub_greenlet) [[unlikely]] {
         // The hub would only report it and carry on, and the caller would never be scheduled
         // again (gevent's hub.throw() is no use either). A plain switch to the hub is fine.
         char name[64];

@@ -96,6 +96,7 @@ HubImpl* create_hub(ThreadState* ts) {
         if (ts->tearing_down) throw std::runtime_error("cogent: the thread's hub is shutting down");
         (void)config();  // a malformed setting throws here, before a loop or fd exists
         ts->hub = new HubImpl(ts);
+        ts->hub_greenlet = ts->hub->greenlet;
     }
     return ts->hub;
 }
@@ -344,6 +345,7 @@ void teardown_hub(ThreadState* ts) {
     hub->stop_and_join();
     delete hub;
     ts->hub = nullptr;
+    ts->hub_greenlet = nullptr;
 }
 }  // namespace
 

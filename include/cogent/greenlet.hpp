@@ -253,7 +253,6 @@ public:
     using value_type = T;
     Greenlet() noexcept = default;
     explicit Greenlet(detail::Ref<detail::ResultState<T>> p) noexcept
-        // NOLINTNEXTLINE(performance-move-const-arg): Ref converts by copy (one add_ref more)
         : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
 
     // Wait (up to timeout), then return its result or rethrow its exception (GreenletExit if it
@@ -281,7 +280,6 @@ public:
     using value_type = void;
     Greenlet() noexcept = default;
     explicit Greenlet(detail::Ref<detail::ResultState<void>> p) noexcept
-        // NOLINTNEXTLINE(performance-move-const-arg): Ref converts by copy (one add_ref more)
         : AnyGreenlet(detail::Ref<detail::GreenletState>(std::move(p))) {}
 };
 

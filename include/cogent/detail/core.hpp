@@ -84,6 +84,8 @@ public:
     Ref(const Ref<U>& o) noexcept : p_(o.get()) {
         if (p_) p_->add_ref();
     }
+    template <class U>
+    Ref(Ref<U>&& o) noexcept : p_(o.detach()) {}  // takes o's reference
     Ref& operator=(Ref o) noexcept {
         std::swap(p_, o.p_);
         return *this;

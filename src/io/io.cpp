@@ -16,7 +16,6 @@
 #include <system_error>
 
 #include "cogent/exceptions.hpp"
-#include "core/switch.hpp"
 #include "io/fdwait.hpp"
 #include "wait/park.hpp"
 

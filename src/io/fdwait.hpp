@@ -1,13 +1,13 @@
 // Internal side of io.hpp: the per-hub table of fds with waiters, for sockets and the shim.
 #pragma once
 
-#include <ev.h>
 #include <poll.h>
 
 #include <vector>
 
 #include "cogent/io.hpp"
 #include "hub/hub.hpp"
+#include "loop/watchers.hpp"
 
 namespace cogent::detail {
 
@@ -17,12 +17,12 @@ struct FdWaiter;
 // notify_closing (or when the hub ends).
 struct FdState {
     int fd = -1;
-    HubImpl* hub = nullptr;
-    ev_io io[2]{};                 // [0] read, [1] write
-    FdWaiter* waiter[2]{};         // at most one per direction (else ConcurrentObjectUseError)
-    bool keep = false;             // leave the read watcher armed after a wake (see fd_wait)
-    bool may_read = true;          // false: read watcher armed and silent since fd_drained()
-    bool read_unref = false;       // the armed read watcher has no waiter and holds no loop ref
+    loop::Io io[2];         // [0] read, [1] write; data(): this
+    FdWaiter* waiter[2]{};  // at most one per direction (else ConcurrentObjectUseError)
+    bool keep = false;      // leave the read watcher armed after a wake (see fd_wait)
+    bool may_read = true;   // false: read watcher armed and silent since fd_drained()
+    // A kept read watcher with no waiter is unreferenced (io[0].unref()): it cannot keep the
+    // loop alive by itself.
 };
 
 // The per-hub fd layer. Besides the fd_wait table it guards libev against fds closed behind
@@ -35,14 +35,14 @@ struct IoTable {
     explicit IoTable(HubImpl* h);
     ~IoTable();
     HubImpl* hub;
-    std::vector<FdState*> slots;   // indexed by fd
-    std::vector<pollfd> armed;     // fds given a watcher since the last check (events 0)
-    ev_prepare guard{};            // runs check_armed; active only while `armed` is not empty
+    std::vector<FdState*> slots;  // indexed by fd
+    std::vector<pollfd> armed;    // fds given a watcher since the last check (events 0)
+    loop::Prepare guard;          // runs check_armed; active only while `armed` is not empty
     FdState* find(int fd) const noexcept {
         return std::size_t(fd) < slots.size() ? slots[std::size_t(fd)] : nullptr;
     }
     FdState* get(int fd);
-    // Call before starting an ev_io on fd (it may throw bad_alloc; nothing is armed then).
+    // Call before starting an fd watcher on fd (it may throw bad_alloc; nothing is armed then).
     void note_armed(int fd);
 };
 

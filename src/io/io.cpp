@@ -1,5 +1,6 @@
-// Waiting on file descriptors (io.hpp): one ev_io per fd and direction, a table of them per hub,
-// and the close protocol that wakes waiters before an fd number can be reused.
+// Waiting on file descriptors (io.hpp): one fd watcher (loop::Io) per fd and direction, a table
+// of them per hub, and the close protocol that wakes waiters before an fd number can be reused.
+// A waiter parks through the one Parker (wait/park.hpp), which owns its timeout.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,24 +17,24 @@
 
 #include "cogent/exceptions.hpp"
 #include "io/fdwait.hpp"
-#include "core/switch.hpp"
+#include "wait/park.hpp"
 
 namespace cogent::detail {
 
 // A greenlet parked in fd_wait. Lives on its stack; every path out unregisters it and stops
-// what it started (the destructor), so no watcher or timer points at a dead frame.
+// what it started (the destructor; the Parker disarms its timer and unlinks a queued wake),
+// so no watcher or timer points at a dead frame.
 struct FdWaiter {
-    GreenletImpl* g = nullptr;
-    HubImpl* hub = nullptr;
+    Parker p;
     FdState* state = nullptr;  // null once detached
     int events = 0;
     int revents = 0;
-    bool timed_out = false;
-    bool closed = false;       // notify_closing woke it
-    bool closed_raw = false;   // the fd was found closed behind cogent's back (check_armed)
-    bool bad_fd = false;       // libev found the fd invalid (EV_ERROR)
-    ev_timer timer{};
-    WakeCallback close_wake;   // the wake after notify_closing: queued, never a direct switch
+    bool closed = false;      // notify_closing woke it
+    bool closed_raw = false;  // the fd was found closed behind cogent's back (check_armed)
+    bool bad_fd = false;      // the loop could not watch the fd (loop::kError)
+    FdWaiter(HubImpl* hub, GreenletImpl* g) noexcept : p(hub, g) {}
+    FdWaiter(const FdWaiter&) = delete;
+    FdWaiter& operator=(const FdWaiter&) = delete;
     ~FdWaiter();
 };
 
@@ -42,65 +43,50 @@ namespace {
 constexpr int dir_bit(int d) { return d == 0 ? READ : WRITE; }
 
 void start_dir(HubImpl* hub, FdState* s, int d) {
-    ev_io& io = s->io[d];
-    if (!ev_is_active(&io)) {
-        ev_io_start(hub->loop().raw(), &io);
-    } else if (d == 0 && s->read_unref) {
-        ev_ref(hub->loop().raw());  // a kept watcher has a waiter again: it keeps the loop alive
-        s->read_unref = false;
-    }
+    loop::Io& io = s->io[d];
+    if (io.active())
+        io.ref();  // a kept read watcher has a waiter again: it keeps the loop alive
+    else
+        io.start(hub->loop());
 }
 
-void stop_dir(HubImpl* hub, FdState* s, int d) {
-    if (d == 0) {
-        if (s->read_unref) {
-            ev_ref(hub->loop().raw());  // libev: re-reference before stopping an unreferenced watcher
-            s->read_unref = false;
-        }
-        s->may_read = true;  // the hint is only meaningful while the watcher is armed
-    }
-    ev_io_stop(hub->loop().raw(), &s->io[d]);
+// Also for a watcher the loop stopped itself (an fd error): that drops its pending event.
+void stop_dir(FdState* s, int d) noexcept {
+    if (d == 0) s->may_read = true;  // the hint is only meaningful while the watcher is armed
+    s->io[d].stop();
 }
 
-// Unregister w from its fd and stop its timer. The read watcher stays armed (unreferenced, so
-// it cannot keep the loop alive by itself) when the fd's owner asked for keep_read.
-void detach(FdWaiter* w, bool keep_ok) {
+// Unregister w from its fd. The read watcher stays armed (unreferenced, so it cannot keep the
+// loop alive by itself) when the fd's owner asked for keep_read. A watcher the loop stopped
+// (an fd error) is left alone: its pending error event fails the fd's other waiter, if any.
+void detach(FdWaiter* w, bool keep_ok) noexcept {
     FdState* s = w->state;
-    if (s) {
-        for (int d = 0; d < 2; ++d) {
-            if (!(w->events & dir_bit(d)) || s->waiter[d] != w) continue;
-            s->waiter[d] = nullptr;
-            if (d == 0 && keep_ok && s->keep && ev_is_active(&s->io[0])) {
-                if (!s->read_unref) {
-                    ev_unref(w->hub->loop().raw());
-                    s->read_unref = true;
-                }
-            } else if (ev_is_active(&s->io[d])) {
-                stop_dir(w->hub, s, d);
-            }
-        }
-        w->state = nullptr;
+    if (!s) return;
+    for (int d = 0; d < 2; ++d) {
+        if (!(w->events & dir_bit(d)) || s->waiter[d] != w) continue;
+        s->waiter[d] = nullptr;
+        if (!s->io[d].active()) continue;
+        if (d == 0 && keep_ok && s->keep)
+            s->io[0].unref();
+        else
+            stop_dir(s, d);
     }
-    ev_timer_stop(w->hub->loop().raw(), &w->timer);  // also clears an expired-but-pending timer
+    w->state = nullptr;
 }
 
-void on_io(struct ev_loop* loop, ev_io* io, int revents) {
-    auto* s = static_cast<FdState*>(io->data);
-    const int d = io == &s->io[0] ? 0 : 1;
-    if (revents & EV_ERROR) {
-        // libev could not watch the fd (EBADF, or a file type epoll refuses and libev could not
-        // fall back for); it has stopped every watcher on it. Fail the waiters.
-        if (s->read_unref) {
-            ev_ref(loop);  // libev stopped the unreferenced watcher itself: rebalance
-            s->read_unref = false;
-        }
+void on_io(loop::Io& io, int revents) {
+    auto* s = static_cast<FdState*>(io.data());
+    const int d = &io == &s->io[0] ? 0 : 1;
+    if (revents & loop::kError) [[unlikely]] {
+        // The loop could not watch the fd (EBADF, or a file type epoll refuses and libev could
+        // not fall back for); it has stopped every watcher on it. Fail the waiters.
         for (int k = 0; k < 2; ++k) {
-            if (ev_is_active(&s->io[k])) ev_io_stop(loop, &s->io[k]);
+            if (s->io[k].active()) stop_dir(s, k);
             if (FdWaiter* w = s->waiter[k]) {
                 w->bad_fd = true;
                 detach(w, false);
-                resume(w->g);
-                return;  // the other direction's waiter (if any) sees EV_ERROR next time
+                // The other direction's waiter (if any) is failed by its watcher's error event.
+                return w->p.wake();
             }
         }
         return;
@@ -110,12 +96,12 @@ void on_io(struct ev_loop* loop, ev_io* io, int revents) {
     if (!w) {
         // A kept watcher fired with nobody waiting: stop it, or a level-triggered fd with
         // unread data would wake the loop on every iteration.
-        stop_dir(s->hub, s, d);
+        stop_dir(s, d);
         return;
     }
     w->revents |= dir_bit(d);
     detach(w, true);
-    resume(w->g);
+    w->p.wake();
 }
 
 std::string describe_fd(int fd) {
@@ -155,7 +141,7 @@ std::string describe_fd(int fd) {
 
 [[noreturn, gnu::cold]] void concurrent_use(int fd, int d, FdWaiter* other) {
     char gname[128] = "?";
-    if (other && other->g) other->g->describe(gname, sizeof gname);
+    if (other && other->p.greenlet()) other->p.greenlet()->describe(gname, sizeof gname);
     throw ConcurrentObjectUseError("cogent: " + describe_fd(fd) + " is already waited on for " +
                                    (d == 0 ? "reading" : "writing") + " by another greenlet (" +
                                    gname + "); one greenlet per direction");
@@ -178,10 +164,7 @@ void check_args(int fd, int events) {
 
 }  // namespace
 
-FdWaiter::~FdWaiter() {
-    if (hub) detach(this, true);
-    close_wake.unlink();
-}
+FdWaiter::~FdWaiter() { detach(this, true); }
 
 namespace {
 
@@ -198,21 +181,18 @@ void drop_fd(IoTable* table, int fd, bool raw) noexcept {
         if (!w) continue;
         (raw ? w->closed_raw : w->closed) = true;
         detach(w, false);
-        w->close_wake.g = w->g;
-        w->close_wake.owns_ref = false;
-        table->hub->schedule(&w->close_wake);
+        w->p.wake_later();
     }
-    for (int d = 0; d < 2; ++d)
-        if (ev_is_active(&s->io[d])) stop_dir(table->hub, s, d);
+    for (int d = 0; d < 2; ++d) stop_dir(s, d);
     table->slots[std::size_t(fd)] = nullptr;
     delete s;
 }
 
 // The prepare watcher: libev calls it right before fd_reify, and nothing of ours runs between
 // the two (wakes are queued), so an fd that passes here reaches epoll_ctl still open.
-void check_armed(struct ev_loop* loop, ev_prepare* w, int) {
-    auto* table = static_cast<IoTable*>(w->data);
-    ev_prepare_stop(loop, w);
+void check_armed(loop::Prepare& w) {
+    auto* table = static_cast<IoTable*>(w.data());
+    w.stop();
     std::vector<pollfd>& fds = table->armed;
     // Events 0: only POLLNVAL (and hang-ups and errors, which do not matter here) can come back.
     // Straight to the kernel: the patch shim interposes poll and ppoll.
@@ -231,17 +211,13 @@ void check_armed(struct ev_loop* loop, ev_prepare* w, int) {
 
 }  // namespace
 
-IoTable::IoTable(HubImpl* h) : hub(h) {
-    ev_prepare_init(&guard, check_armed);
-    guard.data = this;
-}
+IoTable::IoTable(HubImpl* h) : hub(h) { guard.set_callback(&check_armed, this); }
 
 IoTable::~IoTable() {
-    ev_prepare_stop(hub->loop().raw(), &guard);
+    guard.stop();
     for (FdState*& s : slots) {
         if (!s) continue;
-        for (int d = 0; d < 2; ++d)
-            if (ev_is_active(&s->io[d])) stop_dir(hub, s, d);
+        for (int d = 0; d < 2; ++d) stop_dir(s, d);
         delete s;
         s = nullptr;
     }
@@ -251,7 +227,7 @@ void IoTable::note_armed(int fd) {
     armed.push_back(pollfd{fd, 0, 0});
     // Not unreferenced: it only ever runs in an iteration that has fd watchers to reify, and
     // stops itself there.
-    if (!ev_is_active(&guard)) ev_prepare_start(hub->loop().raw(), &guard);
+    guard.start(hub->loop());  // no-op if active
 }
 
 void fd_after_fork(HubImpl* hub) noexcept {
@@ -259,8 +235,7 @@ void fd_after_fork(HubImpl* hub) noexcept {
     if (!table) return;  // select/poll create it too: no table, no fd watcher
     try {
         for (FdState* s : table->slots)
-            if (s && (ev_is_active(&s->io[0]) || ev_is_active(&s->io[1])))
-                table->note_armed(s->fd);
+            if (s && (s->io[0].active() || s->io[1].active())) table->note_armed(s->fd);
         fdset_note_all(*table);
     } catch (...) {
         // No memory for the list: libev checks nothing either, as before.
@@ -286,10 +261,10 @@ FdState* IoTable::get(int fd) {
     if (!s) {
         s = new FdState;
         s->fd = fd;
-        s->hub = hub;
-        ev_io_init(&s->io[0], on_io, fd, EV_READ);
-        ev_io_init(&s->io[1], on_io, fd, EV_WRITE);
-        s->io[0].data = s->io[1].data = s;
+        for (int d = 0; d < 2; ++d) {
+            s->io[d].set_callback(&on_io, s);
+            s->io[d].set(fd, d == 0 ? loop::kRead : loop::kWrite);
+        }
     }
     return s;
 }
@@ -323,12 +298,10 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
     // that check also answers a wait on an fd that is not open at all (EBADF, after one trip
     // through the hub). A watcher already armed proves nothing (the fd may have been closed
     // behind our back since) unless the caller has just seen the fd work.
-    if (!known_open || ((events & READ) && !ev_is_active(&s->io[0])) ||
-        ((events & WRITE) && !ev_is_active(&s->io[1])))
+    if (!known_open || ((events & READ) && !s->io[0].active()) ||
+        ((events & WRITE) && !s->io[1].active()))
         table->note_armed(fd);
-    FdWaiter w;
-    w.g = cur;
-    w.hub = hub;
+    FdWaiter w(hub, cur);
     w.state = s;
     w.events = events;
     if (events & READ) s->keep = keep_read;
@@ -337,18 +310,9 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
         s->waiter[d] = &w;
         start_dir(hub, s, d);
     }
-    if (!timeout.forever()) {
-        ev_timer_init(&w.timer, [](struct ev_loop*, ev_timer* t, int) {
-            auto* self = static_cast<FdWaiter*>(t->data);
-            self->timed_out = true;
-            detach(self, true);
-            resume(self->g);
-        }, timeout.seconds(), 0.);
-        w.timer.data = &w;
-        hub->update_now();
-        ev_timer_start(hub->loop().raw(), &w.timer);
-    }
-    hub->switch_out(cur, what);  // kill / Timeout: ~FdWaiter cleans up
+    if (!timeout.forever())
+        w.p.on_timeout([](void* self) { detach(static_cast<FdWaiter*>(self), true); }, &w);
+    if (!w.p.park(timeout, what)) return 0;  // kill / Timeout: ~FdWaiter cleans up
     if (w.closed)
         throw std::system_error(EBADF, std::generic_category(),
                                 "cogent: fd " + std::to_string(fd) +
@@ -359,10 +323,6 @@ int fd_wait(int fd, int events, TimeoutArg timeout, bool keep_read, const char* 
                                     ", which is not an open file descriptor (or was closed "
                                     "while waiting, by a close that bypassed cogent::close)");
     if (w.bad_fd) throw_bad_fd(fd, what);
-    if (w.timed_out) return 0;
-    if (!w.revents)
-        throw InvalidSwitchError(
-            std::string("cogent: unexpected switch into a greenlet waiting in ") + what);
     return w.revents & events;
 }
 
@@ -371,7 +331,7 @@ void fd_drained(int fd) noexcept {
     if (!ts || !ts->hub || !ts->hub->io) return;
     FdState* s = ts->hub->io->find(fd);
     // Only an armed watcher makes "not readable" safe to act on: it will fire on new data.
-    if (s && ev_is_active(&s->io[0])) s->may_read = false;
+    if (s && s->io[0].active()) s->may_read = false;
 }
 
 }  // namespace cogent::detail

@@ -4,16 +4,17 @@
 // POLLRDHUP, POLLNVAL, ...) is reported exactly, and a wake-up that turns out to be stale just
 // parks again.
 //
-// Parking on many fds at once ("multi-wait") uses its own libev watchers, not fd_wait's per-fd
-// table: that table allows one waiter per fd and direction (a socket's reader), and select must
-// be able to watch an fd a Socket is also waiting on. Two ways to park:
-//   direct - one ev_io per fd. Used when every fd asks only for POLLIN/POLLOUT (and their
-//            RDNORM/WRNORM twins), which is what libev can express; a firing ev_io then always
+// Parking on many fds at once ("multi-wait") uses its own fd watchers (loop::Io), not fd_wait's
+// per-fd table: that table allows one waiter per fd and direction (a socket's reader), and
+// select must be able to watch an fd a Socket is also waiting on. The greenlet parks through
+// the one Parker (wait/park.hpp), which owns the timeout. Two ways to park:
+//   direct - one fd watcher per fd. Used when every fd asks only for POLLIN/POLLOUT (and their
+//            RDNORM/WRNORM twins), which is what libev can express; a firing watcher then always
 //            means poll(2) has something to report, so there is no busy loop. Cheapest for the
 //            common case, and libev keeps the fds in its epoll set between calls.
 //   epoll  - a private epoll set holding each fd with its exact event mask (POLLPRI for xlist,
 //            POLLRDHUP, an empty mask that waits only for errors/hang-ups), watched through one
-//            ev_io on the epoll fd. libev has no way to watch POLLPRI, and watching EV_READ
+//            fd watcher on the epoll fd. libev has no way to watch POLLPRI, and watching EV_READ
 //            instead would spin on an fd that has normal data but no urgent data.
 // Every watched fd is also linked into a per-thread registry, so that notify_closing (hence
 // cogent::close and Socket::close) wakes a select/poll waiting on an fd being closed, with
@@ -40,9 +41,9 @@
 #include <unordered_map>
 
 #include "cogent/exceptions.hpp"
-#include "io/fdwait.hpp"
 #include "hub/hub.hpp"
-#include "core/switch.hpp"
+#include "io/fdwait.hpp"
+#include "wait/park.hpp"
 
 namespace cogent::detail {
 
@@ -52,7 +53,7 @@ struct FdSetWait;
 
 // One fd watched by an FdSetWait.
 struct FdSetEntry {
-    ev_io io{};  // direct mode only
+    loop::Io io;  // direct mode only
     FdSetWait* owner = nullptr;
     FdSetEntry* reg_prev = nullptr;  // chain of entries on the same fd (this thread)
     FdSetEntry* reg_next = nullptr;
@@ -121,70 +122,55 @@ void reg_remove(FdSetEntry* e) noexcept {
 }
 
 // A greenlet parked on several fds. Lives on its stack; the destructor undoes everything on
-// every exit path (wake, timeout, kill, Timeout, an exception while arming).
+// every exit path (wake, timeout, kill, Timeout, an exception while arming); the Parker
+// disarms the timer and unlinks a queued wake.
 struct FdSetWait {
-    GreenletImpl* g = nullptr;
-    HubImpl* hub = nullptr;
+    Parker p;
     FdSetEntry* entries = nullptr;
     std::size_t n = 0;
     bool direct = false;
     int epfd = -1;
-    ev_io epio{};  // epoll mode: the private epoll fd
-    ev_timer timer{};
-    bool woken = false;
-    bool timed_out = false;
-    int closed_fd = -1;  // notify_closing woke us for this fd
+    loop::Io epio;            // epoll mode: the private epoll fd
+    int closed_fd = -1;       // notify_closing woke us for this fd
     bool closed_raw = false;  // ... found already closed (see IoTable): not a cogent::close
-    int error_fd = -1;   // libev reported EV_ERROR for this fd
-    WakeCallback close_wake;
+    int error_fd = -1;        // the loop could not watch this fd (loop::kError)
     FdSetEntry small[8];
     std::unique_ptr<FdSetEntry[]> big;
 
-    FdSetWait() = default;
+    FdSetWait(HubImpl* hub, GreenletImpl* g) noexcept : p(hub, g) {}
     FdSetWait(const FdSetWait&) = delete;
+    FdSetWait& operator=(const FdSetWait&) = delete;
     ~FdSetWait() {
         detach();
-        close_wake.unlink();
         if (epfd >= 0) ::close(epfd);
     }
     // Stop every watcher and leave the registry. Idempotent.
     void detach() noexcept {
-        if (!hub) return;
         for (std::size_t i = 0; i < n; ++i) {
             reg_remove(&entries[i]);
-            if (direct) ev_io_stop(hub->loop().raw(), &entries[i].io);  // also clears a pending event
+            entries[i].io.stop();  // also drops a pending event
         }
-        ev_io_stop(hub->loop().raw(), &epio);
-        ev_timer_stop(hub->loop().raw(), &timer);  // also clears an expired-but-pending timer
+        epio.stop();
     }
 };
 
-void on_entry_io(struct ev_loop*, ev_io* io, int revents) {
-    auto* e = static_cast<FdSetEntry*>(io->data);
+void on_entry_io(loop::Io& io, int revents) {
+    auto* e = static_cast<FdSetEntry*>(io.data());
     FdSetWait* mw = e->owner;
-    if (revents & EV_ERROR) mw->error_fd = e->fd;
-    mw->woken = true;
+    if (revents & loop::kError) mw->error_fd = e->fd;
     mw->detach();
-    resume(mw->g);
+    mw->p.wake();
 }
 
-// error_fd value: libev could not watch our private epoll fd (it cannot happen short of the
+// error_fd value: the loop could not watch our private epoll fd (it cannot happen short of the
 // kernel refusing an epoll fd in an epoll set).
 constexpr int kEpollFailed = -2;
 
-void on_epoll_io(struct ev_loop*, ev_io* io, int revents) {
-    auto* mw = static_cast<FdSetWait*>(io->data);
-    if (revents & EV_ERROR) mw->error_fd = kEpollFailed;
-    mw->woken = true;
+void on_epoll_io(loop::Io& io, int revents) {
+    auto* mw = static_cast<FdSetWait*>(io.data());
+    if (revents & loop::kError) mw->error_fd = kEpollFailed;
     mw->detach();
-    resume(mw->g);
-}
-
-void on_timer(struct ev_loop*, ev_timer* t, int) {
-    auto* mw = static_cast<FdSetWait*>(t->data);
-    mw->timed_out = true;
-    mw->detach();
-    resume(mw->g);
+    mw->p.wake();
 }
 
 constexpr short kDirectEvents = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM;
@@ -237,9 +223,7 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
         if (fds[i].events == 0 || (fds[i].events & ~kDirectEvents)) direct = false;
     }
 
-    FdSetWait mw;
-    mw.g = cur;
-    mw.hub = hub;
+    FdSetWait mw(hub, cur);
     mw.direct = direct;
     if (watched <= std::size(mw.small)) {
         mw.entries = mw.small;
@@ -276,8 +260,8 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
             }
             i = j;
         }
-        ev_io_init(&mw.epio, on_epoll_io, mw.epfd, EV_READ);
-        mw.epio.data = &mw;
+        mw.epio.set_callback(&on_epoll_io, &mw);
+        mw.epio.set(mw.epfd, loop::kRead);
     }
 
     // Arm. From here on nothing throws except reg_add's and note_armed's allocations, and the
@@ -293,32 +277,22 @@ ParkResult park_fds(const pollfd* fds, nfds_t nfds, TimeoutArg timeout, const ch
         reg_add(&e);
         table.note_armed(e.fd);
         if (direct) {
-            int ev = (fds[i].events & (POLLIN | POLLRDNORM) ? EV_READ : 0) |
-                     (fds[i].events & (POLLOUT | POLLWRNORM) ? EV_WRITE : 0);
-            ev_io_init(&e.io, on_entry_io, e.fd, ev);
-            e.io.data = &e;
-            ev_io_start(hub->loop().raw(), &e.io);
+            int ev = (fds[i].events & (POLLIN | POLLRDNORM) ? loop::kRead : 0) |
+                     (fds[i].events & (POLLOUT | POLLWRNORM) ? loop::kWrite : 0);
+            e.io.set_callback(&on_entry_io, &e);
+            e.io.set(e.fd, ev);
+            e.io.start(hub->loop());
         }
     }
-    if (mw.epfd >= 0) ev_io_start(hub->loop().raw(), &mw.epio);
-    if (!timeout.forever()) {
-        ev_timer_init(&mw.timer, on_timer, timeout.seconds(), 0.);
-        mw.timer.data = &mw;
-        hub->update_now();
-        ev_timer_start(hub->loop().raw(), &mw.timer);
-    }
+    if (mw.epfd >= 0) mw.epio.start(hub->loop());
+    if (!timeout.forever())
+        mw.p.on_timeout([](void* self) { static_cast<FdSetWait*>(self)->detach(); }, &mw);
 
-    hub->switch_out(cur, what);  // kill / Timeout: ~FdSetWait cleans up
-
+    out.timed_out = !mw.p.park(timeout, what);  // kill / Timeout: ~FdSetWait cleans up
     if (mw.closed_fd >= 0) {
-        if (!mw.close_wake.woken) mw.close_wake.unlink();
         out.closed_fd = mw.closed_fd;
         out.closed_raw = mw.closed_raw;
-    } else if (!mw.woken && !mw.timed_out) {
-        throw InvalidSwitchError(
-            std::string("cogent: unexpected switch into a greenlet waiting in ") + what);
     }
-    out.timed_out = mw.timed_out;
     out.error_fd = mw.error_fd;
     return out;
 }
@@ -384,11 +358,8 @@ void fdset_fd_closing(int fd, bool raw) noexcept {
         FdSetWait* mw = e->owner;
         mw->closed_fd = fd;
         mw->closed_raw = raw;
-        mw->detach();  // unlinks e and the rest of mw's entries
-        // Waking never switches: the waiter resumes from the hub's queue.
-        mw->close_wake.g = mw->g;
-        mw->close_wake.owns_ref = false;
-        mw->hub->schedule(&mw->close_wake);
+        mw->detach();        // unlinks e and the rest of mw's entries
+        mw->p.wake_later();  // never switches: the waiter resumes from the hub's queue
     }
 }
 

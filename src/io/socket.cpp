@@ -93,9 +93,10 @@ Address::Address(std::string_view host, std::uint16_t port) {
     if (!parse_numeric(host, port, storage_, len_)) {
         storage_ = {};
         len_ = 0;
-        throw std::invalid_argument("cogent: " + quoted(host) +
-                                    " is not a numeric IPv4 or IPv6 address (resolve host names with "
-                                    "getaddrinfo or resolve_addresses, dns.hpp)");
+        throw std::invalid_argument(
+            "cogent: " + quoted(host) +
+            " is not a numeric IPv4 or IPv6 address (resolve host names with "
+            "getaddrinfo or resolve_addresses, dns.hpp)");
     }
 }
 
@@ -337,6 +338,9 @@ void Socket::listen(int backlog) {
     if (::listen(fd, backlog) != 0) fail(errno, "listen on");
 }
 
+// Not retry_io: connect is not "repeat the call that said EAGAIN". EINPROGRESS is answered by
+// one wait for writability and then SO_ERROR (the call is not made again), and a Unix
+// listener's EAGAIN has no fd event to park on (the socket is always writable), so it sleeps.
 void Socket::connect(const Address& addr) {
     const int fd = fd_check("connect");
     const std::string_view op = "connect to";
@@ -428,9 +432,9 @@ std::size_t Socket::recv(void* buf, std::size_t n, int flags) {
     detail::IoDeadline deadline(call_timeout(timeout_, flags));
     // A short read on a stream emptied the receive queue (a peek empties nothing).
     const std::size_t want = type_ == SOCK_STREAM && !(flags & MSG_PEEK) ? n : 0;
-    const detail::IoResult r = detail::retry_io([&] { return ::recv(fd, buf, n, flags); }, fd,
-                                                READ, deadline, "Socket::recv()",
-                                                {.owned = true, .want = want});
+    const detail::IoResult r =
+        detail::retry_io([&] { return ::recv(fd, buf, n, flags); }, fd, READ, deadline,
+                         "Socket::recv()", {.owned = true, .want = want});
     if (r.n < 0) [[unlikely]] {
         if (r.timed_out()) fail_timeout("recv from");
         fail(r.err, "recv from");
@@ -469,9 +473,9 @@ std::size_t Socket::recvmsg(msghdr* msg, int flags) {
     const int fd = fd_check("recvmsg");
     detail::IoDeadline deadline(call_timeout(timeout_, flags));
     // No drain hint (want 0): the iovec total is not at hand.
-    const detail::IoResult r = detail::retry_io(
-        [&] { return ::recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC); }, fd, READ, deadline,
-        "Socket::recvmsg()", {.owned = true});
+    const detail::IoResult r =
+        detail::retry_io([&] { return ::recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC); }, fd, READ,
+                         deadline, "Socket::recvmsg()", {.owned = true});
     if (r.n < 0) [[unlikely]] {
         if (r.timed_out()) fail_timeout("recvmsg from");
         fail(r.err, "recvmsg from");
@@ -518,9 +522,7 @@ std::size_t Socket::sendto(const void* buf, std::size_t n, const Address& to, in
     const int fd = fd_check("sendto");
     detail::IoDeadline deadline(call_timeout(timeout_, flags));
     const detail::IoResult r = detail::retry_io(
-        [&] {
-            return ::sendto(fd, buf, n, flags | MSG_NOSIGNAL, to.sockaddr_ptr(), to.length());
-        },
+        [&] { return ::sendto(fd, buf, n, flags | MSG_NOSIGNAL, to.sockaddr_ptr(), to.length()); },
         fd, WRITE, deadline, "Socket::sendto()", {.owned = true});
     if (r.n < 0) [[unlikely]] {
         if (r.timed_out()) throw SocketTimeout("cogent: timed out: sendto " + to.to_string());

@@ -14,6 +14,10 @@ struct ev_async;
 
 namespace cogent::loop {
 
+namespace impl {
+class Watcher;
+}
+
 class Loop {
 public:
     // default_loop: libev's default loop, the only one that can watch signals (the main
@@ -53,11 +57,11 @@ public:
     void set_wakeup(void (*fn)(void*), void* data);
     void wake() noexcept;
 
-    // Transitional: the libev loop, for the code not converted to these wrappers yet
-    // (io/io.cpp, io/select.cpp, services/dns.cpp, services/signal.cpp). To be removed.
-    struct ev_loop* raw() const noexcept { return loop_; }
-
 private:
+    friend class impl::Watcher;  // the watchers (watchers.hpp) start on the libev loop
+    struct ev_loop* raw() const noexcept {
+        return loop_;
+    }
     static void on_async(struct ::ev_loop*, struct ev_async*, int);
     struct ev_loop* loop_ = nullptr;
     bool default_ = false;

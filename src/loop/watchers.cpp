@@ -45,16 +45,19 @@ double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double
 // ---------------------------------------------------------------------------------------------
 // What every watcher has
 
-struct ev_loop* Watcher::raw_loop() const noexcept { return loop()->raw(); }
+struct ev_loop* Watcher::raw(Loop& loop) noexcept {
+    return loop.raw();
+}
+struct ev_loop* Watcher::raw_loop() const noexcept {
+    return loop()->raw();
+}
 
-void Watcher::unref() noexcept {
-    if (!bits_ || (bits_ & kUnref) || word(kActiveOffset) == 0) return;
+void Watcher::unref_slow() noexcept {
     ev_unref(raw_loop());
     bits_ |= kUnref;
 }
 
-void Watcher::ref() noexcept {
-    if (!(bits_ & kUnref)) return;
+void Watcher::ref_slow() noexcept {
     ev_ref(raw_loop());
     bits_ &= ~kUnref;
 }
@@ -74,7 +77,7 @@ void Timer::start(Loop& loop, std::chrono::nanoseconds after, bool ref) {
     if (bits_) stop_slow();
     ev_init(w, &Timer::on_fire);
     ev_timer_set(w, seconds(after), 0.);
-    struct ev_loop* l = loop.raw();
+    struct ev_loop* l = raw(loop);
     ev_now_update(l);
     ev_timer_start(l, w);
     bind(loop);
@@ -86,13 +89,13 @@ void Timer::start(Loop& loop, std::chrono::nanoseconds after, bool ref) {
 
 void Timer::again(Loop& loop, std::chrono::nanoseconds repeat) {
     ev_timer* w = ev<ev_timer>(w_);
-    if (bits_ && loop.raw() != raw_loop()) stop_slow();
+    if (bits_ && raw(loop) != raw_loop()) stop_slow();
     if (!bits_) {
         ev_init(w, &Timer::on_fire);
         ev_timer_set(w, 0., 0.);
     }
     w->repeat = seconds(repeat);
-    struct ev_loop* l = loop.raw();
+    struct ev_loop* l = raw(loop);
     ev_now_update(l);
     const bool unref = bits_ & kUnref;
     if (unref && repeat.count() <= 0) ev_ref(l);  // ev_timer_again stops it
@@ -105,8 +108,8 @@ void Timer::again(Loop& loop, std::chrono::nanoseconds repeat) {
 
 void Timer::stop_slow() noexcept {
     struct ev_loop* l = raw_loop();
-    release();                             // before stopping an unreferenced watcher
-    ev_timer_stop(l, ev<ev_timer>(w_));    // also clears an expired timer not yet called back
+    release();                           // before stopping an unreferenced watcher
+    ev_timer_stop(l, ev<ev_timer>(w_));  // also clears an expired timer not yet called back
 }
 
 void Timer::on_fire(struct ev_loop*, ev_timer* w, int) {
@@ -120,9 +123,9 @@ void Timer::on_fire(struct ev_loop*, ev_timer* w, int) {
 
 void Io::start_slow(Loop& loop) {
     ev_io* w = ev<ev_io>(w_);
-    if (bits_) release();  // libev stopped it (an fd error) and the callback has not run yet
+    if (bits_) release();        // libev stopped it (an fd error) and the callback has not run yet
     ev_set_cb(w, &Io::on_fire);  // not ev_init: a pending event (an fd error) must survive
-    ev_io_start(loop.raw(), w);
+    ev_io_start(raw(loop), w);
     bind(loop);
 }
 
@@ -146,7 +149,7 @@ void Signal::start(Loop& loop, int signum) {
     if (bits_) stop_slow();
     ev_init(w, &Signal::on_fire);
     ev_signal_set(w, signum);
-    ev_signal_start(loop.raw(), w);
+    ev_signal_start(raw(loop), w);
     bind(loop);
 }
 
@@ -169,7 +172,7 @@ void Prepare::start_slow(Loop& loop) {
     ev_prepare* w = ev<ev_prepare>(w_);
     if (bits_) release();
     ev_set_cb(w, &Prepare::on_fire);
-    ev_prepare_start(loop.raw(), w);
+    ev_prepare_start(raw(loop), w);
     bind(loop);
 }
 
@@ -189,7 +192,7 @@ void Idle::start_slow(Loop& loop) {
     ev_idle* w = ev<ev_idle>(w_);
     if (bits_) release();
     ev_set_cb(w, &Idle::on_fire);
-    ev_idle_start(loop.raw(), w);
+    ev_idle_start(raw(loop), w);
     bind(loop);
 }
 

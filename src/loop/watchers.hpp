@@ -54,9 +54,14 @@ public:
     }
     void set_data(void* d) noexcept { std::memcpy(w_ + kDataOffset, &d, sizeof d); }
     // While active: unref() makes this watcher no longer keep Loop::run() going, ref() undoes
-    // it. Both are no-ops when there is nothing to do (inactive, already so).
-    void unref() noexcept;
-    void ref() noexcept;
+    // it. Both are no-ops when there is nothing to do (inactive, already so), decided inline:
+    // an fd's read watcher kept armed between waits goes through both on every wait.
+    void unref() noexcept {
+        if (bits_ && !(bits_ & kUnref) && word(kActiveOffset) != 0) unref_slow();
+    }
+    void ref() noexcept {
+        if (bits_ & kUnref) ref_slow();
+    }
     bool referenced() const noexcept { return !(bits_ & kUnref); }
 
     // Layout facts used inline here, checked against <ev.h> in watchers.cpp.
@@ -79,6 +84,7 @@ protected:
     }
     Loop* loop() const noexcept { return reinterpret_cast<Loop*>(bits_ & ~kUnref); }
     struct ::ev_loop* raw_loop() const noexcept;
+    static struct ::ev_loop* raw(Loop& loop) noexcept;  // Loop::raw() is for watchers only
     void bind(Loop& loop) noexcept { bits_ = reinterpret_cast<std::uintptr_t>(&loop); }
     // After libev called the watcher back: if it stopped it (a one-shot timer, an fd error),
     // give back an unref()'s reference and forget the loop.
@@ -87,10 +93,12 @@ protected:
             release();
     }
     void release() noexcept;  // the reference back if unref()'d; forget the loop
+    void unref_slow() noexcept;
+    void ref_slow() noexcept;
 
     static constexpr std::uintptr_t kUnref = 1;
     alignas(8) unsigned char w_[kSize];  // the libev watcher
-    std::uintptr_t bits_ = 0;            // while started (or fired, not called back): Loop* | kUnref
+    std::uintptr_t bits_ = 0;  // while started (or fired, not called back): Loop* | kUnref
 };
 }  // namespace impl
 

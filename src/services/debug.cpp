@@ -1,7 +1,7 @@
 #include "cogent/debug.hpp"
 
-#include "io/fdwait.hpp"
 #include "hub/hub.hpp"
+#include "io/fdwait.hpp"
 
 namespace cogent::debug {
 
@@ -27,7 +27,7 @@ std::size_t fd_watchers() noexcept {
     if (!ts || !ts->hub || !ts->hub->io) return fdset_watches();
     std::size_t n = fdset_watches();
     for (FdState* s : ts->hub->io->slots)
-        if (s) n += std::size_t(ev_is_active(&s->io[0])) + std::size_t(ev_is_active(&s->io[1]));
+        if (s) n += std::size_t(s->io[0].active()) + std::size_t(s->io[1].active());
     return n;
 }
 

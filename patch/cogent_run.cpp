@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "core/patch_families.hpp"  // src/
+#include "services/shim_api.hpp"  // src/: the COGENT_PATCH grammar (header-only here)
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <link.h>
@@ -75,7 +75,8 @@ void usage(FILE* to) {
     std::exit(kUsageError);
 }
 
-// The same grammar as COGENT_PATCH in src/config.cpp: one parser, in src/patch_families.hpp.
+// The same grammar as COGENT_PATCH in src/config.cpp: one parser, in src/core/patch_families.hpp
+// (through services/shim_api.hpp, patch/'s one header of src/).
 std::optional<unsigned> parse_families(const std::string& v, std::string* bad_item) {
     return cogent::detail::parse_patch_families(v, bad_item);
 }

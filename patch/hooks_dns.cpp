@@ -57,7 +57,7 @@
 
 using namespace cogent;
 using cogent::patch::cooperative;
-using cogent::patch::kDns;
+using cogent::patch::Family;
 using cogent::patch::libc;
 
 namespace {
@@ -429,7 +429,7 @@ extern "C" {
 
 COGENT_HOOK int getaddrinfo(const char* node, const char* service, const addrinfo* hints,
                             addrinfo** res) {
-    if (!cooperative(kDns)) return libc().getaddrinfo(node, service, hints, res);
+    if (!cooperative(Family::dns)) return libc().getaddrinfo(node, service, hints, res);
     return coop_getaddrinfo(node, service, hints, res);
 }
 
@@ -438,13 +438,13 @@ COGENT_HOOK void freeaddrinfo(addrinfo* ai) noexcept { libc().freeaddrinfo(ai); 
 
 COGENT_HOOK int getnameinfo(const sockaddr* sa, socklen_t salen, char* host, socklen_t hostlen,
                             char* serv, socklen_t servlen, int flags) {
-    if (!cooperative(kDns))
+    if (!cooperative(Family::dns))
         return libc().getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
     return coop_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
 }
 
 COGENT_HOOK hostent* gethostbyname2(const char* name, int af) {
-    if (!cooperative(kDns) || !name || (af != AF_INET && af != AF_INET6))
+    if (!cooperative(Family::dns) || !name || (af != AF_INET && af != AF_INET6))
         return libc().gethostbyname2(name, af);
     try {
         if (resolver_is_libc()) return libc().gethostbyname2(name, af);
@@ -455,13 +455,13 @@ COGENT_HOOK hostent* gethostbyname2(const char* name, int af) {
 }
 
 COGENT_HOOK hostent* gethostbyname(const char* name) {
-    if (!cooperative(kDns)) return libc().gethostbyname(name);
+    if (!cooperative(Family::dns)) return libc().gethostbyname(name);
     return gethostbyname2(name, AF_INET);
 }
 
 COGENT_HOOK int gethostbyname2_r(const char* name, int af, hostent* ret, char* buf, size_t buflen,
                                  hostent** result, int* h_errnop) {
-    if (!cooperative(kDns) || !name || (af != AF_INET && af != AF_INET6))
+    if (!cooperative(Family::dns) || !name || (af != AF_INET && af != AF_INET6))
         return libc().gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop);
     *result = nullptr;
     try {
@@ -475,13 +475,14 @@ COGENT_HOOK int gethostbyname2_r(const char* name, int af, hostent* ret, char* b
 
 COGENT_HOOK int gethostbyname_r(const char* name, hostent* ret, char* buf, size_t buflen,
                                 hostent** result, int* h_errnop) {
-    if (!cooperative(kDns)) return libc().gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+    if (!cooperative(Family::dns))
+        return libc().gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
     return gethostbyname2_r(name, AF_INET, ret, buf, buflen, result, h_errnop);
 }
 
 COGENT_HOOK int gethostbyaddr_r(const void* addr, socklen_t len, int type, hostent* ret, char* buf,
                                 size_t buflen, hostent** result, int* h_errnop) {
-    if (!cooperative(kDns) || !addr)
+    if (!cooperative(Family::dns) || !addr)
         return libc().gethostbyaddr_r(addr, len, type, ret, buf, buflen, result, h_errnop);
     *result = nullptr;
     int rc = 0;
@@ -496,7 +497,7 @@ COGENT_HOOK int gethostbyaddr_r(const void* addr, socklen_t len, int type, hoste
 }
 
 COGENT_HOOK hostent* gethostbyaddr(const void* addr, socklen_t len, int type) {
-    if (!cooperative(kDns) || !addr) return libc().gethostbyaddr(addr, len, type);
+    if (!cooperative(Family::dns) || !addr) return libc().gethostbyaddr(addr, len, type);
     int rc = 0, herr = 0;
     if (addr_rejected(addr, len, type, &rc, &herr)) {
         h_errno = herr;

@@ -6,9 +6,9 @@
 //     MSG_DONTWAIT (read/write/readv/writev on a socket become recv/send/recvmsg/sendmsg with
 //     it), so F_GETFL keeps reporting the user's own flags;
 //   - when the kernel says EAGAIN, the user's O_NONBLOCK (or FIONBIO, or SOCK_NONBLOCK) decides:
-//     set, the EAGAIN is returned at once; clear, the greenlet parks on the fd (detail::fd_wait)
-//     for at most SO_RCVTIMEO / SO_SNDTIMEO, and a timeout ends as the kernel ends it (EAGAIN,
-//     or EINPROGRESS for connect);
+//     set, the EAGAIN is returned at once; clear, the greenlet parks on the fd
+//     (detail::shim_fd_wait) for at most SO_RCVTIMEO / SO_SNDTIMEO, and a timeout ends as the
+//     kernel ends it (EAGAIN, or EINPROGRESS for connect);
 //   - pipes, FIFOs, terminals and the anon-inode fds (eventfd, timerfd, signalfd, epoll...)
 //     have no per-call flag: the hook waits until poll(2) says ready, then makes the call;
 //   - regular files, directories and block devices are always "ready": straight to libc;
@@ -33,8 +33,6 @@
 #include "cogent/exceptions.hpp"
 #include "cogent/io.hpp"
 #include "cogent/select.hpp"
-#include "io/fdwait.hpp"
-#include "io/retry_io.hpp"
 #include "shim.hpp"
 
 using namespace cogent;
@@ -56,15 +54,22 @@ FdKind kind_of(int fd) noexcept {
     }
     FdKind k;
     switch (st.st_mode & S_IFMT) {
-        case S_IFSOCK: k = FdKind::socket; break;
-        case S_IFIFO: k = FdKind::pollable; break;
+        case S_IFSOCK:
+            k = FdKind::socket;
+            break;
+        case S_IFIFO:
+            k = FdKind::pollable;
+            break;
         case S_IFCHR: {
             termios t{};  // a terminal blocks; /dev/null, /dev/zero... never do
             k = libc().ioctl(fd, TCGETS, &t) == 0 ? FdKind::pollable : FdKind::passthrough;
             break;
         }
-        case 0: k = FdKind::pollable; break;  // anon inodes: eventfd, timerfd, epoll, pidfd...
-        default: k = FdKind::passthrough;    // regular files, directories, block devices
+        case 0:
+            k = FdKind::pollable;
+            break;  // anon inodes: eventfd, timerfd, epoll, pidfd...
+        default:
+            k = FdKind::passthrough;  // regular files, directories, block devices
     }
     errno = saved;
     if (f) f->kind.store(std::uint8_t(k), std::memory_order_relaxed);
@@ -132,8 +137,7 @@ bool stale(int fd) noexcept {
 // can be reused. Runs for every close, cooperative or not: a thread with a hub may have parked
 // greenlets on an fd that another of its non-greenlet paths closes.
 void closing(int fd) noexcept {
-    detail::ThreadState* ts = detail::tls_state;
-    if (ts && ts->hub) notify_closing(fd);
+    if (detail::shim_thread_has_hub()) notify_closing(fd);
     fd_forget(fd);
 }
 
@@ -146,7 +150,7 @@ void closing(int fd) noexcept {
 int park(int fd, int events, TimeoutArg left, bool keep, const char* what) {
     if (left.zero()) return 0;
     try {
-        return detail::fd_wait(fd, events, left, keep, what, true) ? 1 : 0;
+        return detail::shim_fd_wait(fd, events, left, keep, what, true) ? 1 : 0;
     } catch (const ConcurrentObjectUseError&) {
         // Another greenlet already waits on fd in this direction (two greenlets reading one
         // socket through a C library): wait through poll, which any number may share.
@@ -179,21 +183,21 @@ struct ShimPark {
     }
 };
 
-// The shim's socket reads and writes are detail::retry_io, with the fd `owned` (every close comes
-// through closing()): a read keeps its watcher armed and uses the readiness hint. want: the
-// bytes asked for (0: unknown). A short read means the socket is most likely drained (as
-// Socket::recv reasons): the next call parks at once instead of trying a recv that would say
-// EAGAIN. Safe even when wrong: the read watcher stays armed, level-triggered, and fires at once
-// for data already there.
+// The shim's socket reads and writes are detail::shim::retry_io (shim_api.hpp), with the fd `owned`
+// (every close comes through closing()): a read keeps its watcher armed and uses the readiness
+// hint. want: the bytes asked for (0: unknown). A short read means the socket is most likely
+// drained (as Socket::recv reasons): the next call parks at once instead of trying a recv that
+// would say EAGAIN. Safe even when wrong: the read watcher stays armed, level-triggered, and fires
+// at once for data already there.
 template <class Attempt>
 ssize_t co_recv_loop(int fd, const char* what, Attempt attempt, size_t want = 0) {
     // The user's non-blocking socket gets the kernel's answer, always (the readiness hint may
     // skip an attempt, which only a caller that will wait anyway can afford).
     if (user_nonblock(fd)) return attempt();
     ErrnoKeeper ek;
-    detail::IoDeadline dl(sock_timeout(fd, false));
-    const detail::IoResult r = detail::retry_io(attempt, fd, READ, dl, what,
-                                                {.owned = true, .want = want}, ShimPark{});
+    detail::shim::IoDeadline dl(sock_timeout(fd, false));
+    const detail::shim::IoResult r = detail::shim::retry_io(
+        attempt, fd, READ, dl, what, {.owned = true, .want = want}, ShimPark{});
     if (r.n >= 0) return ek.ok(r.n);
     errno = r.timed_out() ? EAGAIN : r.err;  // SO_RCVTIMEO expired: EAGAIN, as the kernel says
     return -1;
@@ -205,8 +209,7 @@ ssize_t co_recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, sock
     if (flags & MSG_DONTWAIT) return r.recvfrom(fd, buf, n, flags, from, fromlen);
     if (!(flags & MSG_WAITALL) || n == 0)
         return co_recv_loop(
-            fd, what,
-            [&] { return r.recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen); },
+            fd, what, [&] { return r.recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen); },
             (flags & MSG_PEEK) ? 0 : n);
     // MSG_WAITALL: until n bytes, the end of the stream, an error, or the timeout.
     size_t got = 0;
@@ -239,10 +242,10 @@ template <class Attempt>
 ssize_t co_send_loop(int fd, size_t total, const char* what, Attempt attempt) {
     ErrnoKeeper ek;
     // The user's non-blocking socket: one pass, its EAGAIN returned.
-    detail::IoDeadline dl(user_nonblock(fd) ? TimeoutArg(Duration::zero())
-                                            : sock_timeout(fd, true));
+    detail::shim::IoDeadline dl(user_nonblock(fd) ? TimeoutArg(Duration::zero())
+                                                  : sock_timeout(fd, true));
     size_t sent = 0;
-    const detail::IoResult r = detail::retry_io(
+    const detail::shim::IoResult r = detail::shim::retry_io(
         [&]() -> ssize_t {
             for (;;) {
                 ssize_t k = attempt(sent);
@@ -258,8 +261,8 @@ ssize_t co_send_loop(int fd, size_t total, const char* what, Attempt attempt) {
     return -1;
 }
 
-ssize_t co_sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to,
-                  socklen_t tolen, const char* what) {
+ssize_t co_sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t tolen,
+                  const char* what) {
     const Real& r = libc();
     if (flags & MSG_DONTWAIT) return r.sendto(fd, buf, n, flags, to, tolen);
     return co_send_loop(fd, n, what, [&](size_t sent) {
@@ -366,7 +369,7 @@ COGENT_HOOK int pipe2(int fds[2], int flags) {
 
 COGENT_HOOK int connect(int fd, const sockaddr* addr, socklen_t len) {
     const Real& r = libc();
-    if (!cooperative(kSocket) || kind_of(fd) != FdKind::socket || user_nonblock(fd))
+    if (!cooperative(Family::socket) || kind_of(fd) != FdKind::socket || user_nonblock(fd))
         return r.connect(fd, addr, len);
     ErrnoKeeper ek;
     std::optional<detail::Deadline> dl;
@@ -413,7 +416,7 @@ COGENT_HOOK int connect(int fd, const sockaddr* addr, socklen_t len) {
 static int co_accept4(int fd, sockaddr* addr, socklen_t* len, int flags, bool plain) {
     const Real& r = libc();
     auto call = [&] { return plain ? r.accept(fd, addr, len) : r.accept4(fd, addr, len, flags); };
-    if (!cooperative(kSocket) || kind_of(fd) != FdKind::socket || user_nonblock(fd)) {
+    if (!cooperative(Family::socket) || kind_of(fd) != FdKind::socket || user_nonblock(fd)) {
         int c = call();
         if (c >= 0) note_new_fd(c, FdKind::socket, (!plain && (flags & SOCK_NONBLOCK)) ? 1 : 0);
         return c;
@@ -453,24 +456,24 @@ COGENT_HOOK int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
 }
 
 COGENT_HOOK ssize_t recv(int fd, void* buf, size_t n, int flags) {
-    if (!cooperative(kSocket)) return libc().recv(fd, buf, n, flags);
+    if (!cooperative(Family::socket)) return libc().recv(fd, buf, n, flags);
     return co_recvfrom(fd, buf, n, flags, nullptr, nullptr, "recv()");
 }
 
 COGENT_HOOK ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from,
                              socklen_t* fromlen) {
-    if (!cooperative(kSocket)) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
+    if (!cooperative(Family::socket)) return libc().recvfrom(fd, buf, n, flags, from, fromlen);
     return co_recvfrom(fd, buf, n, flags, from, fromlen, "recvfrom()");
 }
 
 COGENT_HOOK ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-    if (!cooperative(kSocket)) return libc().recvmsg(fd, msg, flags);
+    if (!cooperative(Family::socket)) return libc().recvmsg(fd, msg, flags);
     return co_recvmsg(fd, msg, flags);
 }
 
 COGENT_HOOK int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout) {
     const Real& r = libc();
-    if (!cooperative(kSocket) || (flags & MSG_DONTWAIT) || vlen == 0)
+    if (!cooperative(Family::socket) || (flags & MSG_DONTWAIT) || vlen == 0)
         return r.recvmmsg(fd, vec, vlen, flags, timeout);
     ErrnoKeeper ek;
     std::optional<detail::Deadline> dl;  // SO_RCVTIMEO, then the call's own timeout
@@ -515,24 +518,24 @@ COGENT_HOOK int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, tim
 }
 
 COGENT_HOOK ssize_t send(int fd, const void* buf, size_t n, int flags) {
-    if (!cooperative(kSocket)) return libc().send(fd, buf, n, flags);
+    if (!cooperative(Family::socket)) return libc().send(fd, buf, n, flags);
     return co_sendto(fd, buf, n, flags, nullptr, 0, "send()");
 }
 
 COGENT_HOOK ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to,
                            socklen_t tolen) {
-    if (!cooperative(kSocket)) return libc().sendto(fd, buf, n, flags, to, tolen);
+    if (!cooperative(Family::socket)) return libc().sendto(fd, buf, n, flags, to, tolen);
     return co_sendto(fd, buf, n, flags, to, tolen, "sendto()");
 }
 
 COGENT_HOOK ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
-    if (!cooperative(kSocket)) return libc().sendmsg(fd, msg, flags);
+    if (!cooperative(Family::socket)) return libc().sendmsg(fd, msg, flags);
     return co_sendmsg(fd, msg, flags);
 }
 
 COGENT_HOOK int sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
     const Real& r = libc();
-    if (!cooperative(kSocket) || (flags & MSG_DONTWAIT) || vlen == 0)
+    if (!cooperative(Family::socket) || (flags & MSG_DONTWAIT) || vlen == 0)
         return r.sendmmsg(fd, vec, vlen, flags);
     ErrnoKeeper ek;
     std::optional<detail::Deadline> dl;
@@ -557,7 +560,7 @@ COGENT_HOOK int sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
 
 COGENT_HOOK ssize_t read(int fd, void* buf, size_t n) {
     const Real& r = libc();
-    if (!cooperative(kSocket)) return r.read(fd, buf, n);
+    if (!cooperative(Family::socket)) return r.read(fd, buf, n);
     switch (kind_of(fd)) {
         case FdKind::socket: {
             ssize_t k = co_recvfrom(fd, buf, n, 0, nullptr, nullptr, "read()");
@@ -575,7 +578,7 @@ COGENT_HOOK ssize_t read(int fd, void* buf, size_t n) {
 
 COGENT_HOOK ssize_t write(int fd, const void* buf, size_t n) {
     const Real& r = libc();
-    if (!cooperative(kSocket)) return r.write(fd, buf, n);
+    if (!cooperative(Family::socket)) return r.write(fd, buf, n);
     switch (kind_of(fd)) {
         case FdKind::socket: {
             ssize_t k = co_sendto(fd, buf, n, 0, nullptr, 0, "write()");
@@ -589,7 +592,8 @@ COGENT_HOOK ssize_t write(int fd, const void* buf, size_t n) {
             ErrnoKeeper ek;
             size_t done = 0;
             while (done < n) {
-                if (wait_pollable(fd, WRITE, "write()") < 0) return done ? ek.ok(ssize_t(done)) : -1;
+                if (wait_pollable(fd, WRITE, "write()") < 0)
+                    return done ? ek.ok(ssize_t(done)) : -1;
                 size_t chunk = n - done;
                 if (chunk > PIPE_BUF && n > PIPE_BUF) chunk = PIPE_BUF;
                 ssize_t k = r.write(fd, static_cast<const char*>(buf) + done, chunk);
@@ -605,7 +609,7 @@ COGENT_HOOK ssize_t write(int fd, const void* buf, size_t n) {
 
 COGENT_HOOK ssize_t readv(int fd, const iovec* iov, int cnt) {
     const Real& r = libc();
-    if (!cooperative(kSocket)) return r.readv(fd, iov, cnt);
+    if (!cooperative(Family::socket)) return r.readv(fd, iov, cnt);
     switch (kind_of(fd)) {
         case FdKind::socket: {
             if (cnt < 0 || cnt > IOV_MAX) return r.readv(fd, iov, cnt);  // EINVAL from libc
@@ -627,7 +631,7 @@ COGENT_HOOK ssize_t readv(int fd, const iovec* iov, int cnt) {
 
 COGENT_HOOK ssize_t writev(int fd, const iovec* iov, int cnt) {
     const Real& r = libc();
-    if (!cooperative(kSocket)) return r.writev(fd, iov, cnt);
+    if (!cooperative(Family::socket)) return r.writev(fd, iov, cnt);
     switch (kind_of(fd)) {
         case FdKind::socket: {
             if (cnt < 0 || cnt > IOV_MAX) return r.writev(fd, iov, cnt);
@@ -749,8 +753,10 @@ COGENT_HOOK int setsockopt(int fd, int level, int name, const void* val, socklen
             // On 64-bit Linux both the old and the new layout are {64-bit sec, 64-bit usec}.
             const auto* tv = static_cast<const timeval*>(val);
             // Saturated: beyond ~292 years is Duration::max() (the kernel: forever).
-            std::int64_t ns = detail::from_sec_ns(tv->tv_sec, std::int64_t(tv->tv_usec) * 1000).count();
-            if (FdInfo* f = fd_info(fd)) (rcv ? f->rcvtimeo_ns : f->sndtimeo_ns).store(ns < 0 ? 0 : ns);
+            std::int64_t ns =
+                detail::from_sec_ns(tv->tv_sec, std::int64_t(tv->tv_usec) * 1000).count();
+            if (FdInfo* f = fd_info(fd))
+                (rcv ? f->rcvtimeo_ns : f->sndtimeo_ns).store(ns < 0 ? 0 : ns);
         }
     }
     return r;
@@ -766,7 +772,8 @@ COGENT_HOOK pid_t fork() {
     return libc().fork();
 }
 
-// ---- fortified variants (-D_FORTIFY_SOURCE=2 builds call these) ----------------------------------
+// ---- fortified variants (-D_FORTIFY_SOURCE=2 builds call these)
+// ----------------------------------
 
 [[noreturn]] void __chk_fail();
 

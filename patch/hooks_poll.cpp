@@ -15,7 +15,6 @@
 
 #include "cogent/exceptions.hpp"
 #include "cogent/select.hpp"
-#include "io/fdwait.hpp"
 #include "shim.hpp"
 
 using namespace cogent;
@@ -103,12 +102,12 @@ extern "C" {
 #define COGENT_HOOK __attribute__((visibility("default")))
 
 COGENT_HOOK int poll(pollfd* fds, nfds_t n, int timeout) {
-    if (timeout == 0 || !cooperative(kSelect)) return libc().poll(fds, n, timeout);
+    if (timeout == 0 || !cooperative(Family::select)) return libc().poll(fds, n, timeout);
     return co_poll(fds, n, ms_timeout(timeout));
 }
 
 COGENT_HOOK int ppoll(pollfd* fds, nfds_t n, const timespec* tmo, const sigset_t* mask) {
-    if ((tmo && tmo->tv_sec == 0 && tmo->tv_nsec == 0) || !cooperative(kSelect))
+    if ((tmo && tmo->tv_sec == 0 && tmo->tv_nsec == 0) || !cooperative(Family::select))
         return libc().ppoll(fds, n, tmo, mask);
     TimeoutArg t;
     if (!ts_timeout(tmo, t)) {
@@ -119,7 +118,7 @@ COGENT_HOOK int ppoll(pollfd* fds, nfds_t n, const timespec* tmo, const sigset_t
 }
 
 COGENT_HOOK int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
-    if ((tv && tv->tv_sec == 0 && tv->tv_usec == 0) || !cooperative(kSelect))
+    if ((tv && tv->tv_sec == 0 && tv->tv_usec == 0) || !cooperative(Family::select))
         return libc().select(nfds, rd, wr, ex, tv);
     TimeoutArg t;
     if (tv) {
@@ -140,7 +139,8 @@ COGENT_HOOK int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv
         // Linux writes back the time not slept.
         auto slept = std::chrono::steady_clock::now() - start;
         auto left = timed_out ? Duration::zero()
-                              : std::max(Duration::zero(), t.value() - std::chrono::duration_cast<Duration>(slept));
+                              : std::max(Duration::zero(),
+                                         t.value() - std::chrono::duration_cast<Duration>(slept));
         tv->tv_sec = time_t(left.count() / 1'000'000'000);
         tv->tv_usec = suseconds_t((left.count() % 1'000'000'000) / 1000);
     }
@@ -149,7 +149,7 @@ COGENT_HOOK int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv
 
 COGENT_HOOK int pselect(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, const timespec* tmo,
                         const sigset_t* mask) {
-    if ((tmo && tmo->tv_sec == 0 && tmo->tv_nsec == 0) || !cooperative(kSelect))
+    if ((tmo && tmo->tv_sec == 0 && tmo->tv_nsec == 0) || !cooperative(Family::select))
         return libc().pselect(nfds, rd, wr, ex, tmo, mask);
     TimeoutArg t;
     if (!ts_timeout(tmo, t)) {
@@ -171,7 +171,8 @@ static int co_epoll(int epfd, epoll_event* ev, int max, int timeout) {
         if (left.zero()) return ek.ok(0);
         try {
             // The epoll fd is readable while its ready list is not empty.
-            if (!detail::fd_wait(epfd, READ, left, false, "epoll_wait()", true)) return ek.ok(0);
+            if (!detail::shim_fd_wait(epfd, READ, left, false, "epoll_wait()", true))
+                return ek.ok(0);
         } catch (const ConcurrentObjectUseError&) {
             pollfd p{epfd, POLLIN, 0};
             if (cogent::poll(&p, 1, left) < 0) return -1;
@@ -183,13 +184,13 @@ static int co_epoll(int epfd, epoll_event* ev, int max, int timeout) {
 }
 
 COGENT_HOOK int epoll_wait(int epfd, epoll_event* ev, int max, int timeout) {
-    if (timeout == 0 || !cooperative(kSelect)) return libc().epoll_wait(epfd, ev, max, timeout);
+    if (timeout == 0 || !cooperative(Family::select))
+        return libc().epoll_wait(epfd, ev, max, timeout);
     return co_epoll(epfd, ev, max, timeout);
 }
 
-COGENT_HOOK int epoll_pwait(int epfd, epoll_event* ev, int max, int timeout,
-                            const sigset_t* mask) {
-    if (timeout == 0 || !cooperative(kSelect))
+COGENT_HOOK int epoll_pwait(int epfd, epoll_event* ev, int max, int timeout, const sigset_t* mask) {
+    if (timeout == 0 || !cooperative(Family::select))
         return libc().epoll_pwait(epfd, ev, max, timeout, mask);
     return co_epoll(epfd, ev, max, timeout);
 }

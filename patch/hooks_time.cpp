@@ -35,19 +35,19 @@ extern "C" {
 #define COGENT_HOOK __attribute__((visibility("default")))
 
 COGENT_HOOK unsigned sleep(unsigned seconds) {
-    if (!cooperative(kTime)) return libc().sleep(seconds);
+    if (!cooperative(Family::time)) return libc().sleep(seconds);
     co_sleep(std::chrono::seconds(seconds));
     return 0;
 }
 
 COGENT_HOOK int usleep(useconds_t usec) {
-    if (!cooperative(kTime)) return libc().usleep(usec);
+    if (!cooperative(Family::time)) return libc().usleep(usec);
     co_sleep(std::chrono::microseconds(usec));
     return 0;
 }
 
 COGENT_HOOK int nanosleep(const timespec* req, timespec* rem) {
-    if (!cooperative(kTime) || !req) return libc().nanosleep(req, rem);  // null: EFAULT
+    if (!cooperative(Family::time) || !req) return libc().nanosleep(req, rem);  // null: EFAULT
     if (!valid(req)) {
         errno = EINVAL;
         return -1;
@@ -61,7 +61,7 @@ COGENT_HOOK int clock_nanosleep(clockid_t clock, int flags, const timespec* req,
     // libc's own answer (EINVAL, ENOTSUP).
     const bool known = clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC ||
                        clock == CLOCK_BOOTTIME || clock == CLOCK_TAI;
-    if (!cooperative(kTime) || !known || !req || (flags & ~TIMER_ABSTIME))
+    if (!cooperative(Family::time) || !known || !req || (flags & ~TIMER_ABSTIME))
         return libc().clock_nanosleep(clock, flags, req, rem);
     if (!valid(req)) return EINVAL;  // clock_nanosleep returns the error, errno untouched
     Duration d = to_duration(*req);

@@ -13,7 +13,11 @@ namespace cogent::patch {
 
 Real real{};
 std::atomic<bool> real_ready{false};
-unsigned families = kAll;
+unsigned patched_families = Family::all;
+
+// One definition of the family bits: the public enum, in the order of COGENT_PATCH's names.
+static_assert(Family::socket == 1u << 0 && Family::dns == 1u << 1 && Family::time == 1u << 2 &&
+              Family::select == 1u << 3 && Family::all == detail::kPatchAll);
 
 namespace {
 
@@ -101,7 +105,7 @@ FdInfo g_fds[kFdTable];
 __attribute__((constructor(101))) void shim_init() {
     resolve_real();
     try {
-        families = detail::config().patch_families;
+        patched_families = detail::shim_patch_families();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         _exit(2);
@@ -109,9 +113,7 @@ __attribute__((constructor(101))) void shim_init() {
 }
 }  // namespace
 
-FdInfo* fd_info(int fd) noexcept {
-    return fd >= 0 && fd < kFdTable ? &g_fds[fd] : nullptr;
-}
+FdInfo* fd_info(int fd) noexcept { return fd >= 0 && fd < kFdTable ? &g_fds[fd] : nullptr; }
 
 void fd_forget(int fd) noexcept {
     if (FdInfo* f = fd_info(fd)) {
@@ -127,5 +129,5 @@ void fd_forget(int fd) noexcept {
 // The run-time answer to "what is patched": found by patch.hpp through dlsym, so programs ask
 // the same way whether the shim was preloaded, linked in, or is absent.
 extern "C" __attribute__((visibility("default"))) unsigned cogent_patch_families() {
-    return cogent::patch::families;
+    return cogent::patch::patched_families;
 }

@@ -19,11 +19,12 @@
 #include <time.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 
-#include "hub/hub.hpp"  // src/: ThreadState, HubImpl, tls_state
+#include "cogent/patch.hpp"       // Family
+#include "services/shim_api.hpp"  // src/: the shim's one door into the runtime
 
 namespace cogent::patch {
 
@@ -89,19 +90,14 @@ inline const Real& libc() noexcept {
     return real;
 }
 
-// Families, as in gevent's patch_all(socket=..., dns=..., time=..., select=...).
-enum Family : unsigned { kSocket = 1, kDns = 2, kTime = 4, kSelect = 8, kAll = 15 };
-// The patched families (COGENT_PATCH, read once by config.cpp; all by default).
-extern unsigned families;
+// The patched families (COGENT_PATCH, read once by config.cpp; all by default): bits of
+// cogent::patch::Family (cogent/patch.hpp), as in gevent's patch_all(socket=..., dns=...).
+extern unsigned patched_families;  // not families(): that is patch.hpp's query
 
-// The one check (see the file comment). Reads one thread-local pointer; the rest are loads
-// from the thread's own state.
-inline bool cooperative(unsigned family) noexcept {
-    detail::ThreadState* ts = detail::tls_state;
-    if (!ts) [[likely]]
-        return false;
-    detail::HubImpl* hub = ts->hub;
-    return hub && ts->current != hub->greenlet && (families & family);
+// The one check (see the file comment). A thread that never used cogent is answered by one
+// thread-local load; any other makes one call into libcogent (shim_api.hpp).
+inline bool cooperative(Family family) noexcept {
+    return detail::shim_in_green_context() && (patched_families & family);
 }
 
 // Keeps the caller's errno for a call that succeeds after attempts that failed (EAGAIN):
@@ -121,8 +117,8 @@ struct ErrnoKeeper {
 // fail with ENOTSOCK and the hook falls back. Reset by the hooks that create or close fds.
 enum class FdKind : std::uint8_t { unknown = 0, socket, pollable, passthrough };
 struct FdInfo {
-    std::atomic<std::uint8_t> kind{0};      // FdKind
-    std::atomic<std::int8_t> nonblock{-1};  // the user's O_NONBLOCK: -1 unknown, 0, 1
+    std::atomic<std::uint8_t> kind{0};          // FdKind
+    std::atomic<std::int8_t> nonblock{-1};      // the user's O_NONBLOCK: -1 unknown, 0, 1
     std::atomic<std::int64_t> rcvtimeo_ns{-1};  // SO_RCVTIMEO: -1 unknown, 0 none
     std::atomic<std::int64_t> sndtimeo_ns{-1};  // SO_SNDTIMEO
 };

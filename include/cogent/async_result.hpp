@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
 
@@ -20,7 +21,7 @@ namespace cogent {
 namespace detail {
 
 // The part of AsyncResult<T> that does not depend on T: state, waking, cross-thread entry.
-class AsyncResultBase : public Linkable {
+class COGENT_INTERNAL_API AsyncResultBase : public Linkable {
 public:
     // A value or an exception has been set.
     bool ready() const noexcept override {

@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/socket.hpp"
 #include "cogent/time.hpp"
 
@@ -39,7 +40,7 @@ namespace cogent {
 // getaddrinfo(3) would return (EAI_NONAME, EAI_AGAIN, EAI_FAIL, EAI_NODATA, EAI_SERVICE,
 // EAI_FAMILY, EAI_BADFLAGS, EAI_SOCKTYPE, EAI_MEMORY...); what() reads like
 // `cogent: getaddrinfo("db.example", "5432"): Name or service not known (EAI_NONAME)`.
-class DnsError : public std::runtime_error {
+class COGENT_API DnsError : public std::runtime_error {
 public:
     DnsError(int code, std::string host, const std::string& message)
         : std::runtime_error(message), code_(code), host_(std::move(host)) {}
@@ -55,7 +56,7 @@ private:
 
 // getaddrinfo's hints. flags: AI_PASSIVE, AI_CANONNAME, AI_NUMERICHOST, AI_NUMERICSERV,
 // AI_ADDRCONFIG, AI_V4MAPPED, AI_ALL.
-struct AddrInfoHints {
+struct COGENT_API AddrInfoHints {
     int family = AF_UNSPEC;  // AF_UNSPEC, AF_INET or AF_INET6
     int socktype = 0;        // 0 (any), SOCK_STREAM, SOCK_DGRAM, SOCK_RAW
     int protocol = 0;        // 0 (any), IPPROTO_TCP, IPPROTO_UDP...
@@ -63,7 +64,7 @@ struct AddrInfoHints {
 };
 
 // One getaddrinfo result: what to pass to Socket(family, socktype, protocol) and connect.
-struct AddrInfo {
+struct COGENT_API AddrInfo {
     int family = 0;
     int socktype = 0;
     int protocol = 0;
@@ -72,7 +73,7 @@ struct AddrInfo {
 };
 
 // gethostbyname / gethostbyaddr's answer (Python's (hostname, aliaslist, ipaddrlist)).
-struct HostEnt {
+struct COGENT_API HostEnt {
     std::string name;                    // the official (canonical) name
     std::vector<std::string> aliases;    // other names (CNAMEs followed, hosts-file aliases)
     int family = AF_INET;                // of the addresses
@@ -80,7 +81,7 @@ struct HostEnt {
 };
 
 // getnameinfo's answer.
-struct NameInfo {
+struct COGENT_API NameInfo {
     std::string host;     // a name, or the numeric address (NI_NUMERICHOST, or none found)
     std::string service;  // a service name, or the numeric port (NI_NUMERICSERV, or unknown)
 };
@@ -91,7 +92,7 @@ struct NameInfo {
 // wait cooperatively; a killed or timed-out lookup is abandoned cleanly (its answer, when it
 // comes, is dropped; nothing calls back into the dead greenlet). Calling a lookup on a hub
 // callback (not a greenlet) throws BlockingSwitchOutError, except with kind block.
-class Resolver {
+class COGENT_API Resolver {
 public:
     enum class Kind { ares, thread, block };
     struct Options {
@@ -140,28 +141,29 @@ private:
 // AI_PASSIVE, else loopback. An empty service means port 0. Results expand per socket type as
 // glibc's do (hints.socktype 0: STREAM/TCP, DGRAM/UDP and, without a service, RAW). DnsError on
 // failure; std::logic_error/BlockingSwitchOutError as for Resolver.
-std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view service = {},
-                                  const AddrInfoHints& hints = {});
+COGENT_API std::vector<AddrInfo> getaddrinfo(std::string_view host, std::string_view service = {},
+                                             const AddrInfoHints& hints = {});
 // getnameinfo(3): flags NI_NUMERICHOST, NI_NUMERICSERV, NI_NAMEREQD, NI_NOFQDN, NI_DGRAM.
 // DnsError (EAI_NONAME with NI_NAMEREQD and no name; EAI_FAMILY for a Unix address).
-NameInfo getnameinfo(const Address& address, int flags = 0);
+COGENT_API NameInfo getnameinfo(const Address& address, int flags = 0);
 // gethostbyname2: the addresses of `family` (AF_INET or AF_INET6) for a name. DnsError.
-HostEnt gethostbyname(std::string_view name, int family = AF_INET);
+COGENT_API HostEnt gethostbyname(std::string_view name, int family = AF_INET);
 // gethostbyaddr: the name of a numeric IPv4 or IPv6 address (hosts file, then a PTR query).
 // DnsError (EAI_NONAME when there is none; std::invalid_argument for a non-numeric address).
-HostEnt gethostbyaddr(std::string_view address);
+COGENT_API HostEnt gethostbyaddr(std::string_view address);
 
 // The calling thread's hub's resolver (created from the environment on first use).
-Resolver& get_resolver();
+COGENT_API Resolver& get_resolver();
 // Replace the calling thread's resolver (gevent's hub.resolver = ...); nullptr restores the
 // default on next use. Lookups in flight on the old one finish on it. std::logic_error for a
 // Resolver created on another thread.
-void set_resolver(std::shared_ptr<Resolver> resolver);
+COGENT_API void set_resolver(std::shared_ptr<Resolver> resolver);
 
 // The addresses for host:port as connect() wants them: numeric hosts directly, names through
 // the calling thread's resolver (getaddrinfo with SOCK_STREAM unless `socktype` says otherwise).
 // Throws DnsError.
-std::vector<Address> resolve_addresses(std::string_view host, std::uint16_t port,
-                                       int family = AF_UNSPEC, int socktype = SOCK_STREAM);
+COGENT_API std::vector<Address> resolve_addresses(std::string_view host, std::uint16_t port,
+                                                  int family = AF_UNSPEC,
+                                                  int socktype = SOCK_STREAM);
 
 }  // namespace cogent

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -14,7 +15,7 @@ namespace cogent {
 // threading.Event; parties that arrive after the clear() are not. Not movable (waiters point at
 // it). It belongs to the thread that constructed it: every call from another thread throws
 // GreenletError.
-class Event : public detail::Linkable {
+class COGENT_API Event : public detail::Linkable {
 public:
     Event() noexcept;
     // Set the flag and wake every waiter (they run when the caller next yields).

@@ -4,12 +4,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "cogent/detail/export.hpp"
+
 namespace cogent {
 
 // Root of the exceptions that control a greenlet's life (GreenletExit, Timeout). Like Python's
 // BaseException it does not derive from std::exception, so `catch (const std::exception&)` in
 // user code does not swallow a kill or a timeout; catch it by name or with `catch (...)`.
-class BaseException {
+class COGENT_API BaseException {
 public:
     explicit BaseException(std::string msg) : msg_(std::move(msg)) {}
     virtual ~BaseException() = default;
@@ -22,7 +24,7 @@ private:
 
 // Thrown into a greenlet by kill() (the default exception). A greenlet that ends with it counts
 // as successful, as in gevent.
-class GreenletExit : public BaseException {
+class COGENT_API GreenletExit : public BaseException {
 public:
     GreenletExit() : BaseException("GreenletExit") {}
     explicit GreenletExit(std::string msg) : BaseException(std::move(msg)) {}
@@ -30,7 +32,7 @@ public:
 
 // Misuse of greenlets: switching to a greenlet of another thread, to a greenlet being
 // destroyed, a start() of a started greenlet, and the like.
-class GreenletError : public std::logic_error {
+class COGENT_API GreenletError : public std::logic_error {
 public:
     using std::logic_error::logic_error;
 };
@@ -39,27 +41,27 @@ public:
 // was destroyed while this greenlet waited on it: the destructor wakes every waiter with this
 // error ("cogent: Event destroyed while Greenlet-2 waited in Event::wait"), timed and killed
 // waiters included, and nothing touches the dead object afterwards.
-class WaitableDestroyed : public GreenletError {
+class COGENT_API WaitableDestroyed : public GreenletError {
 public:
     using GreenletError::GreenletError;
 };
 
 // A greenlet parked in a cooperative wait was switched into by something other than what it
 // waits for (a stray raw switch).
-class InvalidSwitchError : public std::logic_error {
+class COGENT_API InvalidSwitchError : public std::logic_error {
 public:
     using std::logic_error::logic_error;
 };
 
 // Code running on the hub greenlet (a hub callback, a rawlink) tried to block.
-class BlockingSwitchOutError : public std::logic_error {
+class COGENT_API BlockingSwitchOutError : public std::logic_error {
 public:
     using std::logic_error::logic_error;
 };
 
 // The main greenlet blocked and nothing that is still referenced can ever wake it.
 // The message says "This operation would block forever" and what was being waited on.
-class LoopExit : public std::runtime_error {
+class COGENT_API LoopExit : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };

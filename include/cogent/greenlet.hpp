@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/exceptions.hpp"
 #include "cogent/raw_greenlet.hpp"
 #include "cogent/time.hpp"
@@ -26,7 +27,7 @@ class AnyGreenlet;
 
 // Options for spawn(): a name (default "Greenlet-N") and a stack size (0: the default, see
 // COGENT_STACK_SIZE).
-struct SpawnOptions {
+struct COGENT_API SpawnOptions {
     std::string name{};
     std::size_t stack_size = 0;
 };
@@ -43,7 +44,7 @@ namespace detail {
 enum class LinkKind : unsigned char { link, link_value, link_exception, rawlink };
 
 // The state behind every Greenlet<T>: a greenlet whose parent is the hub, plus its outcome.
-class GreenletState : public GreenletImpl, public Linkable {
+class COGENT_INTERNAL_API GreenletState : public GreenletImpl, public Linkable {
 public:
     explicit GreenletState(const SpawnOptions& opts);
     ~GreenletState() override;
@@ -134,7 +135,9 @@ private:
                        std::move(*fn_));
         else
             this->value.emplace(std::apply(
-                [](auto&& f, auto&&... a) -> T { return std::invoke(std::move(f), std::move(a)...); },
+                [](auto&& f, auto&&... a) -> T {
+                    return std::invoke(std::move(f), std::move(a)...);
+                },
                 std::move(*fn_)));
     }
     void drop_fn() override { fn_.reset(); }
@@ -147,7 +150,7 @@ private:
 // thread that created it: start, start_later, kill, join, get, value, link*, rawlink, unlink,
 // set_name and raw from any other thread throw GreenletError (naming the greenlet and the call)
 // and change nothing. The greenlet runs even if every handle is dropped.
-class AnyGreenlet {
+class COGENT_API AnyGreenlet {
 public:
     AnyGreenlet() noexcept = default;
 
@@ -290,16 +293,18 @@ using spawn_result_t = std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>
 template <class F, class... A>
 Greenlet<spawn_result_t<F, A...>> make(const SpawnOptions& o, F&& f, A&&... a) {
     using T = spawn_result_t<F, A...>;
-    static_assert(!std::is_reference_v<T>, "a greenlet function must return a value, not a reference");
+    static_assert(!std::is_reference_v<T>,
+                  "a greenlet function must return a value, not a reference");
     auto* s = new SpawnState<T, std::decay_t<F>, std::decay_t<A>...>(o, std::forward<F>(f),
-                                                                       std::forward<A>(a)...);
+                                                                     std::forward<A>(a)...);
     return Greenlet<T>(Ref<ResultState<T>>(s));
 }
 }  // namespace detail
 
 // Create a greenlet without starting it (gevent: Greenlet(fn, *args)). Arguments are copied or
 // moved into it, like std::thread. Call start() or start_later() to run it.
-template <class F, class... A, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
+template <class F, class... A,
+          class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
 auto make_greenlet(F&& f, A&&... a) {
     return detail::make(SpawnOptions{}, std::forward<F>(f), std::forward<A>(a)...);
 }
@@ -310,7 +315,8 @@ auto make_greenlet(const SpawnOptions& o, F&& f, A&&... a) {
 
 // Create and schedule a greenlet. It runs when the caller next yields to the hub; greenlets
 // spawned in a row start in that order.
-template <class F, class... A, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
+template <class F, class... A,
+          class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, SpawnOptions>>>
 auto spawn(F&& f, A&&... a) {
     auto g = detail::make(SpawnOptions{}, std::forward<F>(f), std::forward<A>(a)...);
     g.start();

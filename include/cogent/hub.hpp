@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -16,7 +17,7 @@ class HubImpl;
 
 // A handle to one thread's hub: the greenlet that runs that thread's event loop. Each OS thread
 // that uses cogent gets its own hub on first use; the main thread's uses libev's default loop.
-class Hub {
+class COGENT_API Hub {
 public:
     explicit Hub(detail::HubImpl* impl) noexcept : impl_(impl) {}
     // Queue fn to run on the hub, after the callbacks already queued (FIFO). Call from the hub's
@@ -44,12 +45,12 @@ private:
 };
 
 // The calling thread's hub, created on first use.
-Hub get_hub();
+COGENT_API Hub get_hub();
 
 // Block the current greenlet for d. sleep(0) (or a negative d) yields to every greenlet that is
 // already runnable and returns. A ref=false sleep does not keep the hub's loop alive (it cannot
 // prevent LoopExit). Throws BlockingSwitchOutError on the hub. Kill and Timeout interrupt it.
-void sleep(Duration d, bool ref = true);
+COGENT_API void sleep(Duration d, bool ref = true);
 template <class Rep, class Period>
 void sleep(std::chrono::duration<Rep, Period> d, bool ref = true) {
     // Rounded up and saturated: longer than the clock can express (seconds::max(), 1000 years,
@@ -68,6 +69,6 @@ inline void sleep(double seconds, bool ref = true) {
 inline void yield() { sleep(Duration::zero()); }
 
 // Block until the hub has nothing else to do (no runnable greenlet, no pending event).
-void idle();
+COGENT_API void idle();
 
 }  // namespace cogent

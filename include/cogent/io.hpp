@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -16,7 +17,7 @@ inline constexpr int WRITE = 2;
 // Two greenlets tried to wait for the same direction of one fd (gevent's
 // ConcurrentObjectUseError). The message names the fd, the socket's addresses when it is one,
 // and the greenlet already waiting.
-class ConcurrentObjectUseError : public std::logic_error {
+class COGENT_API ConcurrentObjectUseError : public std::logic_error {
 public:
     using std::logic_error::logic_error;
 };
@@ -30,19 +31,19 @@ public:
 // greenlet of this thread already waits to read it; std::invalid_argument for a negative fd;
 // BlockingSwitchOutError on the hub. Kill and Timeout interrupt it; no watcher is left behind.
 // Call from a greenlet (or the main greenlet) of the thread that owns the fd's waits.
-bool wait_read(int fd, TimeoutArg timeout = {});
+COGENT_API bool wait_read(int fd, TimeoutArg timeout = {});
 // Same for writable.
-bool wait_write(int fd, TimeoutArg timeout = {});
+COGENT_API bool wait_write(int fd, TimeoutArg timeout = {});
 // Wait for any of `events` (READ, WRITE or both); returns the ready subset, 0 on timeout.
 // std::invalid_argument for an empty or unknown mask. Otherwise as wait_read.
-int wait_fd(int fd, int events, TimeoutArg timeout = {});
+COGENT_API int wait_fd(int fd, int events, TimeoutArg timeout = {});
 
 // Wake every greenlet of the calling thread that waits on fd, each with
 // std::system_error(EBADF, "file descriptor was closed in another greenlet"), and drop fd's
 // watchers. Call it before the fd is closed, so that no watcher outlives the fd and no waiter
 // sees a reused number. Never switches; safe on the hub and on an fd nobody waits on.
-void notify_closing(int fd) noexcept;
+COGENT_API void notify_closing(int fd) noexcept;
 // notify_closing(fd), then close(2). Returns what close(2) returns, errno as close(2) sets it.
-int close(int fd) noexcept;
+COGENT_API int close(int fd) noexcept;
 
 }  // namespace cogent

@@ -7,13 +7,15 @@
 #include <type_traits>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
+
 namespace cogent {
 
 namespace detail {
 
 // The type-erased part of local<T>: a map from greenlet to value, and the exit hook that drops a
 // Greenlet's value when it dies. Thread-safe: one local may serve greenlets of several threads.
-class LocalBase {
+class COGENT_INTERNAL_API LocalBase {
 public:
     LocalBase(const LocalBase&) = delete;
     LocalBase& operator=(const LocalBase&) = delete;

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/std_lockable.hpp"
 #include "cogent/semaphore.hpp"
 #include "cogent/time.hpp"
@@ -17,7 +18,7 @@ namespace cogent {
 // FIFO and kill/timeout-safe like Semaphore; works with std::lock_guard and std::unique_lock.
 // Semaphore's rawlink/unlink/linkcount apply (a rawlink runs when the lock is released; its
 // callback receives the Semaphore&). All calls belong to one thread.
-class Lock : public Semaphore {
+class COGENT_API Lock : public Semaphore {
 public:
     // An unlocked lock.
     Lock();
@@ -26,7 +27,7 @@ public:
 // A re-entrant lock owned by a greenlet: its owner may acquire it again (each acquire needs a
 // release); release() by any other greenlet throws std::logic_error. Waiters are served FIFO.
 // Works with std::lock_guard and std::unique_lock. Not movable. All calls belong to one thread.
-class RLock : public detail::StdLockable<RLock> {
+class COGENT_API RLock : public detail::StdLockable<RLock> {
 public:
     // An unlocked, unowned lock.
     RLock();
@@ -54,7 +55,6 @@ public:
     // How many times the owner has acquired it without releasing (0 when unlocked).
     int count() const noexcept { return count_; }
 
-
 private:
     friend class Condition;
     int release_all();        // Condition::wait: drop every level, return how many
@@ -75,7 +75,7 @@ private:
 // for a waiter that left (timeout, kill) goes to the next waiter; one sent with nobody waiting
 // is lost, as with any condition variable. Also a lockable (lock/unlock/try_lock act on its
 // lock), so std::unique_lock<Condition> works. Not movable. All calls belong to one thread.
-class Condition {
+class COGENT_API Condition {
 public:
     // A condition with its own RLock.
     Condition();
@@ -99,8 +99,8 @@ public:
     template <class Pred>
     bool wait_for(Pred pred, TimeoutArg timeout = {}) {
         using Clock = std::chrono::steady_clock;
-        const auto deadline = timeout.forever() ? Clock::time_point::max()
-                                                : detail::Deadline::after(timeout.value());
+        const auto deadline =
+            timeout.forever() ? Clock::time_point::max() : detail::Deadline::after(timeout.value());
         bool result = pred();
         while (!result) {
             TimeoutArg left;

@@ -6,18 +6,20 @@
 
 #include <string>
 
+#include "cogent/detail/export.hpp"
+
 namespace cogent::patch {
 
 // Family bits, as COGENT_PATCH names them.
 enum Family : unsigned { socket = 1, dns = 2, time = 4, select = 8, all = 15 };
 
 // True when libcogent_patch.so is loaded in this process.
-bool loaded() noexcept;
+COGENT_API bool loaded() noexcept;
 // The patched families (0 when the shim is not loaded).
-unsigned families() noexcept;
+COGENT_API unsigned families() noexcept;
 // True when `family` is patched.
-bool is_patched(Family family) noexcept;
+COGENT_API bool is_patched(Family family) noexcept;
 // "socket,dns,time,select", "none", or "not loaded".
-std::string describe();
+COGENT_API std::string describe();
 
 }  // namespace cogent::patch

@@ -10,13 +10,14 @@
 #include <string_view>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
 
 // An owned file descriptor: closed (through cogent::close, which first wakes any greenlet
 // waiting on it with EBADF) when destroyed or reassigned. Move-only.
-class Fd {
+class COGENT_API Fd {
 public:
     // No fd (get() == -1).
     Fd() noexcept = default;
@@ -52,11 +53,11 @@ private:
 
 // pipe2(2) with O_NONBLOCK | O_CLOEXEC: {read end, write end}. std::system_error on failure
 // (EMFILE...). Any thread may call it.
-std::pair<Fd, Fd> pipe();
+COGENT_API std::pair<Fd, Fd> pipe();
 
 // Set O_NONBLOCK on fd (gevent's make_nonblocking); true if it was not set before.
 // std::system_error (EBADF...) on failure.
-bool set_nonblocking(int fd);
+COGENT_API bool set_nonblocking(int fd);
 
 // Read up to n bytes from fd, waiting cooperatively until some are available; returns how many
 // were read, 0 at end of file (or for n == 0). fd must be O_NONBLOCK (pipe() and Pipe fds are):
@@ -67,16 +68,16 @@ bool set_nonblocking(int fd);
 // while waiting). A second greenlet reading the same fd while one waits:
 // ConcurrentObjectUseError. Kill and Timeout interrupt the wait; no data is lost by that.
 // Call from a greenlet of the thread that owns the fd's waits, not from the hub.
-std::size_t read(int fd, void* buf, std::size_t n, TimeoutArg timeout = {});
+COGENT_API std::size_t read(int fd, void* buf, std::size_t n, TimeoutArg timeout = {});
 // Write up to n bytes to fd, waiting until at least one byte can be written; returns how many
 // were written. As read() for O_NONBLOCK, timeouts, errors and callers; EPIPE when the reading
 // end is closed (SIGPIPE is raised as by write(2) unless ignored: use Pipe, or MSG_NOSIGNAL
 // sockets, where that matters).
-std::size_t write(int fd, const void* buf, std::size_t n, TimeoutArg timeout = {});
+COGENT_API std::size_t write(int fd, const void* buf, std::size_t n, TimeoutArg timeout = {});
 // Write all n bytes, waiting as often as needed. The timeout bounds the whole call; when it
 // expires (ETIMEDOUT/EAGAIN) or an error, kill or Timeout interrupts it, some prefix of the
 // data may already have been written.
-void write_all(int fd, const void* buf, std::size_t n, TimeoutArg timeout = {});
+COGENT_API void write_all(int fd, const void* buf, std::size_t n, TimeoutArg timeout = {});
 // write_all of a string.
 inline void write_all(int fd, std::string_view data, TimeoutArg timeout = {}) {
     write_all(fd, data.data(), data.size(), timeout);
@@ -91,7 +92,7 @@ inline void write_all(int fd, std::string_view data, TimeoutArg timeout = {}) {
 // Both ends are O_NONBLOCK and close-on-exec (they survive fork, not exec). After fork, close
 // the end you do not use in each process, so that the other side sees end of stream when its
 // peer exits. Sends never raise SIGPIPE. Use an end from one thread at a time.
-class Pipe {
+class COGENT_API Pipe {
 public:
     // The largest message send() accepts and recv() trusts: 1 GiB.
     static constexpr std::size_t max_message = std::size_t(1) << 30;

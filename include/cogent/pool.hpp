@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/next_iterator.hpp"
 #include "cogent/event.hpp"
 #include "cogent/exceptions.hpp"
@@ -33,13 +34,13 @@ namespace cogent {
 
 // Thrown by Pool::add/start/spawn when no slot is free and blocking is false, or when the
 // timeout passed first (gevent.pool.PoolFull).
-class PoolFull : public std::runtime_error {
+class COGENT_API PoolFull : public std::runtime_error {
 public:
     PoolFull() : std::runtime_error("cogent: the pool is full") {}
 };
 
 // How Pool::spawn(options, fn, args...) waits for a slot, plus the new greenlet's options.
-struct PoolSpawnOptions {
+struct COGENT_API PoolSpawnOptions {
     bool blocking = true;  // false: throw PoolFull at once when full
     TimeoutArg timeout{};  // how long to wait for a slot (then PoolFull)
     SpawnOptions spawn{};  // name and stack size of the new greenlet
@@ -77,9 +78,10 @@ struct IMapState;
 // A set of greenlets (gevent.pool.Group). A greenlet leaves the group when it dies (a rawlink
 // removes it on the hub). Not copyable or movable: its members' links point at it. Destroying
 // a group forgets its members without killing them. It belongs to the thread that created it:
-// its calls from another thread throw GreenletError; the group must outlive its imap iterators. As in gevent, map/imap called
-// from a member of a full Pool wait for a slot that member holds (only apply runs inline).
-class Group {
+// its calls from another thread throw GreenletError; the group must outlive its imap iterators. As
+// in gevent, map/imap called from a member of a full Pool wait for a slot that member holds (only
+// apply runs inline).
+class COGENT_API Group {
 public:
     // An empty group.
     Group();
@@ -567,7 +569,7 @@ auto Group::map_async(F&& fn, Range&& range, C&& callback) {
 // A Group with at most `size` members (gevent.pool.Pool): spawn/add/start wait for a free slot,
 // in FIFO order; imap/imap_unordered/map therefore run at most `size` tasks at once. Slots free
 // when members die or are discarded. Same threading rules as Group.
-class Pool : public Group {
+class COGENT_API Pool : public Group {
 public:
     // A pool of `size` slots. As in gevent, 0 makes a pool that is always full: spawn/add
     // wait (until their timeout, else forever), wait_available waits, and apply_async tasks

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -27,7 +28,7 @@ class ChildWatch;
 // fork(2) with cogent's child-side reinitialisation (gevent.fork): 0 in the child, the child's
 // pid in the parent. Throws std::system_error when fork fails. Any greenlet of any thread may
 // call it; the child continues on the calling greenlet. stdio buffers are not flushed first.
-pid_t fork();
+COGENT_API pid_t fork();
 
 // A function run in a forked child process, joined cooperatively. The child runs the function in
 // a new greenlet on its reinitialised hub (other greenlets inherited from the parent run
@@ -39,7 +40,7 @@ pid_t fork();
 // exits (when a later Process or Popen starts or ends), so it is not left a zombie for long.
 // The child holds copies of every fd the parent had (fork semantics, close-on-exec or not) and
 // its signal handlers. Use a Process from one thread at a time.
-class Process {
+class COGENT_API Process {
 public:
     // Fork now and run fn() (returning void, or int: the exit status) in the child. Throws
     // std::system_error when fork fails, std::invalid_argument for an empty function,
@@ -100,9 +101,9 @@ private:
 namespace detail {
 // Testing hooks. With false, child waits poll waitid(WNOHANG) with sleeps, as on a kernel
 // without pidfd_open. Affects children started afterwards.
-void set_pidfd_enabled(bool on) noexcept;
+COGENT_INTERNAL_API void set_pidfd_enabled(bool on) noexcept;
 // Children whose handle was destroyed while they ran and that are not reaped yet.
-std::size_t orphan_count() noexcept;
+COGENT_INTERNAL_API std::size_t orphan_count() noexcept;
 }  // namespace detail
 
 }  // namespace cogent

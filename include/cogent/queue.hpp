@@ -32,26 +32,27 @@
 #include <vector>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
 
 // put() could not store the item: the queue stayed full (block=false, or the timeout passed).
-class Full : public std::runtime_error {
+class COGENT_API Full : public std::runtime_error {
 public:
     Full() : std::runtime_error("cogent: the queue is full") {}
     using std::runtime_error::runtime_error;
 };
 
 // get()/peek() found no item: the queue stayed empty (block=false, or the timeout passed).
-class Empty : public std::runtime_error {
+class COGENT_API Empty : public std::runtime_error {
 public:
     Empty() : std::runtime_error("cogent: the queue is empty") {}
     using std::runtime_error::runtime_error;
 };
 
 // The queue was shut down: put() after shutdown(), get() once it is shut down and drained.
-class ShutDown : public std::runtime_error {
+class COGENT_API ShutDown : public std::runtime_error {
 public:
     ShutDown() : std::runtime_error("cogent: the queue is shut down") {}
     using std::runtime_error::runtime_error;
@@ -207,7 +208,7 @@ struct HeapStore {
 
 // The type-independent half of every buffered queue: counts, the shutdown flag, and the three
 // wait lists (getters, putters, joiners). The slow paths live in src/queue.cpp.
-class QueueCore {
+class COGENT_INTERNAL_API QueueCore {
 public:
     explicit QueueCore(std::optional<std::size_t> maxsize);
     QueueCore(const QueueCore&) = delete;
@@ -383,7 +384,7 @@ protected:
 
 // The type-independent half of Channel: waiting getters and putters as slots, and the hub
 // callback that pairs them. Defined in src/queue.cpp.
-class ChannelCore {
+class COGENT_INTERNAL_API ChannelCore {
 public:
     ChannelCore() noexcept;
     ChannelCore(const ChannelCore&) = delete;

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/switch_core.hpp"
 #include "cogent/exceptions.hpp"
 
@@ -17,7 +18,7 @@ namespace cogent {
 
 // A handle to a raw greenlet (copyable, shared). All calls must come from the greenlet's own
 // thread; switching to a greenlet of another thread throws GreenletError.
-class RawGreenlet {
+class COGENT_API RawGreenlet {
 public:
     using Function = std::function<std::any(std::any)>;
 

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -16,7 +17,7 @@ namespace cogent {
 // What select() found ready, each list in the order of the corresponding argument (an fd given
 // twice is reported twice, as gevent does). Works with structured bindings:
 // `auto [r, w, x] = cogent::select(...)`.
-struct SelectResult {
+struct COGENT_API SelectResult {
     std::vector<int> readable;
     std::vector<int> writable;
     std::vector<int> exceptional;
@@ -43,8 +44,8 @@ struct SelectResult {
 // BlockingSwitchOutError when called on the hub with a non-zero timeout. Kill and Timeout
 // interrupt it and leave no watcher behind.
 // Call from any greenlet of the thread that uses the fds.
-SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist,
-                    const std::vector<int>& xlist, TimeoutArg timeout = {});
+COGENT_API SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist,
+                               const std::vector<int>& xlist, TimeoutArg timeout = {});
 
 // poll(2), cooperatively: the same contract as the system call except that only the calling
 // greenlet waits. Fills every revents, returns how many entries have a non-zero revents, 0 when
@@ -60,12 +61,12 @@ SelectResult select(const std::vector<int>& rlist, const std::vector<int>& wlist
 // with EINTR. Throws BlockingSwitchOutError on the hub with a non-zero timeout (that would block
 // the whole thread), and what kill and Timeout throw.
 // Call from any greenlet of the thread that uses the fds.
-int poll(pollfd* fds, nfds_t nfds, TimeoutArg timeout = {});
+COGENT_API int poll(pollfd* fds, nfds_t nfds, TimeoutArg timeout = {});
 
 // gevent's select.poll(): a set of registered fds polled together. Not thread-safe; belongs to
 // one thread. Several greenlets may poll() it at once (each sees the registrations made before
 // its call).
-class Poll {
+class COGENT_API Poll {
 public:
     // gevent's and Python's default event mask.
     static constexpr short kDefaultEvents = POLLIN | POLLPRI | POLLOUT;

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/std_lockable.hpp"
 #include "cogent/time.hpp"
 
@@ -14,7 +15,7 @@ namespace cogent {
 namespace detail {
 // What a Semaphore-based lock calls itself in messages (WaitableDestroyed, LoopExit) and what
 // its release() says above the bound.
-struct SemaphoreNames {
+struct COGENT_INTERNAL_API SemaphoreNames {
     const char* kind;          // "Lock"
     const char* acquire;       // "Lock::acquire"
     const char* wait;          // "Lock::wait"
@@ -31,7 +32,7 @@ struct SemaphoreNames {
 // first to block on it); other threads get GreenletError.
 // Also a BasicLockable/TimedLockable (lock, unlock, try_lock, try_lock_for, try_lock_until), so
 // std::lock_guard and std::unique_lock work with it.
-class Semaphore : public detail::Linkable, public detail::StdLockable<Semaphore> {
+class COGENT_API Semaphore : public detail::Linkable, public detail::StdLockable<Semaphore> {
 public:
     // Start with `value` permits. Throws std::invalid_argument if value < 0.
     explicit Semaphore(int value = 1);
@@ -87,7 +88,7 @@ private:
 
 // A Semaphore that refuses to be released above its initial value: release() then throws
 // std::logic_error("... released too many times") (gevent raises ValueError).
-class BoundedSemaphore : public Semaphore {
+class COGENT_API BoundedSemaphore : public Semaphore {
 public:
     // Start (and cap) at `value` permits. Throws std::invalid_argument if value < 0.
     explicit BoundedSemaphore(int value = 1);

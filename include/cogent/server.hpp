@@ -32,6 +32,7 @@
 #include <memory>
 #include <string_view>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/socket.hpp"
 #include "cogent/time.hpp"
 
@@ -45,7 +46,7 @@ struct ServerState;
 
 // Settings shared by StreamServer and DatagramServer (aggregate: use designated initializers,
 // e.g. ServerOptions{.reuse_port = true, .threads = 4}).
-struct ServerOptions {
+struct COGENT_API ServerOptions {
     // listen(2) backlog of each listener (StreamServer); must be positive. gevent uses 256;
     // a larger default absorbs bursts of thousands of connects.
     int backlog = 1024;
@@ -73,7 +74,7 @@ struct ServerOptions {
 // Threads: start() and serve_forever() belong to one thread (the owner: the one that called
 // start()), and so does destruction. stop(), address(), started() and closed() may be called
 // from any thread. Handlers run on the thread that accepted their connection.
-class StreamServer {
+class COGENT_API StreamServer {
 public:
     // Called in a new greenlet for each connection with the connected socket (closed when the
     // handler returns) and the peer's address. With threads > 1 it is invoked concurrently
@@ -153,7 +154,7 @@ private:
 // greenlet for each datagram received, with its bytes (valid until the handler returns), the
 // sender's address and the server (for sendto). One thread; not copyable or movable. Same
 // threading rules as StreamServer (stop() from any thread).
-class DatagramServer {
+class COGENT_API DatagramServer {
 public:
     // The handler; an exception escaping it is reported on stderr and the server goes on.
     using Handler =

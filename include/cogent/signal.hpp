@@ -7,6 +7,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
+
 namespace cogent {
 
 namespace detail {
@@ -17,7 +19,7 @@ struct SignalState;
 // handler, as cancel() does. (gevent's object stays installed until cancel(); in C++ a handle
 // that outlives its owner silently is the surprise, so keep the handle as long as the handler
 // should stay installed, e.g. in main's scope.)
-class [[nodiscard]] SignalHandler {
+class [[nodiscard]] COGENT_API SignalHandler {
 public:
     // An empty handle (nothing installed).
     SignalHandler() noexcept = default;
@@ -66,7 +68,7 @@ private:
 // cooperatively until it is in place, so a signal sent right after this returns is handled;
 // this throws std::logic_error when the main thread has no hub (call cogent::get_hub() there
 // first), and waits for as long as the main thread does not run its hub.
-SignalHandler signal_handler(int signum, std::function<void()> fn);
+COGENT_API SignalHandler signal_handler(int signum, std::function<void()> fn);
 
 // signal_handler with arguments bound to fn (copied, as gevent passes *args).
 template <class F, class A1, class... A>

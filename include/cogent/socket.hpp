@@ -13,13 +13,14 @@
 #include <system_error>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/io.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
 
 // A socket address: IPv4, IPv6 or Unix-domain. A plain value (copyable, no allocation).
-class Address {
+class COGENT_API Address {
 public:
     // An empty address (family() == AF_UNSPEC).
     Address() noexcept = default;
@@ -58,10 +59,11 @@ private:
     sockaddr_storage storage_{};
     socklen_t len_ = 0;
 };
+COGENT_API bool operator==(const Address& a, const Address& b) noexcept;  // exported (friend above)
 
 // A socket operation did not finish within the socket's timeout (gevent's socket.timeout):
 // std::system_error with ETIMEDOUT and "timed out" plus what and which peer in the message.
-class SocketTimeout : public std::system_error {
+class COGENT_API SocketTimeout : public std::system_error {
 public:
     explicit SocketTimeout(const std::string& what)
         : std::system_error(ETIMEDOUT, std::generic_category(), what) {}
@@ -80,7 +82,7 @@ public:
 // A socket's waits belong to the hub of the thread that uses it: use it from one thread, and
 // close (or release) it on that thread, which drops the read watcher kept armed between reads.
 // A method called on a closed or moved-from socket throws std::system_error with EBADF.
-class Socket {
+class COGENT_API Socket {
 public:
     // An invalid socket (fileno() == -1).
     Socket() noexcept = default;
@@ -206,13 +208,14 @@ private:
 // trying each address in turn; `source` binds the local end first (and limits the addresses to
 // its family). The timeout bounds each connect and becomes the returned socket's timeout.
 // Throws DnsError when the name does not resolve, else the last connect's error.
-Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg timeout = {},
-                         std::optional<Address> source = std::nullopt);
+COGENT_API Socket create_connection(std::string_view host, std::uint16_t port,
+                                    TimeoutArg timeout = {},
+                                    std::optional<Address> source = std::nullopt);
 
 // A buffered reader over a socket, for line protocols (gevent's makefile('rb')). Borrows the
 // socket, which must outlive it. Reads honour the socket's timeout and throw what recv throws;
 // bytes read before an exception stay buffered, so nothing is lost.
-class SocketReader {
+class COGENT_API SocketReader {
 public:
     explicit SocketReader(Socket& sock, std::size_t buffer_size = 64 * 1024);
     // Up to and including the next '\n'; shorter at end of stream; "" once at end. A line longer

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/time.hpp"
 
 namespace cogent {
@@ -51,7 +52,7 @@ namespace subprocess {
 
 // What a child's standard stream is connected to (Python's None / PIPE / DEVNULL / STDOUT /
 // an fd). Converts implicitly from an fd, which the child gets a copy of (the caller keeps it).
-class Redirect {
+class COGENT_API Redirect {
 public:
     // inherit: the parent's stream; pipe: a new pipe; devnull: /dev/null; fd: a copy of fd();
     // stdout_merge: (stderr only) wherever stdout goes.
@@ -83,7 +84,7 @@ inline constexpr Redirect INHERIT{};
 
 // A child's environment: a map of variables, or "KEY=VALUE" entries. An entry without '=', an
 // empty key, a key containing '=' or any NUL byte is rejected with std::invalid_argument.
-class Env {
+class COGENT_API Env {
 public:
     // No variables at all.
     Env() = default;
@@ -108,7 +109,7 @@ private:
 
 // How to start a child. argv[0] is looked up in PATH (the child's env PATH when env is given,
 // else this process's; "/bin:/usr/bin" when unset) unless it contains a '/'.
-struct Options {
+struct COGENT_API Options {
     std::optional<Env> env;          // absent: inherit this process's environment
     std::optional<std::string> cwd;  // absent: this process's working directory
     Redirect stdin;                  // INHERIT, PIPE, DEVNULL or an fd
@@ -120,13 +121,13 @@ struct Options {
 };
 
 // Base of the errors below (Python's SubprocessError).
-class SubprocessError : public std::runtime_error {
+class COGENT_API SubprocessError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
 
 // wait() or communicate() ran out of time. The child is still running (run() kills it).
-class TimeoutExpired : public SubprocessError {
+class COGENT_API TimeoutExpired : public SubprocessError {
 public:
     // The message names the command and the timeout in seconds.
     TimeoutExpired(std::vector<std::string> cmd, Duration timeout, std::string output = {},
@@ -138,7 +139,7 @@ public:
 };
 
 // A checked command (run with check, check_output, check_call) exited with a non-zero status.
-class CalledProcessError : public SubprocessError {
+class COGENT_API CalledProcessError : public SubprocessError {
 public:
     // The message names the command and its exit status (or the signal that killed it).
     CalledProcessError(int returncode, std::vector<std::string> cmd, std::string output = {},
@@ -153,7 +154,7 @@ public:
 // cooperative (the fd is non-blocking; a greenlet parks on it) and interrupted by kill and
 // Timeout. Closing wakes other greenlets waiting on it with EBADF. Writing to a pipe whose
 // reader has gone throws std::system_error(EPIPE) and never raises SIGPIPE. Move-only.
-class PipeEnd {
+class COGENT_API PipeEnd {
 public:
     PipeEnd() noexcept = default;
     // Take ownership of fd (made non-blocking and close-on-exec). -1 for a closed end.
@@ -187,13 +188,13 @@ private:
 };
 
 // What communicate() collected.
-struct Output {
+struct COGENT_API Output {
     std::string stdout;  // empty unless stdout was a PIPE
     std::string stderr;  // empty unless stderr was a PIPE
 };
 
 // A running child process (Python's subprocess.Popen). Move-only.
-class Popen {
+class COGENT_API Popen {
 public:
     // Start argv with opts. Throws std::invalid_argument for an empty argv, a NUL byte in an
     // argument, a bad env entry or redirect; std::system_error when the program cannot be run
@@ -256,7 +257,7 @@ private:
 };
 
 // The result of run().
-struct CompletedProcess {
+struct COGENT_API CompletedProcess {
     std::vector<std::string> args;  // the argv
     int returncode = 0;             // the exit code, or -N for signal N
     std::string stdout;             // captured output (capture_output, or stdout = PIPE)
@@ -266,7 +267,7 @@ struct CompletedProcess {
 };
 
 // Options of run(), check_output() and call().
-struct RunOptions : Options {
+struct COGENT_API RunOptions : Options {
     std::optional<std::string> input;  // written to stdin (which becomes a PIPE), then closed
     bool capture_output = false;       // stdout and stderr become PIPEs
     bool check = false;                // a non-zero status throws CalledProcessError
@@ -278,21 +279,21 @@ struct RunOptions : Options {
 // other exception (kill of the calling greenlet) the child is killed. Throws what Popen throws,
 // CalledProcessError with check, std::invalid_argument for input together with a stdin
 // redirect, or capture_output together with a stdout/stderr redirect.
-CompletedProcess run(std::vector<std::string> argv, RunOptions opts = {});
+COGENT_API CompletedProcess run(std::vector<std::string> argv, RunOptions opts = {});
 // run() with stdout captured and check on: the output. Throws CalledProcessError (carrying the
 // status and output) on a non-zero status; std::invalid_argument if opts sets stdout.
-std::string check_output(std::vector<std::string> argv, RunOptions opts = {});
+COGENT_API std::string check_output(std::vector<std::string> argv, RunOptions opts = {});
 // run() and return its returncode (Python's subprocess.call).
-int call(std::vector<std::string> argv, RunOptions opts = {});
+COGENT_API int call(std::vector<std::string> argv, RunOptions opts = {});
 // call() that throws CalledProcessError on a non-zero status.
-void check_call(std::vector<std::string> argv, RunOptions opts = {});
+COGENT_API void check_call(std::vector<std::string> argv, RunOptions opts = {});
 
 }  // namespace subprocess
 
 namespace detail {
 // Testing hook. With false, spawns clone on the calling thread, as when no spawner thread can
 // be started. Affects spawns started afterwards.
-void set_spawner_threads_enabled(bool on) noexcept;
+COGENT_INTERNAL_API void set_spawner_threads_enabled(bool on) noexcept;
 }  // namespace detail
 
 }  // namespace cogent

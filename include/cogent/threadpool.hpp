@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cogent/async_result.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/next_iterator.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/time.hpp"
@@ -30,13 +31,13 @@ namespace cogent {
 // The exception a task's AsyncResult gets when the task never ran: the pool was killed or
 // destroyed while it was queued, or the process forked (the child's copy of a task that was
 // queued or running in the parent is not run in the child).
-class ThreadPoolKilled : public std::runtime_error {
+class COGENT_API ThreadPoolKilled : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
 
 // Options for a ThreadPool.
-struct ThreadPoolOptions {
+struct COGENT_API ThreadPoolOptions {
     // How long a worker thread waits for work before it exits. Absent: never; zero: as soon as
     // the queue is empty. Negative durations are rejected (std::invalid_argument).
     TimeoutArg idle_timeout = std::chrono::seconds(5);
@@ -50,11 +51,11 @@ struct State;
 struct Door;
 
 // Throws std::invalid_argument for a maxsize that is a negative number converted.
-void check_maxsize(std::size_t n);
+COGENT_INTERNAL_API void check_maxsize(std::size_t n);
 
 // One queued call: run() on a worker thread, then deliver() on the hub of the thread that
 // spawned it. Built by ThreadPool::spawn; internal.
-class Task {
+class COGENT_INTERNAL_API Task {
 public:
     explicit Task(std::shared_ptr<AsyncResultBase> r) noexcept : result(std::move(r)) {}
     Task(const Task&) = delete;
@@ -115,7 +116,7 @@ using stored_range_t =
     std::conditional_t<std::is_lvalue_reference_v<Range>, Range, std::remove_cvref_t<Range>>;
 
 // Calls its first argument with the others (std::apply over a stored call).
-struct Invoke {
+struct COGENT_INTERNAL_API Invoke {
     template <class F, class... A>
     decltype(auto) operator()(F&& f, A&&... a) const {
         return std::invoke(std::forward<F>(f), std::forward<A>(a)...);
@@ -241,7 +242,7 @@ private:
 // first, the outcome is dropped on the worker thread.
 //
 // All members may be called from any thread, concurrently.
-class ThreadPool {
+class COGENT_API ThreadPool {
 public:
     // A pool of up to maxsize worker threads (none started yet). As in gevent, maxsize 0 runs
     // nothing: tasks queue until set_maxsize() raises it (apply/map/join wait meanwhile).
@@ -470,6 +471,6 @@ private:
 // The process-wide pool (gevent's hub.threadpool), created on first use with
 // COGENT_THREADPOOL_SIZE workers at most (default 10). It is never destroyed (its workers may
 // still run at exit). Throws std::invalid_argument if the setting is malformed.
-ThreadPool& get_threadpool();
+COGENT_API ThreadPool& get_threadpool();
 
 }  // namespace cogent

@@ -4,13 +4,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <ratio>
 #include <source_location>
-#include <type_traits>
-#include <utility>
-#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
+
+#include "cogent/detail/export.hpp"
 
 namespace cogent {
 
@@ -75,7 +77,7 @@ inline Duration from_sec_ns(std::int64_t sec, std::int64_t nsec) noexcept {
 // duration or NaN is rejected with std::invalid_argument naming the call site. One longer than
 // the clock can express (hours::max(), years(1000), infinity) is Duration::max(): about 292
 // years, in effect forever, never "now".
-class TimeoutArg {
+class COGENT_API TimeoutArg {
 public:
     constexpr TimeoutArg() noexcept = default;
     constexpr TimeoutArg(std::nullopt_t) noexcept {}
@@ -87,8 +89,7 @@ public:
         if (d < std::chrono::duration<Rep, Period>::zero())
             throw std::invalid_argument(
                 "cogent: timeout must not be negative (got " +
-                std::to_string(static_cast<double>(
-                    std::chrono::duration<long double>(d).count())) +
+                std::to_string(static_cast<double>(std::chrono::duration<long double>(d).count())) +
                 " s at " + place(where) + ")");
         value_ = detail::saturate(d, "timeout");
     }
@@ -116,7 +117,7 @@ namespace detail {
 
 // A point in time a sequence of waits must end by; left() turns it back into a TimeoutArg for
 // each (re)park. Shared by every primitive that may park more than once per call.
-class Deadline {
+class COGENT_INTERNAL_API Deadline {
 public:
     using Clock = std::chrono::steady_clock;
     explicit Deadline(TimeoutArg t) : forever_(t.forever()) {

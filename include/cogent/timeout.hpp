@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/exceptions.hpp"
 #include "cogent/time.hpp"
 
@@ -24,7 +25,7 @@ class GreenletImpl;
 // (std::invalid_argument). Like gevent's Timeout it derives from BaseException, not
 // std::exception, so generic `catch (const std::exception&)` does not swallow it.
 // Nested timeouts tell themselves apart: `catch (const Timeout& t) { if (t != mine) throw; }`.
-class Timeout : public BaseException {
+class COGENT_API Timeout : public BaseException {
 public:
     // Start a timeout for the current greenlet.
     explicit Timeout(TimeoutArg duration);

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/exceptions.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/time.hpp"
@@ -16,7 +17,7 @@ namespace cogent {
 // A handle to a delayed call (copyable; copies share the call). Unlike threading.Timer it is
 // armed on construction. Dropping every handle does not cancel it. Calls belong to the thread
 // that created it.
-class Timer {
+class COGENT_API Timer {
 public:
     // Call fn(args...) in a new greenlet once `delay` has passed (arguments are copied or moved
     // in, like spawn). std::invalid_argument for a negative delay.

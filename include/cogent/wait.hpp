@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/next_iterator.hpp"
 #include "cogent/event.hpp"
 #include "cogent/greenlet.hpp"
@@ -44,12 +45,12 @@ Linkable& linkable_of(const T& o) {
 
 // GreenletError if any object belongs to another thread, or is the calling greenlet (a
 // self-join); checked for all before anything is done. `what` names the call.
-void check_wait_args(const std::vector<Linkable*>& objects, const char* what);
+COGENT_INTERNAL_API void check_wait_args(const std::vector<Linkable*>& objects, const char* what);
 // GreenletError: g (the caller) would wait for its own end in `what`.
-[[noreturn]] void throw_self_join(const GreenletImpl* g, const char* what);
+[[noreturn]] COGENT_INTERNAL_API void throw_self_join(const GreenletImpl* g, const char* what);
 
 // Registers one wake-up node on each object; yields indices in completion order.
-class MultiWait {
+class COGENT_INTERNAL_API MultiWait {
 public:
     // Throws as check_wait_args, before linking anything.
     MultiWait(std::vector<Linkable*> objects, TimeoutArg timeout, const char* what = "iwait");
@@ -77,7 +78,7 @@ private:
     std::size_t want_ = 1;
     bool (*urgent_)(Linkable*) = nullptr;
     bool urgent_hit_ = false;
-    bool holds_loop_ = false;  // waits on something another thread may set
+    bool holds_loop_ = false;          // waits on something another thread may set
     const char* destroyed_ = nullptr;  // kind of an object destroyed under us ("" if unknown)
     std::deque<std::size_t> ready_;
     WaitList self_;  // where the iterating greenlet parks
@@ -97,7 +98,8 @@ template <class T>
 class IWait {
 public:
     IWait(std::vector<T> objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {})
-        : objects_(std::move(objects)), mw_(linkables(objects_), timeout),
+        : objects_(std::move(objects)),
+          mw_(linkables(objects_), timeout),
           limit_(count ? std::min(*count, objects_.size()) : objects_.size()) {}
 
     // The next ready object, or nullopt at the end (timeout or limit reached).
@@ -134,8 +136,8 @@ auto iwait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::siz
 
 // The objects that became ready (completion order), stopping after `count` or at `timeout`.
 template <class Range>
-    requires(!std::is_convertible_v<const Range&, TimeoutArg>)
-auto wait(const Range& objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {}) {
+requires(!std::is_convertible_v<const Range&, TimeoutArg>) auto wait(
+    const Range& objects, TimeoutArg timeout = {}, std::optional<std::size_t> count = {}) {
     using T = std::decay_t<decltype(*std::begin(objects))>;
     IWait<T> it(std::vector<T>(std::begin(objects), std::end(objects)), timeout, count);
     std::vector<T> out;
@@ -150,8 +152,9 @@ inline bool wait(TimeoutArg timeout = {}) { return get_hub().join(timeout); }
 // Wait for greenlets to finish; returns those that did, in completion order. On timeout,
 // returns the partial list (no exception). raise_error: rethrow the first failure seen.
 // GreenletError (before waiting on any) if one belongs to another thread or is the caller.
-std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets, TimeoutArg timeout = {},
-                                 bool raise_error = false, std::optional<std::size_t> count = {});
+COGENT_API std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets,
+                                            TimeoutArg timeout = {}, bool raise_error = false,
+                                            std::optional<std::size_t> count = {});
 template <class Range, class = std::enable_if_t<!std::is_same_v<Range, std::vector<AnyGreenlet>>>>
 std::vector<AnyGreenlet> joinall(const Range& greenlets, TimeoutArg timeout = {},
                                  bool raise_error = false, std::optional<std::size_t> count = {}) {
@@ -167,10 +170,11 @@ inline std::vector<AnyGreenlet> joinall(std::initializer_list<AnyGreenlet> green
 // Kill all of them with `exception`; block=true waits up to `timeout` for all to die and,
 // unlike kill(), throws Timeout if some are still alive then. GreenletError (before killing
 // any) if one belongs to another thread, or with block=true, is the caller.
-void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception, bool block,
-                 TimeoutArg timeout);
+COGENT_API void killall_ptr(std::vector<AnyGreenlet> greenlets, std::exception_ptr exception,
+                            bool block, TimeoutArg timeout);
 template <class Range, class E = GreenletExit>
-void killall(const Range& greenlets, E exception = E(), bool block = true, TimeoutArg timeout = {}) {
+void killall(const Range& greenlets, E exception = E(), bool block = true,
+             TimeoutArg timeout = {}) {
     killall_ptr(std::vector<AnyGreenlet>(std::begin(greenlets), std::end(greenlets)),
                 std::make_exception_ptr(std::move(exception)), block, timeout);
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "cogent/detail/export.hpp"
 #include "cogent/detail/lists.hpp"
 #include "cogent/time.hpp"
 
@@ -33,7 +34,8 @@ class GreenletImpl;
 // of it: each greenlet carries its own copy, swapped at every switch, or `throw;`,
 // std::current_exception and std::uncaught_exceptions would see another greenlet's exceptions
 // (and __cxa_end_catch would pop them).
-struct EhState {  // 8-aligned like libstdc++'s: no alignas (the live one is not 16-aligned)
+struct COGENT_INTERNAL_API
+    EhState {  // 8-aligned like libstdc++'s: no alignas (the live one is not 16-aligned)
     void* caught = nullptr;
     unsigned int uncaught = 0;
     unsigned int pad_ = 0;  // libstdc++'s padding is zero too (TLS starts zeroed, never written)
@@ -42,22 +44,24 @@ struct EhState {  // 8-aligned like libstdc++'s: no alignas (the live one is not
 // The part of the per-thread state that the switch core (switch_core.hpp) reads.
 // ThreadState derives from it; tls_core points at the calling thread's one (null before its
 // first use of cogent).
-struct ThreadCore {
+struct COGENT_INTERNAL_API ThreadCore {
     GreenletImpl* current = nullptr;
     int* errno_loc = nullptr;  // &errno of this thread: no __errno_location call per switch
     EhState* eh = nullptr;     // this thread's __cxa_get_globals()
     bool annotate = false;     // a sanitizer build of the library: take the out-of-line path
 };
-extern thread_local constinit ThreadCore* tls_core __attribute__((tls_model("initial-exec")));
+COGENT_INTERNAL_API extern thread_local constinit ThreadCore* tls_core
+    __attribute__((tls_model("initial-exec")));
 // Identifies the calling OS thread: the address of a thread-local byte (one instruction, valid
 // before the thread's first use of cogent). Waitables and greenlets record the token of the
 // thread that constructed them (the owner rule) and compare it on entry.
-extern thread_local constinit char tls_token __attribute__((tls_model("initial-exec")));
+COGENT_INTERNAL_API extern thread_local constinit char tls_token
+    __attribute__((tls_model("initial-exec")));
 inline const void* thread_token() noexcept { return &tls_token; }
 // Swap the C++ exception state at a switch from `from` to `to` (see EhState). Invariant: a
 // running greenlet's saved_eh is empty, so with no exception in flight on either side (the
 // common case) this is four loads and no store.
-void swap_eh_slow(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept;
+COGENT_INTERNAL_API void swap_eh_slow(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept;
 inline void swap_eh(EhState* eh, EhState* from_saved, EhState* to_saved) noexcept {
     unsigned long long a[2], b[2];
     __builtin_memcpy(a, eh, 16);
@@ -105,7 +109,8 @@ private:
 };
 
 // A greenlet: a stack, a suspended machine context and a parent. Subclasses supply body().
-class GreenletImpl : public ListNode /* link in its thread's list of live greenlets */ {
+class COGENT_INTERNAL_API GreenletImpl
+    : public ListNode /* link in its thread's list of live greenlets */ {
 public:
     enum class State : std::uint8_t { unstarted, active, dead };
 
@@ -145,13 +150,13 @@ public:
     static std::size_t checked_stack_size(ThreadState* ts, std::size_t size);
 
     // --- fields (used by the switch code in src/) ---
-    void* ctx = nullptr;            // suspended machine context (see switch_core.hpp)
-    void* stack_lo = nullptr;       // lowest usable byte of the stack (guard pages below)
-    std::size_t stack_size = 0;     // usable bytes (requested size, page-rounded)
-    GreenletImpl* parent = nullptr;  // strong reference
-    ThreadState* thread = nullptr;  // owning thread
-    std::any transfer;              // value carried by the last switch into this greenlet
-    std::exception_ptr pending;     // raised at the greenlet's suspension point on resume
+    void* ctx = nullptr;               // suspended machine context (see switch_core.hpp)
+    void* stack_lo = nullptr;          // lowest usable byte of the stack (guard pages below)
+    std::size_t stack_size = 0;        // usable bytes (requested size, page-rounded)
+    GreenletImpl* parent = nullptr;    // strong reference
+    ThreadState* thread = nullptr;     // owning thread
+    std::any transfer;                 // value carried by the last switch into this greenlet
+    std::exception_ptr pending;        // raised at the greenlet's suspension point on resume
     const char* waiting_on = nullptr;  // what it is parked in (for LoopExit messages)
     void* asan_fake_stack = nullptr;
     int saved_errno = 0;
@@ -166,7 +171,7 @@ private:
 
 // A queued "resume this greenlet" (sleep(0), start). The hub recognises it by `fn` and jumps
 // from its own loop instead of calling fn (see switch_core.hpp for why).
-struct WakeCallback : Callback {
+struct COGENT_INTERNAL_API WakeCallback : Callback {
     GreenletImpl* g = nullptr;
     bool woken = false;
     bool owns_ref = false;  // holds a reference on g, dropped once g has run (a queued start)
@@ -179,27 +184,27 @@ struct WakeCallback : Callback {
     static void drop(Callback* cb);
 };
 // Current greenlet of the calling thread (creating the thread's main greenlet on first use).
-GreenletImpl* current() noexcept;
+COGENT_INTERNAL_API GreenletImpl* current() noexcept;
 // Raw switch with a value: greenlet-module semantics (dead targets go to the nearest live
 // ancestor; a different thread's greenlet throws GreenletError).
-std::any switch_to(GreenletImpl* target, std::any value);
+COGENT_INTERNAL_API std::any switch_to(GreenletImpl* target, std::any value);
 // Cold parts of the switch core (switch_core.hpp).
-void reap_dead(GreenletImpl* g);
-[[noreturn]] void rethrow_pending(GreenletImpl* g);
+COGENT_INTERNAL_API void reap_dead(GreenletImpl* g);
+[[noreturn]] COGENT_INTERNAL_API void rethrow_pending(GreenletImpl* g);
 // Raw throw: switch into target raising `e` at its suspension point.
-std::any throw_to(GreenletImpl* target, std::exception_ptr e);
+COGENT_INTERNAL_API std::any throw_to(GreenletImpl* target, std::exception_ptr e);
 // Hub-side fast path: resume a parked greenlet (no value), or raise `e` in it.
-void resume(GreenletImpl* target);
-void resume_throw(GreenletImpl* target, std::exception_ptr e);
+COGENT_INTERNAL_API void resume(GreenletImpl* target);
+COGENT_INTERNAL_API void resume_throw(GreenletImpl* target, std::exception_ptr e);
 // Re-parent a greenlet (same thread, no cycles).
-void set_parent(GreenletImpl* g, GreenletImpl* parent);
+COGENT_INTERNAL_API void set_parent(GreenletImpl* g, GreenletImpl* parent);
 
 // Queue `cb` on the calling thread's hub (creating the hub if needed). FIFO. Never switches.
-void schedule(Callback* cb);
+COGENT_INTERNAL_API void schedule(Callback* cb);
 // The calling thread's hub greenlet.
-GreenletImpl* hub_greenlet();
+COGENT_INTERNAL_API GreenletImpl* hub_greenlet();
 // Throws BlockingSwitchOutError if the caller is the hub.
-void check_may_block(const char* what);
+COGENT_INTERNAL_API void check_may_block(const char* what);
 
 // Park the current greenlet on `list` until a notifier wakes it (true) or `timeout` passes
 // (false). Throws what is thrown into it (kill, Timeout); the waiter is unlinked on every path.
@@ -207,10 +212,12 @@ void check_may_block(const char* what);
 // next turn and park throws WaitableDestroyed ("cogent: <kind> destroyed while <greenlet>
 // waited in <what>"); `*gone` (if given) is set to true at the destruction, so that code
 // unwinding from park (a kill that came first included) knows not to touch the object.
-bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone = nullptr);
+COGENT_INTERNAL_API bool park(WaitList& list, TimeoutArg timeout, const char* what,
+                              bool* gone = nullptr);
 // Throw WaitableDestroyed for greenlet `g` waiting in `what` on a destroyed `kind` (null or
 // empty: taken from `what`, up to its "::").
-[[noreturn]] void throw_destroyed(const char* kind, const char* what, GreenletImpl* g);
+[[noreturn]] COGENT_INTERNAL_API void throw_destroyed(const char* kind, const char* what,
+                                                      GreenletImpl* g);
 
 // A thing greenlets wait for: gevent's AbstractLinkable. One WaitList serves blocking waiters,
 // iwait registrations and rawlink callbacks ("links"); they are woken FIFO from one hub
@@ -220,7 +227,7 @@ bool park(WaitList& list, TimeoutArg timeout, const char* what, bool* gone = nul
 // arrived through wait_turn() meanwhile; links added later wait for the next round, scheduled
 // at the end of this one if it is due. Otherwise (a greenlet's links, as gevent's Greenlet;
 // queues, pools) a round goes on while there are links and ready() holds.
-class Linkable {
+class COGENT_INTERNAL_API Linkable {
 public:
     // With unbounded wake-up rounds.
     Linkable() noexcept : Linkable(false) {}
@@ -307,10 +314,10 @@ private:
     struct NotifyCb : Callback {
         Linkable* self;
     } notify_cb_;
-    NotifyRun* run_ = nullptr;      // the round under way (on the hub's stack); null otherwise
+    NotifyRun* run_ = nullptr;  // the round under way (on the hub's stack); null otherwise
     const void* owner_ = thread_token();  // the constructing thread (see check_thread)
-    std::uint64_t all_until_ = 0;   // links with a smaller seq are woken even if not ready()
-    const char* kind_ = nullptr;    // set_kind()
+    std::uint64_t all_until_ = 0;         // links with a smaller seq are woken even if not ready()
+    const char* kind_ = nullptr;          // set_kind()
     template <bool Bounded>
     static void run_notify(Callback* cb);
     void wait_turn_slow(TimeoutArg timeout, const char* what);

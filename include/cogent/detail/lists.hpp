@@ -5,12 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cogent/detail/export.hpp"
+
 namespace cogent::detail {
 
 // A node in a circular doubly-linked list with a sentinel. O(1) unlink from anywhere, so a
 // waiter or a queued callback that lives on a greenlet's stack can always remove itself when
 // that stack unwinds (kill, Timeout), and nothing is left pointing at dead memory.
-struct ListNode {
+struct COGENT_INTERNAL_API ListNode {
     ListNode* prev = nullptr;
     ListNode* next = nullptr;
     bool linked() const noexcept { return next != nullptr; }
@@ -77,7 +79,7 @@ private:
 
 // One unit of hub work. `fn` runs on the hub greenlet; `discard` (optional) is called instead
 // when the hub is torn down with the callback still queued, to release what it holds.
-struct Callback : ListNode {
+struct COGENT_INTERNAL_API Callback : ListNode {
     void (*fn)(Callback*) = nullptr;
     void (*discard)(Callback*) = nullptr;
 };
@@ -90,7 +92,7 @@ struct Callback : ListNode {
 // is null when the wait is over anyway (a Channel putter whose item was taken): the party must
 // then be woken as if normally. Either way it must not touch the object again, nor switch: it
 // runs in the destroyer's frame, which may be any greenlet.
-struct WaitNode : ListNode {
+struct COGENT_INTERNAL_API WaitNode : ListNode {
     void (*on_wake)(WaitNode*) = nullptr;
     void (*on_abandon)(WaitNode*, const char* kind) noexcept = nullptr;
     std::uint64_t seq = 0;
@@ -99,7 +101,7 @@ struct WaitNode : ListNode {
 // A FIFO of WaitNodes that numbers them as they join, so a wake-up round can tell the nodes
 // that were there when it began from those that came later (Linkable::run_notify). The numbers
 // grow along the list: nodes only join at the back (no splicing).
-class WaitList : public List<WaitNode> {
+class COGENT_INTERNAL_API WaitList : public List<WaitNode> {
 public:
     void push_back(WaitNode* n) noexcept {
         n->seq = next_seq_++;

@@ -16,24 +16,26 @@
 #pragma once
 
 #include "cogent/detail/core.hpp"
+#include "cogent/detail/export.hpp"
 
 namespace cogent::detail {
 
 // The two words a jump hands over: the context just suspended and the data passed along
 // (Boost.Context's transfer_t has the same layout).
-struct Transfer {
+struct COGENT_INTERNAL_API Transfer {
     void* fctx;
     void* data;
 };
 // Suspend the calling context and resume `to`; returns on the side resumed. The library's
 // own routine (src/core/), reached through this pointer from inline code: no PLT hops.
 using JumpFn = Transfer (*)(void* to, void* data) noexcept;
-extern JumpFn jump_fn;  // not const: a const one breaks PIE links (text relocation)
+COGENT_INTERNAL_API extern JumpFn
+    jump_fn;  // not const: a const one breaks PIE links (text relocation)
 
 // The per-caller parts of a switch: how to jump, and what to tell a sanitizer on both sides
 // (the library's build supplies annotations; inline code in user binaries has none and runs
 // only where the library needs none: ThreadCore::annotate).
-struct InlineSwitch {
+struct COGENT_INTERNAL_API InlineSwitch {
     static Transfer jump(void* to, void* data) noexcept { return jump_fn(to, data); }
     static void leaving(GreenletImpl*, GreenletImpl*, bool /*dying*/) noexcept {}
     static void landed(GreenletImpl*, GreenletImpl*) noexcept {}

@@ -1,66 +1,16 @@
-// The I/O retry loop: make a non-blocking call; when the kernel says EAGAIN, park the greenlet
-// on the fd (fd_wait) and make it again. Sockets, pipes and the patch shim's socket hooks all
-// go through retry_io; each keeps only its own call (the attempt) and its own way of reporting
-// an error or a timeout.
+// The I/O retry loop on the runtime's fd table: make a non-blocking call; when the kernel says
+// EAGAIN, park the greenlet on the fd (fd_wait) and make it again. Sockets, pipes and (through
+// shim_api.hpp, the same loop) the patch shim's socket hooks all go through it; each keeps only
+// its own call (the attempt) and its own way of reporting an error or a timeout. The loop
+// itself, IoDeadline, IoResult and IoOpts: retry_loop.hpp.
 #pragma once
 
-#include <sys/types.h>
-
-#include <cerrno>
-#include <cstddef>
+#include <utility>
 
 #include "io/fdwait.hpp"
+#include "io/retry_loop.hpp"
 
 namespace cogent::detail {
-
-// The time one I/O call may spend waiting in all, however many times it parks (a partial send,
-// a wake with nothing to read): absent (forever), zero (never wait: the call's EAGAIN is its
-// answer) or positive. The clock is read only for a positive timeout, and only from the moment
-// the call first has to wait (the first left()): a call that never parks pays nothing for it.
-// Shared by several retry_io calls that make up one operation (Pipe::recv), and with the
-// waits around them (Pipe's locks).
-class IoDeadline {
-public:
-    explicit IoDeadline(TimeoutArg t) noexcept : t_(t) {}
-    bool zero() const noexcept { return t_.zero(); }
-    // The time left: the whole timeout on the first call (which starts the clock), zero once it
-    // has passed.
-    TimeoutArg left() {
-        if (t_.forever() || t_.zero()) return t_;
-        if (!started_) {
-            dl_ = Deadline(t_);
-            started_ = true;
-            return t_;
-        }
-        return dl_.left();
-    }
-
-private:
-    TimeoutArg t_;
-    Deadline dl_{TimeoutArg()};  // set by the first left()
-    bool started_ = false;
-};
-
-// How a retry_io call ended: n >= 0 is the attempt's result; n < 0 failed, with err the
-// attempt's errno (EAGAIN when the deadline was zero: the call would have blocked), or with err
-// 0 when it parked and the deadline passed (timed_out()).
-struct IoResult {
-    ssize_t n;
-    int err;
-    bool timed_out() const noexcept { return n < 0 && err == 0; }
-};
-
-// What retry_io may assume about the fd.
-struct IoOpts {
-    // The fd's owner closes it only through notify_closing (a Socket; the shim, which sees every
-    // close). Reads then park with keep_read and use the readiness hint (fd_may_read: skip a
-    // read that would say EAGAIN; fd_drained after one that did), and every wait is known_open
-    // (fdwait.hpp). Otherwise (any fd, which may be closed behind cogent's back) none of that.
-    bool owned = false;
-    // Owned reads: a result of 1..want-1 bytes (a short read) drained the fd, as an EAGAIN does.
-    // 0: the size says nothing (a peek, a datagram, an iovec whose total is not at hand).
-    std::size_t want = 0;
-};
 
 // The parking step of retry_io: > 0 ready, 0 the time ran out. A kill, a Timeout, a close of
 // the fd by another greenlet or a second waiter on the fd (ConcurrentObjectUseError) throw.
@@ -71,38 +21,19 @@ struct FdPark {
     }
 };
 
-// Makes attempt() (a system call on fd: >= 0 done, -1 with errno) until it is done, fails with
-// an errno other than EAGAIN / EWOULDBLOCK, or the deadline passes; EINTR retries at once.
-// After an EAGAIN it parks on fd for `events` (READ or WRITE) for at most deadline.left() (with
-// the time gone, fd_wait still asks the kernel once whether fd is ready); a zero deadline never
-// parks. An attempt that makes progress and needs another call (a partial send) loops inside
-// itself and keeps its progress in the caller's variables: retry_io repeats only the attempt
-// that said EAGAIN. `what` names the wait in errors. park: FdPark, or a replacement with its
-// contract that may also return < 0 (failed, errno set: the result is {-1, errno}).
+// The read-readiness hint of retry_loop, read inline from the fd table.
+struct FdHint {
+    static bool may_read(int fd) noexcept { return fd_may_read(fd); }
+    static void drained(int fd) noexcept { fd_drained(fd); }
+};
+
+// retry_loop (retry_loop.hpp) with the fd table's hint; park: FdPark, or a replacement with
+// its contract that may also return < 0 (failed, errno set: the result is {-1, errno}).
 template <class Attempt, class Park = FdPark>
 inline IoResult retry_io(Attempt&& attempt, int fd, int events, IoDeadline& deadline,
                          const char* what, IoOpts opts = {}, Park&& park = {}) {
-    const bool hint = opts.owned && events == READ;
-    // The hint may skip an attempt only for a caller that would wait anyway.
-    bool try_now = !hint || deadline.zero() || fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            ssize_t r = attempt();
-            if (r >= 0) {
-                if (hint && r > 0 && std::size_t(r) < opts.want) fd_drained(fd);
-                return {r, 0};
-            }
-            const int e = errno;
-            if (e == EINTR) continue;
-            if (e != EAGAIN && e != EWOULDBLOCK) return {-1, e};
-            if (hint) fd_drained(fd);
-            if (deadline.zero()) return {-1, e};
-        }
-        try_now = true;
-        const int ready = park(fd, events, deadline.left(), hint, what, opts.owned);
-        if (ready < 0) return {-1, errno};
-        if (ready == 0) return {-1, 0};
-    }
+    return retry_loop<FdHint>(std::forward<Attempt>(attempt), fd, events, deadline, what, opts,
+                              std::forward<Park>(park));
 }
 
 }  // namespace cogent::detail

@@ -1,19 +1,22 @@
 // The one door from libcogent_patch.so (patch/) into the runtime: plain functions, exported
 // from libcogent.so (COGENT_INTERNAL_API), and no struct layouts, so that the shim never
 // compiles against HubImpl, ThreadState or the fd table and can be rebuilt independently of
-// their shapes. patch/ includes no other header of src/. Internal: not part of the API.
+// their shapes. patch/ includes no other header of src/ (this one brings in two header-only
+// ones without layouts: core/patch_families.hpp, io/retry_loop.hpp). Internal: not API.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <utility>
 
 #include "cogent/detail/core.hpp"  // detail::tls_core (the public switch core's thread pointer)
 #include "cogent/detail/export.hpp"
 #include "cogent/io.hpp"
 #include "cogent/time.hpp"
 #include "core/patch_families.hpp"  // the COGENT_PATCH grammar, for cogent-run (header-only)
+#include "io/retry_loop.hpp"        // the I/O retry loop (header-only, no layouts of src/)
 
 namespace cogent::detail {
 
@@ -43,39 +46,17 @@ COGENT_INTERNAL_API int shim_fd_wait(int fd, int events, TimeoutArg timeout, boo
 COGENT_INTERNAL_API bool shim_fd_may_read(int fd) noexcept;
 COGENT_INTERNAL_API void shim_fd_drained(int fd) noexcept;
 
-// The I/O retry loop of src/io/retry_io.hpp, on the functions above (that one reads the fd
-// table inline; this one must not see it). Same contract: see retry_io there.
+// The I/O retry loop (io/retry_loop.hpp, the one the runtime's retry_io uses) on the
+// functions above: that one reads the fd table inline, this one must not see it.
 namespace shim {
 
-class IoDeadline {
-public:
-    explicit IoDeadline(TimeoutArg t) noexcept : t_(t) {}
-    bool zero() const noexcept { return t_.zero(); }
-    TimeoutArg left() {
-        if (t_.forever() || t_.zero()) return t_;
-        if (!started_) {
-            dl_ = Deadline(t_);
-            started_ = true;
-            return t_;
-        }
-        return dl_.left();
-    }
+using detail::IoDeadline;
+using detail::IoOpts;
+using detail::IoResult;
 
-private:
-    TimeoutArg t_;
-    Deadline dl_{TimeoutArg()};  // set by the first left()
-    bool started_ = false;
-};
-
-struct IoResult {
-    ssize_t n;
-    int err;
-    bool timed_out() const noexcept { return n < 0 && err == 0; }
-};
-
-struct IoOpts {
-    bool owned = false;    // every close of fd goes through notify_closing
-    std::size_t want = 0;  // owned reads: a shorter result drained the fd
+struct Hint {
+    static bool may_read(int fd) noexcept { return shim_fd_may_read(fd); }
+    static void drained(int fd) noexcept { shim_fd_drained(fd); }
 };
 
 // park(fd, events, left, keep_read, what, known_open): > 0 ready, 0 timed out, < 0 failed
@@ -83,26 +64,8 @@ struct IoOpts {
 template <class Attempt, class Park>
 inline IoResult retry_io(Attempt&& attempt, int fd, int events, IoDeadline& deadline,
                          const char* what, IoOpts opts, Park&& park) {
-    const bool hint = opts.owned && events == READ;
-    bool try_now = !hint || deadline.zero() || shim_fd_may_read(fd);
-    for (;;) {
-        if (try_now) {
-            ssize_t r = attempt();
-            if (r >= 0) {
-                if (hint && r > 0 && std::size_t(r) < opts.want) shim_fd_drained(fd);
-                return {r, 0};
-            }
-            const int e = errno;
-            if (e == EINTR) continue;
-            if (e != EAGAIN && e != EWOULDBLOCK) return {-1, e};
-            if (hint) shim_fd_drained(fd);
-            if (deadline.zero()) return {-1, e};
-        }
-        try_now = true;
-        const int ready = park(fd, events, deadline.left(), hint, what, opts.owned);
-        if (ready < 0) return {-1, errno};
-        if (ready == 0) return {-1, 0};
-    }
+    return retry_loop<Hint>(std::forward<Attempt>(attempt), fd, events, deadline, what, opts,
+                            std::forward<Park>(park));
 }
 
 }  // namespace shim

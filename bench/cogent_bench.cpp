@@ -25,16 +25,16 @@
 //   nor allocator growth from an earlier figure hides or inflates them.
 // - The measured work cannot be optimised away: every loop goes through opaque calls into
 //   libcogent / the fcontext assembly, and each one bumps a counter that is checked afterwards.
-#include <boost/context/fiber.hpp>
-#include <cogent/cogent.hpp>
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <any>
+#include <boost/context/fiber.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cogent/cogent.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -75,8 +75,7 @@ template <class F>
 Best best_of(F&& rep, int min_reps, int max_reps, double budget_ms) {
     std::vector<double> v;
     auto t0 = Clock::now();
-    while (int(v.size()) < max_reps &&
-           (int(v.size()) < min_reps || ns_since(t0) < budget_ms * 1e6))
+    while (int(v.size()) < max_reps && (int(v.size()) < min_reps || ns_since(t0) < budget_ms * 1e6))
         v.push_back(rep());
     std::sort(v.begin(), v.end());
     return {v.front(), v[v.size() / 2], int(v.size())};
@@ -284,8 +283,7 @@ void fig_spawn_join() {
                  "cogent-bench: spawn_join: %d reps of %zu; joinall best %.1f median %.1f ns "
                  "(thread CPU best %.1f); join() per handle best %.1f median %.1f ns (thread CPU "
                  "best %.1f)\n",
-                 all.reps, kSpawnN, all.min, all.median, cpu_all, each.min, each.median,
-                 cpu_each);
+                 all.reps, kSpawnN, all.min, all.median, cpu_all, each.min, each.median, cpu_each);
     record("spawn_join_ns", all.min, "ns", 1);
 }
 
@@ -716,8 +714,8 @@ void fig_dns() {
         gs.reserve(kDnsN);
         auto t = clock::now();
         for (int i = 0; i < kDnsN; ++i)
-            gs.push_back(cogent::spawn(lookup, "c" + std::to_string(rep) + "-" +
-                                                   std::to_string(i) + ".gen.test"));
+            gs.push_back(cogent::spawn(
+                lookup, "c" + std::to_string(rep) + "-" + std::to_string(i) + ".gen.test"));
         int failed = 0;
         for (auto& g : gs) {
             g.join();
@@ -729,8 +727,8 @@ void fig_dns() {
                 " queries in all");
         all = std::min(all, std::chrono::duration<double>(clock::now() - t).count());
     }
-    std::fprintf(stderr, "cogent-bench: dns: one lookup %.1f ms, %d at once %.1f ms\n",
-                 one * 1e3, kDnsN, all * 1e3);
+    std::fprintf(stderr, "cogent-bench: dns: one lookup %.1f ms, %d at once %.1f ms\n", one * 1e3,
+                 kDnsN, all * 1e3);
     record("dns_concurrent", all / one, "x", 2);
     record("dns_roundtrip_us", per_us, "us", 1);
 }

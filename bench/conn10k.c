@@ -31,11 +31,12 @@
 
 static const char REQUEST[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 #define REQUEST_LEN (sizeof REQUEST - 1)
-static const char RESPONSE[] = "HTTP/1.1 200 OK\r\n"
-                               "Content-Length: 13\r\n"
-                               "Content-Type: text/plain\r\n"
-                               "\r\n"
-                               "Hello, World!";
+static const char RESPONSE[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Length: 13\r\n"
+    "Content-Type: text/plain\r\n"
+    "\r\n"
+    "Hello, World!";
 #define RESPONSE_LEN (sizeof RESPONSE - 1)
 
 enum state { NEW, IDLE, CONNECTING, WAITING, FAILED };
@@ -65,8 +66,7 @@ static void fail(struct conn *c, const char *what, int err) {
         fprintf(stderr, "conn10k: connection %ld: %s%s%s\n", (long)(c - conns), what,
                 err ? ": " : "", err ? strerror(err) : "");
     }
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->st = FAILED;
 }
@@ -74,8 +74,7 @@ static void fail(struct conn *c, const char *what, int err) {
 /* Sends the request on c and waits for the response. */
 static void send_request(struct conn *c) {
     ssize_t n;
-    do
-        n = write(c->fd, REQUEST, REQUEST_LEN);
+    do n = write(c->fd, REQUEST, REQUEST_LEN);
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)REQUEST_LEN) {
         /* A fresh 36-byte write into an empty socket buffer never goes out in part. */
@@ -90,11 +89,9 @@ static void send_request(struct conn *c) {
 static int on_readable(struct conn *c) {
     char tmp[256];
     ssize_t n;
-    do
-        n = read(c->fd, tmp, sizeof tmp);
+    do n = read(c->fd, tmp, sizeof tmp);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && errno == EAGAIN)
-        return 0;
+    if (n < 0 && errno == EAGAIN) return 0;
     if (n <= 0) {
         fail(c, n == 0 ? "server closed the connection" : "read", n == 0 ? 0 : errno);
         return 0;
@@ -105,8 +102,7 @@ static int on_readable(struct conn *c) {
     }
     memcpy(c->buf + c->got, tmp, (size_t)n);
     c->got += (unsigned)n;
-    if (c->got < RESPONSE_LEN)
-        return 0;
+    if (c->got < RESPONSE_LEN) return 0;
     if (memcmp(c->buf, RESPONSE, RESPONSE_LEN) != 0) {
         fail(c, "wrong response", 0);
         return 0;
@@ -164,11 +160,9 @@ static void run(long pending, const struct sockaddr_in *sa, int batch, double de
                 pending--;
             next++;
         }
-        if (pending <= 0)
-            return;
+        if (pending <= 0) return;
         double left = deadline - now_s();
-        if (left <= 0)
-            break;
+        if (left <= 0) break;
         int n = epoll_wait(epfd, evs, 1024, (int)(left * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             perror("epoll_wait");
@@ -176,8 +170,7 @@ static void run(long pending, const struct sockaddr_in *sa, int batch, double de
         }
         for (int i = 0; i < n; i++) {
             struct conn *c = &conns[evs[i].data.u32];
-            if (c->st == FAILED)
-                continue; /* closed by an earlier event of this batch */
+            if (c->st == FAILED) continue; /* closed by an earlier event of this batch */
             int was_busy = c->st == CONNECTING || c->st == WAITING;
             if (c->st == CONNECTING)
                 on_connected(c);
@@ -213,8 +206,7 @@ int main(int argc, char **argv) {
     double timeout = 60;
     nconns = 10000;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            usage(argv[0]);
+        if (i + 1 >= argc) usage(argv[0]);
         const char *opt = argv[i], *val = argv[++i];
         if (strcmp(opt, "--port") == 0)
             port = atoi(val);
@@ -250,8 +242,7 @@ int main(int argc, char **argv) {
         perror("conn10k: setup");
         return 1;
     }
-    for (int i = 0; i < nconns; i++)
-        conns[i].fd = -1;
+    for (int i = 0; i < nconns; i++) conns[i].fd = -1;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -262,8 +253,7 @@ int main(int argc, char **argv) {
     run(nconns, &sa, batch, t0 + timeout);
     double t1 = now_s();
     long open = 0;
-    for (int i = 0; i < nconns; i++)
-        open += conns[i].st == IDLE;
+    for (int i = 0; i < nconns; i++) open += conns[i].st == IDLE;
     printf("open: %ld of %d connections open and answered in %.3f s, errors=%ld\n", open, nconns,
            t1 - t0, errors);
     fflush(stdout);
@@ -273,27 +263,24 @@ int main(int argc, char **argv) {
         double r0 = now_s();
         long pending = 0;
         for (int i = 0; i < nconns; i++) {
-            if (conns[i].st != IDLE)
-                continue;
+            if (conns[i].st != IDLE) continue;
             send_request(&conns[i]);
             pending += conns[i].st == WAITING;
         }
         run(pending, NULL, 0, r0 + timeout);
         double r1 = now_s();
         long ok = 0;
-        for (int i = 0; i < nconns; i++)
-            ok += conns[i].st == IDLE;
-        printf("round %d: %ld requests on %ld open connections answered in %.3f s, errors=%ld\n",
-               r, pending, ok, r1 - r0, errors);
+        for (int i = 0; i < nconns; i++) ok += conns[i].st == IDLE;
+        printf("round %d: %ld requests on %ld open connections answered in %.3f s, errors=%ld\n", r,
+               pending, ok, r1 - r0, errors);
         fflush(stdout);
         rounds_s += r1 - r0;
     }
     double t2 = now_s();
     for (int i = 0; i < nconns; i++) {
-        if (conns[i].fd >= 0)
-            close(conns[i].fd);
+        if (conns[i].fd >= 0) close(conns[i].fd);
     }
-    printf("conn10k conns=%d rounds=%d errors=%ld open_s=%.3f rounds_s=%.3f total_s=%.3f\n",
-           nconns, rounds, errors, t1 - t0, rounds_s, t2 - t0);
+    printf("conn10k conns=%d rounds=%d errors=%ld open_s=%.3f rounds_s=%.3f total_s=%.3f\n", nconns,
+           rounds, errors, t1 - t0, rounds_s, t2 - t0);
     return errors == 0 ? 0 : 1;
 }

@@ -11,8 +11,10 @@
 // Errors are taken as error codes (redirect_error), not exceptions, so that the end of every
 // connection does not cost a throw.
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>: it comes first.
+// clang-format off
 #include <utility>
+// clang-format on
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,7 +23,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>  // also ::memmem (GNU; g++ defines _GNU_SOURCE)
@@ -51,11 +52,10 @@ asio::awaitable<void> session(tcp::socket sock) {
     std::string out;
     boost::system::error_code ec;
     for (;;) {
-        std::size_t n = co_await sock.async_read_some(
-            asio::buffer(in.get() + in_len, READ_BUF - in_len),
-            asio::redirect_error(asio::use_awaitable, ec));
-        if (ec)
-            co_return; // EOF or error: the socket closes with the coroutine
+        std::size_t n =
+            co_await sock.async_read_some(asio::buffer(in.get() + in_len, READ_BUF - in_len),
+                                          asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return;  // EOF or error: the socket closes with the coroutine
         in_len += n;
 
         // memmem, as the other servers: the search is a visible part of the cost with
@@ -69,16 +69,14 @@ asio::awaitable<void> session(tcp::socket sock) {
             std::memmove(in.get(), in.get() + done, in_len - done);
             in_len -= done;
         } else if (in_len == READ_BUF) {
-            co_return; // request larger than the buffer
+            co_return;  // request larger than the buffer
         }
         if (count) {
             out.clear();
-            for (std::size_t i = 0; i < count; ++i)
-                out.append(RESPONSE);
+            for (std::size_t i = 0; i < count; ++i) out.append(RESPONSE);
             co_await asio::async_write(sock, asio::buffer(out),
                                        asio::redirect_error(asio::use_awaitable, ec));
-            if (ec)
-                co_return;
+            if (ec) co_return;
         }
     }
 }
@@ -86,8 +84,8 @@ asio::awaitable<void> session(tcp::socket sock) {
 asio::awaitable<void> listener(tcp::acceptor& acceptor) {
     boost::system::error_code ec;
     for (;;) {
-        tcp::socket sock = co_await acceptor.async_accept(
-            asio::redirect_error(asio::use_awaitable, ec));
+        tcp::socket sock =
+            co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
             std::fprintf(stderr, "accept: %s\n", ec.message().c_str());
             continue;
@@ -96,7 +94,7 @@ asio::awaitable<void> listener(tcp::acceptor& acceptor) {
     }
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
     int port = -1;

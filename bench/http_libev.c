@@ -32,18 +32,19 @@
 
 enum { READ_BUF = 8192, OUT_HIGH = 1024 * 1024 };
 
-static const char RESPONSE[] = "HTTP/1.1 200 OK\r\n"
-                               "Content-Length: 13\r\n"
-                               "Content-Type: text/plain\r\n"
-                               "\r\n"
-                               "Hello, World!";
+static const char RESPONSE[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Length: 13\r\n"
+    "Content-Type: text/plain\r\n"
+    "\r\n"
+    "Hello, World!";
 #define RESPONSE_LEN (sizeof RESPONSE - 1)
 
 struct conn {
     ev_io rio; /* first member: the watcher pointer is the connection pointer */
     ev_io wio;
-    size_t in_len;              /* bytes in `in` not yet consumed */
-    char *out;                  /* pending output: out[out_off, out_len) */
+    size_t in_len; /* bytes in `in` not yet consumed */
+    char *out;     /* pending output: out[out_off, out_len) */
     size_t out_off, out_len, out_cap;
     char in[READ_BUF];
 };
@@ -66,11 +67,9 @@ static void append_responses(struct conn *c, size_t n) {
     size_t need = c->out_len + n * RESPONSE_LEN;
     if (need > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < need)
-            cap *= 2;
+        while (cap < need) cap *= 2;
         char *p = realloc(c->out, cap);
-        if (!p)
-            die("realloc");
+        if (!p) die("realloc");
         c->out = p;
         c->out_cap = cap;
     }
@@ -89,11 +88,9 @@ static int flush(struct ev_loop *loop, struct conn *c) {
             c->out_off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
-            if (!ev_is_active(&c->wio))
-                ev_io_start(loop, &c->wio);
+            if (!ev_is_active(&c->wio)) ev_io_start(loop, &c->wio);
             if (c->out_len - c->out_off > OUT_HIGH && ev_is_active(&c->rio))
                 ev_io_stop(loop, &c->rio); /* back-pressure: stop reading until drained */
             return 0;
@@ -102,10 +99,8 @@ static int flush(struct ev_loop *loop, struct conn *c) {
         return -1;
     }
     c->out_off = c->out_len = 0;
-    if (ev_is_active(&c->wio))
-        ev_io_stop(loop, &c->wio);
-    if (!ev_is_active(&c->rio))
-        ev_io_start(loop, &c->rio);
+    if (ev_is_active(&c->wio)) ev_io_stop(loop, &c->wio);
+    if (!ev_is_active(&c->rio)) ev_io_start(loop, &c->rio);
     return 0;
 }
 
@@ -121,10 +116,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
         size_t room = READ_BUF - c->in_len;
         ssize_t n = read(w->fd, c->in + c->in_len, room);
         if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && errno == EAGAIN)
-                return;
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
             conn_close(loop, c); /* EOF or error */
             return;
         }
@@ -134,8 +127,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
         size_t done = 0, count = 0;
         for (;;) {
             char *end = memmem(c->in + done, c->in_len - done, "\r\n\r\n", 4);
-            if (!end)
-                break;
+            if (!end) break;
             done = (size_t)(end - c->in) + 4;
             count++;
         }
@@ -148,8 +140,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
         }
         if (count) {
             append_responses(c, count);
-            if (!ev_is_active(&c->wio) && flush(loop, c) < 0)
-                return;
+            if (!ev_is_active(&c->wio) && flush(loop, c) < 0) return;
         }
         if ((size_t)n < room || !ev_is_active(&c->rio))
             return; /* drained (or paused by back-pressure): wait for the next event */
@@ -161,15 +152,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     for (;;) {
         int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN)
-                perror("accept4"); /* EMFILE...: the next event retries */
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN) perror("accept4"); /* EMFILE...: the next event retries */
             return;
         }
         struct conn *c = malloc(sizeof *c);
-        if (!c)
-            die("malloc");
+        if (!c) die("malloc");
         c->in_len = 0;
         c->out = NULL;
         c->out_off = c->out_len = c->out_cap = 0;
@@ -196,8 +184,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0)
-        die("socket");
+    if (lfd < 0) die("socket");
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in sa;
@@ -205,10 +192,8 @@ int main(int argc, char **argv) {
     sa.sin_family = AF_INET;
     sa.sin_port = htons((unsigned short)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0)
-        die("bind");
-    if (listen(lfd, SOMAXCONN) < 0)
-        die("listen");
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0) die("bind");
+    if (listen(lfd, SOMAXCONN) < 0) die("listen");
 
     struct ev_loop *loop = EV_DEFAULT;
     ev_io lw;

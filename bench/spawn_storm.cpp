@@ -3,15 +3,15 @@
 //
 //   build-rel/bench/cogent-spawn-storm [--greenlets N] [--rounds N] [--rss-mb N]
 //
-// After 0.5 s of the ticker alone (its share with no spawns), N greenlets (20) each run Popen({"true"}) + wait() `rounds` times (50) while a ticker greenlet
-// sleeps 1 ms in a loop and counts how many times it ran. Prints the spawn rate, the hub time
-// per spawn (debug::spawn_stats(): how long the thread was held inside a spawn), the ticker's
-// share of its 1 ms slots and its longest gap. --rss-mb N first allocates and touches N MiB,
-// so the parent is big: fork's cost grows with the parent's page tables, vfork's does not.
-#include <cogent/cogent.hpp>
-
+// After 0.5 s of the ticker alone (its share with no spawns), N greenlets (20) each run
+// Popen({"true"}) + wait() `rounds` times (50) while a ticker greenlet sleeps 1 ms in a loop and
+// counts how many times it ran. Prints the spawn rate, the hub time per spawn
+// (debug::spawn_stats(): how long the thread was held inside a spawn), the ticker's share of its 1
+// ms slots and its longest gap. --rss-mb N first allocates and touches N MiB, so the parent is big:
+// fork's cost grows with the parent's page tables, vfork's does not.
 #include <algorithm>
 #include <chrono>
+#include <cogent/cogent.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +22,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(std::chrono::nanoseconds d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
 
 [[noreturn]] void usage() {
     std::fprintf(stderr, "usage: cogent-spawn-storm [--greenlets N] [--rounds N] [--rss-mb N]\n");

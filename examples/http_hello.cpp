@@ -14,8 +14,8 @@
 // complete request with memmem, append the constant response per request to one output
 // buffer, one sendall for all of them, keep a partial request for the next recv.
 #include <pthread.h>
-#include <sys/resource.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cerrno>
 #include <cogent/cogent.hpp>

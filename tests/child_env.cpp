@@ -1,8 +1,8 @@
-// Not a test file: a helper process. Its exit status and output are CHECKed by tests/test_stacks.cpp.
-// Child program for test_stacks: run with COGENT_STACK_SIZE set. Prints the default stack size
-// and what spawning a greenlet does (twice: a malformed setting must fail every time).
-// With the argument "thread", spawns from a new std::thread three times instead and prints how
-// many file descriptors the failed attempts left open.
+// Not a test file: a helper process. Its exit status and output are CHECKed by
+// tests/test_stacks.cpp. Child program for test_stacks: run with COGENT_STACK_SIZE set. Prints the
+// default stack size and what spawning a greenlet does (twice: a malformed setting must fail every
+// time). With the argument "thread", spawns from a new std::thread three times instead and prints
+// how many file descriptors the failed attempts left open.
 #include <dirent.h>
 
 #include <cogent/cogent.hpp>

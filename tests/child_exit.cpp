@@ -1,7 +1,8 @@
-// Not a test file: a helper process. Its exit status and output are CHECKed by tests/test_threads.cpp.
-// Child program for test_threads: leaves greenlets suspended and ends the process, either by
-// returning from main ("return") or by calling std::exit(3) ("exit"). Their destructors must run.
-// "exit-in-greenlet": std::exit(4) from inside a greenlet; the process must still end cleanly.
+// Not a test file: a helper process. Its exit status and output are CHECKed by
+// tests/test_threads.cpp. Child program for test_threads: leaves greenlets suspended and ends the
+// process, either by returning from main ("return") or by calling std::exit(3) ("exit"). Their
+// destructors must run. "exit-in-greenlet": std::exit(4) from inside a greenlet; the process must
+// still end cleanly.
 #include <cogent/cogent.hpp>
 #include <cstdio>
 #include <cstdlib>

@@ -46,7 +46,7 @@ int main() {
             ++woken;
             return i;
         }));
-    cogent::sleep(0);  // the hub starts them all: those it cannot give a stack fail
+    cogent::sleep(0);     // the hub starts them all: those it cannot give a stack fail
     cogent::sleep(0.01);  // the hub still runs timers
 
     int started = 0, failed = 0;

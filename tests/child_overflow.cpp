@@ -1,12 +1,13 @@
-// Not a test file: a helper process. Its exit status and output are CHECKed by tests/test_stacks.cpp.
-// Child program for test_stacks: unbounded recursion in a greenlet with a small stack. The
-// runtime must report "stack overflow in greenlet NAME (stack size N bytes ...)" and the
-// process must die by SIGSEGV.
+// Not a test file: a helper process. Its exit status and output are CHECKed by
+// tests/test_stacks.cpp. Child program for test_stacks: unbounded recursion in a greenlet with a
+// small stack. The runtime must report "stack overflow in greenlet NAME (stack size N bytes ...)"
+// and the process must die by SIGSEGV.
 #include <cogent/cogent.hpp>
 #include <cstdio>
 
 namespace {
-volatile unsigned long g_limit = ~0ul;  // never reached: keeps the compiler from proving recursion infinite
+volatile unsigned long g_limit =
+    ~0ul;  // never reached: keeps the compiler from proving recursion infinite
 
 unsigned long deep(unsigned long depth) {
     volatile char frame[512];

@@ -72,8 +72,8 @@ void check_neighbour(int sig, siginfo_t* info, void* uctx) {
 }  // namespace
 
 int main() {
-    auto neighbour = cogent::spawn(
-        cogent::SpawnOptions{.name = "neighbour", .stack_size = kStack}, [] {
+    auto neighbour =
+        cogent::spawn(cogent::SpawnOptions{.name = "neighbour", .stack_size = kStack}, [] {
             volatile unsigned char buf[kPattern];
             for (std::size_t i = 0; i < kPattern; ++i) buf[i] = kByte;
             g_pattern = buf;

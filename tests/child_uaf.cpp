@@ -1,6 +1,6 @@
-// Not a test file: a helper process. Its exit status and output are CHECKed by tests/test_stacks.cpp.
-// Child program for test_stacks (ASan build only): a heap-use-after-free inside a greenlet
-// must be reported by AddressSanitizer, proving it is active on greenlet stacks.
+// Not a test file: a helper process. Its exit status and output are CHECKed by
+// tests/test_stacks.cpp. Child program for test_stacks (ASan build only): a heap-use-after-free
+// inside a greenlet must be reported by AddressSanitizer, proving it is active on greenlet stacks.
 #include <cogent/cogent.hpp>
 #include <cstdio>
 

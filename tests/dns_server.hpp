@@ -59,9 +59,10 @@ class DnsServer {
 public:
     // Starts serving at once on its own thread: UDP and TCP on the same OS-chosen port of
     // `host` ("127.0.0.1" by default, or "::1"), or on `port` when not 0 (53 needs root: the
-    // test of resolv.conf's nameserver lines, which carry no port, uses it). Throws std::system_error when the sockets or
-    // the thread cannot be set up, std::invalid_argument for a host that is not a numeric
-    // IPv4 or IPv6 address (use a loopback one: tests must not serve beyond the machine).
+    // test of resolv.conf's nameserver lines, which carry no port, uses it). Throws
+    // std::system_error when the sockets or the thread cannot be set up, std::invalid_argument for
+    // a host that is not a numeric IPv4 or IPv6 address (use a loopback one: tests must not serve
+    // beyond the machine).
     explicit DnsServer(std::string host = "127.0.0.1", std::uint16_t port = 0);
     // Stops the thread (its greenlets are killed, its sockets closed) and joins it.
     ~DnsServer();

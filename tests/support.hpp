@@ -164,7 +164,8 @@ inline ChildResult run_child(const std::string& cmd) {
 // The path of a child program that meson passes in the environment, quoted for the shell.
 inline std::string child_path(const char* var) {
     const char* p = std::getenv(var);
-    REQUIRE_MESSAGE(p != nullptr, std::string(var) << " is not set (run the test through meson test)");
+    REQUIRE_MESSAGE(p != nullptr, std::string(var)
+                                      << " is not set (run the test through meson test)");
     return std::string("'") + p + "'";
 }
 

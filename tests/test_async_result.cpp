@@ -2,13 +2,12 @@
 // set-once contract, and set() from other OS threads.
 #include <atomic>
 #include <chrono>
+#include <cogent/async_result.hpp>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <cogent/async_result.hpp>
 
 #include "support.hpp"
 
@@ -51,7 +50,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set, then get, ready, successful, val
     CHECK(*cr.value() == 43);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "get blocks until another greenlet sets it; set never switches") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "get blocks until another greenlet sets it; set never switches") {
     AsyncResult<std::string> r;
     std::string got;
     auto g = cogent::spawn([&] { got = r.get(); });
@@ -82,7 +82,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waiters wake in FIFO order") {
 // gevent's AbstractLinkable._wait (issue 1520), as for Event: wait() on a result that is set
 // while its earlier waiters are still to be woken waits its turn behind them, in the same round.
 // get() returns the value at once (gevent's get() does not queue either).
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait() while the waiters of a set() are being woken runs after them; get() does not") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "wait() while the waiters of a set() are being woken runs after them; get() does not") {
     AsyncResult<int> r;
     std::vector<int> results;
     auto g1 = cogent::spawn([&] {
@@ -108,7 +110,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "wait() while the waiters of a set() a
     CHECK(r.wait(0s));
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "rawlink: called on the hub with the result, in FIFO order with the waiters; unlink") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "rawlink: called on the hub with the result, in FIFO order with the waiters; unlink") {
     AsyncResult<int> r;
     std::vector<std::string> order;
     auto a = cogent::spawn([&] {
@@ -151,7 +155,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "rawlink: called on the hub with the r
     CHECK_THROWS_AS(e.rawlink(nullptr), std::invalid_argument);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "get(timeout) throws Timeout; get(0s) and get_nowait do not block") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "get(timeout) throws Timeout; get(0s) and get_nowait do not block") {
     AsyncResult<int> r;
     auto t0 = Clock::now();
     CHECK_THROWS_AS(r.get(20ms), Timeout);
@@ -204,7 +209,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set_exception: get rethrows, wait doe
     CHECK_THROWS_AS(q.get(), cogent::GreenletExit);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set_exception wakes a blocked getter with the exception") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "set_exception wakes a blocked getter with the exception") {
     AsyncResult<int> r;
     bool threw = false;
     auto g = cogent::spawn([&] {
@@ -240,7 +246,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "the first set wins; later ones throw 
     CHECK(n.get() == 7);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a value whose construction throws leaves the result unset") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "a value whose construction throws leaves the result unset") {
     struct Bomb {
         Bomb() = default;
         Bomb(Bomb&&) { throw MyError(); }
@@ -290,7 +297,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "AsyncResult<void>") {
     CHECK_THROWS_AS(e.get(), MyError);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "kill while waiting: destructors run and the waiter is unlinked") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "kill while waiting: destructors run and the waiter is unlinked") {
     AsyncResult<int> r;
     bool unwound = false, returned = false;
     auto g = cogent::spawn([&] {
@@ -312,19 +320,22 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "kill while waiting: destructors run a
     CHECK(h.get() == 2);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a killed waiter does not lose the wake-up of the next one") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "a killed waiter does not lose the wake-up of the next one") {
     AsyncResult<int> r;
     std::vector<int> got;
     auto a = cogent::spawn([&] { got.push_back(r.get()); });
     auto b = cogent::spawn([&] { got.push_back(r.get() * 10); });
     cogent::sleep(0);
     a.kill(cogent::GreenletExit(), false);  // queued, not delivered yet
-    r.set(3);                                // the wake-up is queued behind the kill
+    r.set(3);                               // the wake-up is queued behind the kill
     cogent::joinall(std::vector<Greenlet<void>>{a, b});
     CHECK(got == std::vector<int>{30});
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waiting on the hub throws BlockingSwitchOutError; a set result can be read there") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "waiting on the hub throws BlockingSwitchOutError; a set result can be read there") {
     AsyncResult<int> r;
     bool blocked_error = false;
     cogent::get_hub().run_callback([&] {
@@ -364,7 +375,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "iwait and wait accept AsyncResult poi
 // ---------------------------------------------------------------------------------------------
 // Other threads
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set from another thread wakes the waiter; no LoopExit meanwhile") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "set from another thread wakes the waiter; no LoopExit meanwhile") {
     // The main greenlet is the only one, and nothing but the other thread can wake it: without
     // the loop reference held by get(), the hub would raise LoopExit.
     AsyncResult<int> r;
@@ -380,7 +392,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set from another thread wakes the wai
     CHECK(ms_since(t0) >= 25.0);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set_exception from another thread; several greenlets waiting") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "set_exception from another thread; several greenlets waiting") {
     AsyncResult<void> r;
     int failed = 0;
     std::vector<Greenlet<void>> gs;
@@ -402,7 +415,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set_exception from another thread; se
     CHECK(failed == 3);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "rawlink runs on the owner's hub when another thread sets the result; rawlink from another thread throws") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "rawlink runs on the owner's hub when another thread sets the result; rawlink "
+                  "from another thread throws") {
     AsyncResult<int> r;
     std::thread::id ran_on;
     int got = 0;
@@ -439,7 +454,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "set from another thread before anyone
     CHECK(r.get() == 5);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "an AsyncResult destroyed before its cross-thread wake-up runs") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "an AsyncResult destroyed before its cross-thread wake-up runs") {
     for (int i = 0; i < 20; ++i) {
         auto r = std::make_unique<AsyncResult<int>>();
         std::thread t([&] { r->set(i); });
@@ -450,7 +466,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "an AsyncResult destroyed before its c
     cogent::sleep(5ms);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a second set from another thread throws there; the first wins") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "a second set from another thread throws there; the first wins") {
     AsyncResult<int> r;
     r.set(1);
     bool threw = false;
@@ -466,7 +483,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a second set from another thread thro
     CHECK(r.get() == 1);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waiting from a thread that does not own it throws GreenletError; reading a set one works") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "waiting from a thread that does not own it throws GreenletError; reading a set one works") {
     AsyncResult<int> r;
     bool wrong_thread = false;
     std::thread t([&] {
@@ -497,7 +516,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "iwait on a result set from another th
     CHECK(done.size() == 1);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "many threads setting many results, many greenlets waiting") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "many threads setting many results, many greenlets waiting") {
     constexpr int kThreads = 8, kPerThread = 200;
     std::vector<std::unique_ptr<AsyncResult<int>>> results;
     for (int i = 0; i < kThreads * kPerThread; ++i)

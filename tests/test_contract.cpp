@@ -469,8 +469,8 @@ struct ChanPutW : Traits {
         std::set<int> rec(received.begin(), received.end());
         CHECK(rec.size() == received.size());
         for (int id : ok) CHECK_MESSAGE(rec.count(id) == 1, "put returned, item " << id << " lost");
-        for (int id : failed) CHECK_MESSAGE(rec.count(id) == 0, "put threw Full, item " << id
-                                                                   << " delivered anyway");
+        for (int id : failed)
+            CHECK_MESSAGE(rec.count(id) == 0, "put threw Full, item " << id << " delivered anyway");
         std::set<int> may(ok.begin(), ok.end());
         may.insert(interrupted.begin(), interrupted.end());
         for (int id : received) CHECK_MESSAGE(may.count(id) == 1, "item " << id << " from nowhere");
@@ -549,10 +549,9 @@ TYPE_TO_STRING(PoolWaitW);
 
 namespace {
 
-using AllWaitables =
-    std::tuple<EventW, AsyncGetW, AsyncWaitW, JoinW, SemW, BSemW, LockW, RLockW, CondLockW,
-               CondRLockW, QueueGetFifoW, QueueGetLifoW, QueueGetPrioW, QueuePutW, ChanGetW,
-               ChanPutW, PoolSpawnW, PoolWaitW>;
+using AllWaitables = std::tuple<EventW, AsyncGetW, AsyncWaitW, JoinW, SemW, BSemW, LockW, RLockW,
+                                CondLockW, CondRLockW, QueueGetFifoW, QueueGetLifoW, QueueGetPrioW,
+                                QueuePutW, ChanGetW, ChanPutW, PoolSpawnW, PoolWaitW>;
 // The ones cogent::wait/iwait accept (Linkable-based, or greenlet handles).
 using Linkables = std::tuple<EventW, AsyncGetW, JoinW, SemW, BSemW, LockW>;
 // The ones with gevent's rawlink/unlink/linkcount (AbstractLinkable).
@@ -589,8 +588,8 @@ struct Rec {
     int id = 0;
     End end = End::running;
     bool in_wait = false;
-    bool unwound = false;  // its destructors ran
-    double ms = 0;         // time spent in wait()
+    bool unwound = false;               // its destructors ran
+    double ms = 0;                      // time spent in wait()
     std::vector<int>* order = nullptr;  // option: push id when woken
     const bool* observe = nullptr;      // option: copy *observe into `saw` when wait() returns
     bool saw = false;
@@ -663,8 +662,8 @@ struct Waiters {
         return std::any_of(gs.begin(), gs.end(), [](const AnyGreenlet& g) { return !g.dead(); });
     }
     int count(End e) const {
-        return static_cast<int>(std::count_if(recs.begin(), recs.end(),
-                                              [e](const Rec& r) { return r.end == e; }));
+        return static_cast<int>(
+            std::count_if(recs.begin(), recs.end(), [e](const Rec& r) { return r.end == e; }));
     }
 };
 
@@ -673,8 +672,9 @@ struct Waiters {
 // ---------------------------------------------------------------------------------------------
 // 1. Timeout
 
-TEST_CASE_TEMPLATE_DEFINE("contract: a timed wait times out after the timeout; nothing is left behind",
-                          W, contract_timeout) {
+TEST_CASE_TEMPLATE_DEFINE(
+    "contract: a timed wait times out after the timeout; nothing is left behind", W,
+    contract_timeout) {
     cogent_test::LeakCheck leak;
     {
         // W1 times out; W2, behind it, gets the release that comes afterwards.
@@ -748,8 +748,9 @@ TEST_CASE_TEMPLATE_APPLY(contract_timeout, AllWaitables);
 // ---------------------------------------------------------------------------------------------
 // 2. Kill while waiting
 
-TEST_CASE_TEMPLATE_DEFINE("contract: kill while waiting raises GreenletExit at the wait, takes nothing",
-                          W, contract_kill) {
+TEST_CASE_TEMPLATE_DEFINE(
+    "contract: kill while waiting raises GreenletExit at the wait, takes nothing", W,
+    contract_kill) {
     cogent_test::LeakCheck leak;
     {
         // Kill W1 (waiting for it to die); the release goes to W2.
@@ -907,8 +908,8 @@ TEST_CASE_TEMPLATE_APPLY(contract_fifo, AllWaitables);
 // ---------------------------------------------------------------------------------------------
 // 4. Zero and absent timeouts
 
-TEST_CASE_TEMPLATE_DEFINE("contract: a zero timeout never blocks; an absent one waits until released",
-                          W, contract_zero) {
+TEST_CASE_TEMPLATE_DEFINE(
+    "contract: a zero timeout never blocks; an absent one waits until released", W, contract_zero) {
     cogent_test::LeakCheck leak;
     W w;
     Waiters ws;
@@ -972,8 +973,9 @@ TEST_CASE_TEMPLATE_APPLY(contract_no_switch, AllWaitables);
 // ---------------------------------------------------------------------------------------------
 // 6. Randomized storm
 
-TEST_CASE_TEMPLATE_DEFINE("contract: a randomized storm of waits, timeouts, kills and releases loses nothing",
-                          W, contract_storm) {
+TEST_CASE_TEMPLATE_DEFINE(
+    "contract: a randomized storm of waits, timeouts, kills and releases loses nothing", W,
+    contract_storm) {
     cogent_test::LeakCheck leak;
     W w;
     Waiters ws;
@@ -1011,8 +1013,7 @@ TEST_CASE_TEMPLATE_DEFINE("contract: a randomized storm of waits, timeouts, kill
             cogent::sleep(std::chrono::microseconds(30 + rng() % 250));
             if (ws.gs.empty()) continue;
             std::size_t i = rng() % ws.gs.size();
-            for (int tries = 0; tries < 8 && !ws.recs[i].in_wait; ++tries)
-                i = rng() % ws.gs.size();
+            for (int tries = 0; tries < 8 && !ws.recs[i].in_wait; ++tries) i = rng() % ws.gs.size();
             if (!ws.recs[i].in_wait) continue;
             AnyGreenlet victim = ws.gs[i];
             victim.kill(GreenletExit(), rng() % 2 == 0);
@@ -1069,10 +1070,10 @@ TEST_CASE_TEMPLATE_DEFINE("contract: a randomized storm of waits, timeouts, kill
 
     const int woken = ws.count(End::woken), timed = ws.count(End::timed_out),
               killed = ws.count(End::killed), interrupted = ws.count(End::interrupted);
-    MESSAGE("woken " << woken << ", timed out " << timed << ", killed " << killed
-                     << " (kill calls " << kills << "), interrupted by a Timeout scope "
-                     << interrupted << ", released " << w.released() << ", left " << w.left()
-                     << ", resets " << resets);
+    MESSAGE("woken " << woken << ", timed out " << timed << ", killed " << killed << " (kill calls "
+                     << kills << "), interrupted by a Timeout scope " << interrupted
+                     << ", released " << w.released() << ", left " << w.left() << ", resets "
+                     << resets);
     CHECK(woken + timed + killed + interrupted == kWaiters);
     for (auto& r : ws.recs) {
         CHECK_MESSAGE(r.unwound, "waiter " << r.id << " did not unwind");
@@ -1084,9 +1085,9 @@ TEST_CASE_TEMPLATE_DEFINE("contract: a randomized storm of waits, timeouts, kill
     CHECK(killed > 0);
     CHECK(interrupted > 0);
     if constexpr (W::count == Count::exact) {
-        CHECK_MESSAGE(woken == w.released() - w.left(),
-                      "acquired " << woken << " != released " << w.released() << " - left "
-                                  << w.left());
+        CHECK_MESSAGE(woken == w.released() - w.left(), "acquired " << woken << " != released "
+                                                                    << w.released() << " - left "
+                                                                    << w.left());
     } else if constexpr (W::count == Count::at_most) {
         CHECK(woken <= w.released());
     } else {
@@ -1179,8 +1180,9 @@ TEST_CASE_TEMPLATE_APPLY(contract_iwait, Linkables);
 // ---------------------------------------------------------------------------------------------
 // rawlink / unlink / linkcount (gevent's AbstractLinkable)
 
-TEST_CASE_TEMPLATE_DEFINE("contract: rawlink runs on the hub, once, in FIFO order with the waiters; unlink removes it",
-                          W, contract_rawlink) {
+TEST_CASE_TEMPLATE_DEFINE(
+    "contract: rawlink runs on the hub, once, in FIFO order with the waiters; unlink removes it", W,
+    contract_rawlink) {
     cogent_test::LeakCheck leak;
     {
         // Waiter 0, a rawlink, waiter 1, and a rawlink that is unlinked again.

@@ -3,18 +3,17 @@
 // deadline, killed waiters just die, and nothing touches the object afterwards (this file
 // also runs under ASan, which reports any such access).
 #include <chrono>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
-#include <vector>
-
 #include <cogent/async_result.hpp>
 #include <cogent/event.hpp>
 #include <cogent/lock.hpp>
 #include <cogent/queue.hpp>
 #include <cogent/semaphore.hpp>
 #include <cogent/wait.hpp>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "support.hpp"
 
@@ -189,8 +188,8 @@ std::string expected_message() {
     return std::string("cogent: ") + F::kind + " destroyed while waiter waited in " + F::wait;
 }
 
-#define ALL_WAITS                                                                             \
-    EventF, AsyncResultF, SemaphoreF, SemaphoreWaitF, BoundedF, LockF, RLockF, ConditionF,     \
+#define ALL_WAITS                                                                          \
+    EventF, AsyncResultF, SemaphoreF, SemaphoreWaitF, BoundedF, LockF, RLockF, ConditionF, \
         ConditionOnLockF, QueueGetF, QueuePutF, QueueJoinF, ChannelGetF, ChannelPutF, IWaitF
 
 }  // namespace
@@ -294,8 +293,9 @@ TEST_CASE("the main greenlet waiting on a waitable another greenlet destroys") {
     cogent_test::LeakCheck leak;
     auto ev = std::make_unique<cogent::Event>();
     auto g = cogent::spawn([&ev] { ev.reset(); });
-    CHECK_THROWS_WITH_AS(ev->wait(), "cogent: Event destroyed while <main greenlet> waited in "
-                                     "Event::wait",
+    CHECK_THROWS_WITH_AS(ev->wait(),
+                         "cogent: Event destroyed while <main greenlet> waited in "
+                         "Event::wait",
                          WaitableDestroyed);
     CHECK(g.join(5s));
 }

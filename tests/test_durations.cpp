@@ -71,8 +71,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "sleep of a duration too long for the 
     check_blocks("sleep(duration<double>(1e300))",
                  [] { cogent::sleep(std::chrono::duration<double>(1e300)); });
     check_blocks("sleep(duration<float, hours>(inf))", [] {
-        cogent::sleep(std::chrono::duration<float, std::ratio<3600>>(
-            std::numeric_limits<float>::infinity()));
+        cogent::sleep(
+            std::chrono::duration<float, std::ratio<3600>>(std::numeric_limits<float>::infinity()));
     });
     check_blocks("sleep(1e12)", [] { cogent::sleep(1e12); });
     check_blocks("sleep(9.3e9)", [] { cogent::sleep(9.3e9); });
@@ -90,15 +90,15 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waits with a huge timeout block") {
     cogent::Queue<int> q;
     check_blocks("Queue::get(years(1000))", [&] { q.get(years(1000)); });
     cogent::AsyncResult<int> ar;
-    check_blocks("AsyncResult::get(seconds::max())",
-                 [&] { ar.get(std::chrono::seconds::max()); });
+    check_blocks("AsyncResult::get(seconds::max())", [&] { ar.get(std::chrono::seconds::max()); });
     cogent::Semaphore sem(0);
     check_blocks("Semaphore::acquire(hours::max())",
                  [&] { sem.acquire(true, std::chrono::hours::max()); });
     auto sleeper = cogent::spawn([] { cogent::sleep(years(1000)); });
     check_blocks("Greenlet::join(years(1000))", [&] { sleeper.join(years(1000)); });
-    check_blocks("wait({ev}, years(1000))",
-                 [&] { cogent::wait(std::vector<cogent::Event*>{&ev}, std::chrono::hours::max()); });
+    check_blocks("wait({ev}, years(1000))", [&] {
+        cogent::wait(std::vector<cogent::Event*>{&ev}, std::chrono::hours::max());
+    });
     cogent::Lock lock;
     cogent::Condition cond(lock);
     check_blocks("Condition::wait_for(pred, hours::max())", [&] {
@@ -118,9 +118,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "waits with a huge timeout block") {
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a Timeout too long for the clock never fires") {
-    for (cogent::TimeoutArg d : {cogent::TimeoutArg(years(1000)),
-                                 cogent::TimeoutArg(std::chrono::hours::max()),
-                                 cogent::TimeoutArg(std::chrono::duration<double>(1e300))}) {
+    for (cogent::TimeoutArg d :
+         {cogent::TimeoutArg(years(1000)), cogent::TimeoutArg(std::chrono::hours::max()),
+          cogent::TimeoutArg(std::chrono::duration<double>(1e300))}) {
         cogent::Timeout t(d);
         CHECK(t.pending());
         CHECK(t.seconds() > 9e9);  // not a wrapped-around negative
@@ -196,7 +196,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "NaN durations are rejected with a cle
     // The waits were never entered: nothing is left behind (LeakCheck).
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a ThreadPool with a huge idle timeout keeps its worker") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "a ThreadPool with a huge idle timeout keeps its worker") {
     cogent::ThreadPool pool(1, cogent::ThreadPoolOptions{.idle_timeout = years(1000)});
     CHECK(pool.idle_timeout().value() == Duration::max());
     pool.apply([] {});

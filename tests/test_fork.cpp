@@ -432,7 +432,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a Process destroyed while running is 
     CHECK(cogent::detail::orphan_count() >= 1);  // handed to the reaper
     CHECK(::kill(pid, 0) == 0);                  // still running (or a zombie): not reaped yet
     cogent_test::wait_exited_unreaped(pid);      // however long a loaded machine takes
-    cogent::Process next([] {});  // starting a child reaps the orphans that exited
+    cogent::Process next([] {});                 // starting a child reaps the orphans that exited
     errno = 0;
     CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
     CHECK(errno == ECHILD);  // already reaped

@@ -73,8 +73,9 @@ TEST_CASE("a greenlet that sets the rounding mode and restores it before switchi
     }
 }
 
-TEST_CASE("the rounding mode is the thread's: a greenlet that leaves it changed changes it for "
-          "the others") {
+TEST_CASE(
+    "the rounding mode is the thread's: a greenlet that leaves it changed changes it for "
+    "the others") {
     // Not a recommendation: it shows that a switch neither saves nor restores the control state
     // (Boost.Context's own switch, used on other platforms, restores it).
 #if defined(__x86_64__) && defined(__ELF__)

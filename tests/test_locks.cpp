@@ -2,6 +2,8 @@
 // waiting, RAII guards, misuse errors, and a randomized stress test.
 #include <algorithm>
 #include <chrono>
+#include <cogent/lock.hpp>
+#include <cogent/semaphore.hpp>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -10,9 +12,6 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
-
-#include <cogent/lock.hpp>
-#include <cogent/semaphore.hpp>
 
 #include "support.hpp"
 
@@ -50,8 +49,8 @@ struct Make<BoundedSemaphore> {
 // ---------------------------------------------------------------------------------------------
 // Contract shared by every lock: FIFO, timeouts, kill while waiting, guards.
 
-TEST_CASE_TEMPLATE("lock contract: waiters are served FIFO", L, Semaphore, BoundedSemaphore,
-                   Lock, RLock) {
+TEST_CASE_TEMPLATE("lock contract: waiters are served FIFO", L, Semaphore, BoundedSemaphore, Lock,
+                   RLock) {
     cogent_test::LeakCheck leak;
     std::unique_ptr<L> lk(Make<L>::make());
     std::vector<int> order;
@@ -72,8 +71,8 @@ TEST_CASE_TEMPLATE("lock contract: waiters are served FIFO", L, Semaphore, Bound
     lk->unlock();
 }
 
-TEST_CASE_TEMPLATE("lock contract: acquire times out; try_lock and zero timeouts never block",
-                   L, Semaphore, BoundedSemaphore, Lock, RLock) {
+TEST_CASE_TEMPLATE("lock contract: acquire times out; try_lock and zero timeouts never block", L,
+                   Semaphore, BoundedSemaphore, Lock, RLock) {
     cogent_test::LeakCheck leak;
     std::unique_ptr<L> lk(Make<L>::make());
     auto holder = cogent::spawn([&] {
@@ -126,8 +125,8 @@ TEST_CASE_TEMPLATE("lock contract: kill while waiting unwinds and takes nothing"
     lk->release();
 }
 
-TEST_CASE_TEMPLATE("lock contract: a waiter killed after the release was scheduled passes it on",
-                   L, Semaphore, BoundedSemaphore, Lock, RLock) {
+TEST_CASE_TEMPLATE("lock contract: a waiter killed after the release was scheduled passes it on", L,
+                   Semaphore, BoundedSemaphore, Lock, RLock) {
     cogent_test::LeakCheck leak;
     std::unique_ptr<L> lk(Make<L>::make());
     lk->acquire();
@@ -171,8 +170,8 @@ TEST_CASE_TEMPLATE("lock contract: a Timeout scope interrupts acquire", L, Semap
     lk->release();
 }
 
-TEST_CASE_TEMPLATE("lock contract: blocking on the hub throws; not blocking is fine", L,
-                   Semaphore, BoundedSemaphore, Lock, RLock) {
+TEST_CASE_TEMPLATE("lock contract: blocking on the hub throws; not blocking is fine", L, Semaphore,
+                   BoundedSemaphore, Lock, RLock) {
     cogent_test::LeakCheck leak;
     std::unique_ptr<L> lk(Make<L>::make());
     bool took = false, blocked = false;
@@ -222,7 +221,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore counts permits") {
     CHECK_FALSE(z.acquire(0s));
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore release never switches; a newcomer does not overtake the queue") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Semaphore release never switches; a newcomer does not overtake the queue") {
     Semaphore s(0);
     std::vector<std::string> log;
     auto a = cogent::spawn([&] {
@@ -232,9 +232,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore release never switches; a n
     cogent::sleep(0);
     CHECK(s.waiting() == 1);
     s.release();
-    CHECK(log.empty());          // release only scheduled the wake-up
-    CHECK(s.counter() == 1);     // the permit is there...
-    CHECK(s.locked());           // ...but promised to the queue
+    CHECK(log.empty());       // release only scheduled the wake-up
+    CHECK(s.counter() == 1);  // the permit is there...
+    CHECK(s.locked());        // ...but promised to the queue
     CHECK_FALSE(s.acquire(false));
     bool newcomer = false;
     auto c = cogent::spawn([&] {
@@ -251,7 +251,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore release never switches; a n
     CHECK(s.counter() == 0);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: release(n times) wakes n waiters, the rest keep waiting") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Semaphore: release(n times) wakes n waiters, the rest keep waiting") {
     Semaphore s(0);
     int got = 0;
     std::vector<Greenlet<void>> gs;
@@ -289,7 +290,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore::wait waits for a permit wi
     CHECK(s.wait() == 1);     // available: returns at once
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore::rawlink: called when a permit is there at its turn, in FIFO order with acquirers") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "Semaphore::rawlink: called when a permit is there at its turn, in FIFO order with acquirers") {
     Semaphore s(0);
     std::vector<std::string> log;
     auto a = cogent::spawn([&] {
@@ -325,7 +328,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore::rawlink: called when a per
     CHECK_THROWS_AS(s.rawlink(nullptr), std::invalid_argument);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: greenlets handing a permit back and forth do not keep timers from running") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "Semaphore: greenlets handing a permit back and forth do not keep timers from running") {
     // Each wake-up round ends with the waiters that were there when it began (gevent's
     // _notify_links): one that parks again is woken by the next round, and between rounds the
     // hub gets to its timers. (Before, one hub callback went on as long as the two kept
@@ -353,7 +358,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: greenlets handing a permit
     CHECK(turns < kLimit);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Lock::rawlink runs when the lock is released; BoundedSemaphore's when a permit comes back") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "Lock::rawlink runs when the lock is released; BoundedSemaphore's when a permit comes back") {
     Lock l;
     REQUIRE(l.acquire(false));
     int lock_calls = 0;
@@ -389,7 +396,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore: iwait on a semaphore") {
     g.join();
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "BoundedSemaphore refuses to go above its initial value") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "BoundedSemaphore refuses to go above its initial value") {
     BoundedSemaphore b(2);
     CHECK_THROWS_WITH_AS(b.release(), doctest::Contains("released too many times"),
                          std::logic_error);
@@ -404,7 +412,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "BoundedSemaphore refuses to go above 
     CHECK_THROWS_AS(BoundedSemaphore(-2), std::invalid_argument);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a Semaphore blocked on in one thread refuses another thread") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "a Semaphore blocked on in one thread refuses another thread") {
     Semaphore s(0);
     auto g = cogent::spawn([&] { s.acquire(); });
     cogent::sleep(0);
@@ -426,7 +435,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a Semaphore blocked on in one thread 
 // ---------------------------------------------------------------------------------------------
 // Lock
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Lock: acquire, release, locked; releasing an unlocked lock throws") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Lock: acquire, release, locked; releasing an unlocked lock throws") {
     Lock l;
     CHECK_FALSE(l.locked());
     CHECK_THROWS_AS(l.release(), std::logic_error);
@@ -495,7 +505,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "RLock is re-entrant for its owner") {
     CHECK_THROWS_AS(r.release(), std::logic_error);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "RLock: others block until the owner releases every level; non-owners cannot release") {
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "RLock: others block until the owner releases every level; non-owners cannot release") {
     RLock r;
     r.acquire();
     r.acquire();
@@ -559,7 +571,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: wait and notify need the l
     CHECK_FALSE(c.wait(5ms));
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition handshake: wait releases the lock and takes it back") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition handshake: wait releases the lock and takes it back") {
     RLock lock;
     Condition c(lock);
     bool ready = false, consumed = false;
@@ -586,7 +599,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition handshake: wait releases th
     CHECK(consumed);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: notify(n) wakes n waiters in FIFO order, notify_all the rest") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition: notify(n) wakes n waiters in FIFO order, notify_all the rest") {
     Condition c;
     std::vector<int> woke;
     std::vector<Greenlet<void>> gs;
@@ -619,7 +633,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: notify(n) wakes n waiters 
     CHECK(c.waiting() == 0);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: a notification is not banked for later waiters") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition: a notification is not banked for later waiters") {
     Condition c;
     int woke = 0;
     auto a = cogent::spawn([&] {
@@ -637,7 +652,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: a notification is not bank
     CHECK_FALSE(c.wait(5ms));
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition with a plain Lock, wait timeout, and wait_for") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition with a plain Lock, wait timeout, and wait_for") {
     Lock l;
     Condition c(l);
     std::unique_lock<Condition> ul(c);
@@ -666,7 +682,9 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition with a plain Lock, wait tim
     producer.join();
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: killed while waiting, the lock is held again as it unwinds; the notification goes on") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition: killed while waiting, the lock is held again as it unwinds; the "
+                  "notification goes on") {
     RLock lock;
     Condition c(lock);
     bool held_while_unwinding = false, a_returned = false, b_woke = false;
@@ -699,7 +717,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: killed while waiting, the 
     CHECK(c.waiting() == 0);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: kill while the waiter retakes the lock; it still ends holding it") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition: kill while the waiter retakes the lock; it still ends holding it") {
     Lock l;
     Condition c(l);
     bool held_at_exit = false;
@@ -726,7 +745,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: kill while the waiter reta
     CHECK_FALSE(l.locked());
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: a Timeout scope interrupts wait, with the lock held again") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition: a Timeout scope interrupts wait, with the lock held again") {
     Condition c;
     std::lock_guard<Condition> g(c);
     bool fired = false;
@@ -744,7 +764,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition: a Timeout scope interrupts
 // ---------------------------------------------------------------------------------------------
 // Stress: random timeouts and kills must neither lose nor duplicate a permit.
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore stress: random timeouts and kills lose nothing") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Semaphore stress: random timeouts and kills lose nothing") {
     constexpr int kPermits = 3, kWorkers = 60, kRounds = 30;
     Semaphore sem(kPermits);
     std::mt19937 rng(20240611);
@@ -820,7 +841,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Semaphore stress: random timeouts and
                         << scope_timeouts);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "Condition stress: a bounded buffer with random kills keeps its count") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "Condition stress: a bounded buffer with random kills keeps its count") {
     // Producers and consumers on one Condition; consumers are killed at random. Every item
     // produced is either consumed or still in the buffer.
     Condition c;

@@ -15,8 +15,8 @@
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -455,7 +455,8 @@ TEST_CASE("a parking poll asks the kernel once before it parks and once after it
     using Poller = std::function<int(pollfd*)>;
     const std::pair<const char*, Poller> pollers[] = {
         {"poll", [](pollfd* p) { return ::poll(p, 1, 5000); }},
-        {"ppoll", [](pollfd* p) {
+        {"ppoll",
+         [](pollfd* p) {
              timespec ts{5, 0};
              return ::ppoll(p, 1, &ts, nullptr);
          }},
@@ -500,23 +501,38 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected exactly as libc
     int closed_fd = ::dup(a);  // last: nothing below reuses its number
     ::close(closed_fd);
     std::vector<std::pair<const char*, std::function<Result()>>> cases = {
-        {"recv on -1", [] { char c; return call([&] { return ::recv(-1, &c, 1, 0); }); }},
+        {"recv on -1",
+         [] {
+             char c;
+             return call([&] { return ::recv(-1, &c, 1, 0); });
+         }},
         {"recv on a closed fd",
-         [&] { char c; return call([&] { return ::recv(closed_fd, &c, 1, 0); }); }},
+         [&] {
+             char c;
+             return call([&] { return ::recv(closed_fd, &c, 1, 0); });
+         }},
         {"read on a closed fd",
-         [&] { char c; return call([&] { return ::read(closed_fd, &c, 1); }); }},
-        {"send on a closed fd",
-         [&] { return call([&] { return ::send(closed_fd, "x", 1, 0); }); }},
+         [&] {
+             char c;
+             return call([&] { return ::read(closed_fd, &c, 1); });
+         }},
+        {"send on a closed fd", [&] { return call([&] { return ::send(closed_fd, "x", 1, 0); }); }},
         {"connect on a non-socket",
          [&] {
              sockaddr_in sa{};
              sa.sin_family = AF_INET;
-             return call([&] {
-                 return ::connect(ep, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+             return call(
+                 [&] { return ::connect(ep, reinterpret_cast<sockaddr*>(&sa), sizeof sa); });
+         }},
+        {"accept on a closed fd",
+         [&] { return call([&] { return ::accept(closed_fd, nullptr, nullptr); }); }},
+        {"select with nfds < 0",
+         [] {
+             return call([] {
+                 timeval tv{1, 0};
+                 return ::select(-1, nullptr, nullptr, nullptr, &tv);
              });
          }},
-        {"accept on a closed fd", [&] { return call([&] { return ::accept(closed_fd, nullptr, nullptr); }); }},
-        {"select with nfds < 0", [] { return call([] { timeval tv{1, 0}; return ::select(-1, nullptr, nullptr, nullptr, &tv); }); }},
         {"select with a closed fd",
          [&] {
              fd_set rd;
@@ -557,9 +573,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected exactly as libc
              for (auto& s : big) FD_ZERO(&s);
              FD_SET(b, &big[0]);
              timeval tv{0, 100'000};
-             return call([&] {
-                 return ::select(FD_SETSIZE * 4, nullptr, big.data(), nullptr, &tv);
-             });
+             return call(
+                 [&] { return ::select(FD_SETSIZE * 4, nullptr, big.data(), nullptr, &tv); });
          }},
         {"poll with a closed fd",
          [&] {
@@ -578,13 +593,25 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected exactly as libc
              return call([&] { return ::poll(fds.data(), n, 100); });
          }},
         {"epoll_wait on a non-epoll fd",
-         [&] { epoll_event e; return call([&] { return ::epoll_wait(a, &e, 1, 100); }); }},
+         [&] {
+             epoll_event e;
+             return call([&] { return ::epoll_wait(a, &e, 1, 100); });
+         }},
         {"epoll_wait with maxevents 0",
-         [&] { epoll_event e; return call([&] { return ::epoll_wait(ep, &e, 0, 100); }); }},
+         [&] {
+             epoll_event e;
+             return call([&] { return ::epoll_wait(ep, &e, 0, 100); });
+         }},
         {"nanosleep with tv_nsec out of range",
-         [] { timespec ts{0, 2'000'000'000}; return call([&] { return ::nanosleep(&ts, nullptr); }); }},
+         [] {
+             timespec ts{0, 2'000'000'000};
+             return call([&] { return ::nanosleep(&ts, nullptr); });
+         }},
         {"nanosleep with a negative time",
-         [] { timespec ts{-1, 0}; return call([&] { return ::nanosleep(&ts, nullptr); }); }},
+         [] {
+             timespec ts{-1, 0};
+             return call([&] { return ::nanosleep(&ts, nullptr); });
+         }},
         {"clock_nanosleep with a bad timespec",
          [] {
              timespec ts{0, -5};
@@ -607,8 +634,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "bad input is rejected exactly as libc
     for (auto& [what, fn] : cases) {
         Result patched = cogent::spawn(fn).get();
         Result libc = plain_thread(fn);
-        INFO(std::string(what) << ": patched " << patched.rc << "/" << patched.err << ", libc " << libc.rc
-                  << "/" << libc.err);
+        INFO(std::string(what) << ": patched " << patched.rc << "/" << patched.err << ", libc "
+                               << libc.rc << "/" << libc.err);
         CHECK(patched == libc);
     }
     ::close(ep);
@@ -622,7 +649,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "sleep, usleep, nanosleep and clock_na
     for (int i = 0; i < 10; ++i)
         gs.push_back(cogent::spawn([i] {
             switch (i % 4) {
-                case 0: return ::usleep(100'000);
+                case 0:
+                    return ::usleep(100'000);
                 case 1: {
                     timespec ts{0, 100'000'000};
                     return ::nanosleep(&ts, nullptr);

@@ -105,8 +105,10 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "nanosleep and clock_nanosleep with a 
                      });
     }
     // (hours::max() would overflow inside libstdc++'s own sleep_for: EINVAL, as without cogent.)
-    check_blocks("std::this_thread::sleep_for(seconds::max())",
-                 [] { std::this_thread::sleep_for(std::chrono::seconds::max()); return 0L; });
+    check_blocks("std::this_thread::sleep_for(seconds::max())", [] {
+        std::this_thread::sleep_for(std::chrono::seconds::max());
+        return 0L;
+    });
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "ppoll, pselect, select with a huge timeout block") {
@@ -201,7 +203,10 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "invalid huge times get libc's own err
     };
     std::vector<Case> cases = {
         {"nanosleep({max, 1e9})",
-         [] { timespec ts{kHuge, 1'000'000'000}; return call([&] { return ::nanosleep(&ts, nullptr); }); }},
+         [] {
+             timespec ts{kHuge, 1'000'000'000};
+             return call([&] { return ::nanosleep(&ts, nullptr); });
+         }},
         {"nanosleep({min, 0})",
          [] {
              timespec ts{std::numeric_limits<time_t>::min(), 0};

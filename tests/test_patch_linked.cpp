@@ -164,14 +164,15 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "greenlets sleeping inside a library s
     CHECK(took >= kSleepMs - 1);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "greenlets blocked in recv inside a library wait at once") {
-    std::vector<int> seen = block_in_library(kGreenlets, [](int fd) {
-        return blocking_recv_byte(fd);
-    });
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "greenlets blocked in recv inside a library wait at once") {
+    std::vector<int> seen =
+        block_in_library(kGreenlets, [](int fd) { return blocking_recv_byte(fd); });
     for (int i = 0; i < kGreenlets; ++i) CHECK(seen[i] == 'a' + i);
 }
 
-TEST_CASE_FIXTURE(cogent_test::LeakCheck, "greenlets blocked in poll inside a library wait at once") {
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "greenlets blocked in poll inside a library wait at once") {
     std::vector<int> seen = block_in_library(kGreenlets, [](int fd) {
         int r = blocking_poll_in(fd, 2000);
         return r == 1 ? blocking_recv_byte(fd) : -1;

@@ -108,7 +108,7 @@ TEST_CASE_FIXTURE(LeakCheck,
     auto res = cogent::select({p.r}, {}, {}, 40ms);
     double ms = ms_since(t0);
     CHECK(res.readable.empty());
-    CHECK(ms >= 35);  // timers never fire early (the hub reads the clock before arming)
+    CHECK(ms >= 35);    // timers never fire early (the hub reads the clock before arming)
     CHECK(ms < 20000);  // only that it ends: a loaded machine may add seconds
     CHECK_THROWS_AS(cogent::select({p.r}, {}, {}, -1ms), std::invalid_argument);
     CHECK_THROWS_AS(cogent::select({-3}, {}, {}, 0s), std::invalid_argument);

@@ -520,7 +520,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "a Popen destroyed while running is re
     }
     CHECK(cogent::detail::orphan_count() >= 1);  // handed to the reaper
     cogent_test::wait_exited_unreaped(pid);      // however long a loaded machine takes
-    sp::Popen next({"true"});  // starting a child reaps the orphans that exited
+    sp::Popen next({"true"});                    // starting a child reaps the orphans that exited
     errno = 0;
     CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
     CHECK(errno == ECHILD);

@@ -8,9 +8,8 @@
 
 namespace cogent::detail {
 
-
 struct Config {
-    std::size_t stack_size;  // COGENT_STACK_SIZE, bytes, page-rounded
+    std::size_t stack_size;            // COGENT_STACK_SIZE, bytes, page-rounded
     std::size_t threadpool_size = 10;  // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
     unsigned patch_families = 15;      // COGENT_PATCH: the shim's families (1 socket, 2 dns,
                                        // 4 time, 8 select); all by default

@@ -36,7 +36,8 @@ extern "C" void* cogent_make_context(void* top, std::size_t size,
 namespace cogent::detail {
 
 thread_local ThreadState* tls_state COGENT_TLS_IE = nullptr;
-constinit thread_local ThreadCore* tls_core COGENT_TLS_IE = nullptr;  // the same object, for inline code
+constinit thread_local ThreadCore* tls_core COGENT_TLS_IE =
+    nullptr;                                              // the same object, for inline code
 constinit thread_local char tls_token COGENT_TLS_IE = 0;  // see thread_token()
 JumpFn jump_fn = &cogent_switch_context;
 
@@ -48,9 +49,10 @@ struct ThreadStateOwner {
         if (ts && ts->current != ts->main) {
             // exit() called from inside a greenlet: we run on a greenlet stack, so nothing that
             // owns stacks may be destroyed. Leave it all to the process teardown.
-            fputs("cogent: thread exiting from inside a greenlet; suspended greenlets are not "
-                  "unwound\n",
-                  stderr);
+            fputs(
+                "cogent: thread exiting from inside a greenlet; suspended greenlets are not "
+                "unwound\n",
+                stderr);
             return;
         }
         if (ts) {
@@ -280,7 +282,7 @@ void final_switch(ThreadState* ts, GreenletImpl* self, GreenletImpl* to) {
     }
     switch_leave<LibSwitch>(ts, self, to, true);  // its exception state is empty: all ended
     LibSwitch::jump(to->ctx, self);  // `to` lands in switch_land, which frees our stack
-    std::abort();  // a dead greenlet is never resumed
+    std::abort();                    // a dead greenlet is never resumed
 }
 
 }  // namespace

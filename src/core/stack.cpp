@@ -4,11 +4,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <new>
 
 #include "core/thread_state.hpp"
@@ -39,8 +39,7 @@ void install_guard(char* guard) {
         // EINVAL: kernel older than 6.13. Fall back once and for all.
         g_guard_mode.store(-1, std::memory_order_relaxed);
     }
-    if (mprotect(guard, StackPool::kGuard, PROT_NONE) != 0)
-        throw std::bad_alloc();
+    if (mprotect(guard, StackPool::kGuard, PROT_NONE) != 0) throw std::bad_alloc();
 }
 }  // namespace
 
@@ -178,9 +177,10 @@ void segv_handler(int sig, siginfo_t* info, void* uctx) {
                 snprintf(num, sizeof num, "%zu", std::size_t(lo - sp));
                 write_str("cogent: a frame jumped the stack guard (stack pointer ");
                 write_str(num);
-                write_str(" bytes below the stack): it may have written into other memory; build "
-                          "with -fstack-clash-protection so that large frames fault in the "
-                          "guard\n");
+                write_str(
+                    " bytes below the stack): it may have written into other memory; build "
+                    "with -fstack-clash-protection so that large frames fault in the "
+                    "guard\n");
             }
             signal(SIGSEGV, SIG_DFL);  // returning re-faults and the process dies with SIGSEGV
             return;

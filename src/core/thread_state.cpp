@@ -1,5 +1,7 @@
 // The thread state's teardown, the clock, and fork support: what core owns of them, with the
 // hub's part reached through the HubOps the hub layer installs.
+#include "core/thread_state.hpp"
+
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -8,8 +10,6 @@
 #include <atomic>
 #include <new>
 #include <stdexcept>
-
-#include "core/thread_state.hpp"
 
 namespace cogent::detail {
 

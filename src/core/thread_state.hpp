@@ -22,7 +22,8 @@ struct ThreadState : ThreadCore {
     ~ThreadState();  // thread_state.cpp; the hub's part through HubOps::teardown
     MainGreenlet* main = nullptr;
     HubImpl* hub = nullptr;
-    GreenletImpl* hub_greenlet = nullptr;  // hub->greenlet, for core's checks (set by the hub layer)
+    GreenletImpl* hub_greenlet =
+        nullptr;  // hub->greenlet, for core's checks (set by the hub layer)
     StackPool stacks;
     List<GreenletImpl> live;  // started, not yet dead (main and hub excluded)
     std::uint64_t next_id = 1;

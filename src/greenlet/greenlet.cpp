@@ -260,7 +260,8 @@ void GreenletState::body() {
         describe(buf, sizeof buf);
         std::string msg;
         try {
-            msg = "cogent: " + std::string(buf) + " failed with " + describe_exception(error) + "\n";
+            msg =
+                "cogent: " + std::string(buf) + " failed with " + describe_exception(error) + "\n";
         } catch (...) {
         }
         fputs(msg.c_str(), stderr);
@@ -295,14 +296,16 @@ void GreenletState::start_later(Duration d) {
     auto* lt = new LaterTimer{};
     lt->g = this;
     later_ = lt;
-    lt->timer.set_callback([](loop::Timer& t) {
-        auto* later = static_cast<LaterTimer*>(t.data());
-        GreenletState* self = later->g;
-        self->later_ = nullptr;
-        delete later;
-        resume(self);
-        self->release();
-    }, lt);
+    lt->timer.set_callback(
+        [](loop::Timer& t) {
+            auto* later = static_cast<LaterTimer*>(t.data());
+            GreenletState* self = later->g;
+            self->later_ = nullptr;
+            delete later;
+            resume(self);
+            self->release();
+        },
+        lt);
     add_ref();  // held by the timer
     lt->timer.start(hub_of(thread)->loop(), d);
 }
@@ -338,9 +341,7 @@ void GreenletState::kill(std::exception_ptr e, bool block, TimeoutArg timeout) {
     }
 }
 
-void GreenletState::throw_self_join(const char* what) const {
-    detail::throw_self_join(this, what);
-}
+void GreenletState::throw_self_join(const char* what) const { detail::throw_self_join(this, what); }
 
 void GreenletState::end_unstarted(std::exception_ptr e) noexcept {
     try {
@@ -416,7 +417,7 @@ LinkId GreenletState::add_link(std::function<void(AnyGreenlet)> fn, LinkKind kin
     n->kind = kind;
     n->on_wake = &LinkNode::wake;
     const LinkId id = n->id;
-    link(n.get());  // GreenletError from another thread: n is freed
+    link(n.get());                   // GreenletError from another thread: n is freed
     static_cast<void>(n.release());  // owned by the wait list until it runs or is unlinked
     return id;
 }

@@ -20,7 +20,9 @@ std::vector<AnyGreenlet> joinall(const std::vector<AnyGreenlet>& greenlets, Time
     MultiWait mw(std::move(objects), timeout, "joinall");
     std::vector<AnyGreenlet> done;
     done.reserve(need);
-    auto failed = [](Linkable* l) { return static_cast<bool>(static_cast<GreenletState*>(l)->error); };
+    auto failed = [](Linkable* l) {
+        return static_cast<bool>(static_cast<GreenletState*>(l)->error);
+    };
     while (done.size() < need) {
         // Sleep until all that are still needed are done (or one failed, with raise_error).
         mw.gather(need - done.size(), raise_error ? +failed : nullptr);

@@ -1,6 +1,8 @@
 // The hub: one per thread, a greenlet running the libev loop and a FIFO callback queue.
-#include <sys/syscall.h>
+#include "cogent/hub.hpp"
+
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,9 +12,8 @@
 #include <new>
 
 #include "cogent/exceptions.hpp"
-#include "cogent/hub.hpp"
-#include "hub/hub.hpp"
 #include "core/switch.hpp"
+#include "hub/hub.hpp"
 #include "loop/watchers.hpp"
 
 namespace cogent::detail {
@@ -162,7 +163,8 @@ void HubImpl::run() {
             continue;
         }
         break_requested = false;
-        poll(/*nowait=*/false);  // until break_one (a callback was queued) or nothing referenced is active
+        poll(/*nowait=*/false);  // until break_one (a callback was queued) or nothing referenced is
+                                 // active
         if (leave_requested) continue;
         if (callbacks.empty() && !break_requested) {
             GreenletImpl* m = ts->main;
@@ -323,7 +325,8 @@ void unwind_greenlets(ThreadState* ts) {
             stderr,
             "cogent: %zu greenlet(s) would not exit at thread exit (GreenletExit thrown in up to "
             "%d times, their cleanups given up to %.0f s); leaked: %s%s\n",
-            left, kUnwindRounds, double(kUnwindBudget.count()), names.c_str(), left > 8 ? ", ..." : "");
+            left, kUnwindRounds, double(kUnwindBudget.count()), names.c_str(),
+            left > 8 ? ", ..." : "");
 }
 
 // HubOps::teardown: ~ThreadState (tearing_down is set), from the main greenlet.
@@ -391,8 +394,9 @@ void Hub::run_callback(std::function<void()> fn) {
     if (!fn) throw std::invalid_argument("cogent: run_callback needs a callable");
     ThreadState* ts = thread_state_fast();
     if (ts->hub != impl_)
-        throw GreenletError("cogent: Hub::run_callback called from another thread; use "
-                            "run_callback_threadsafe");
+        throw GreenletError(
+            "cogent: Hub::run_callback called from another thread; use "
+            "run_callback_threadsafe");
     auto* cb = new FnCallback;
     cb->fn_ = std::move(fn);
     cb->fn = [](Callback* c) {

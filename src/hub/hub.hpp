@@ -32,7 +32,7 @@ public:
     // Block the current greenlet: switch to the hub; returns when resumed, throws what was
     // thrown into it. `what` names the wait for LoopExit messages.
     void switch_out(GreenletImpl* cur, const char* what);
-    void run();  // the hub greenlet's body
+    void run();            // the hub greenlet's body
     void stop_and_join();  // teardown: make run() return
     void request_break() noexcept;
     // Teardown: make the hub hand control back to main at its next safe point (after the
@@ -46,7 +46,7 @@ public:
     // Cross-thread entry: queue fn to run on this hub (any thread may call).
     void run_threadsafe(std::function<void()> fn);
     void keep_alive(int delta) noexcept;  // hold/release a reference on the loop (hub thread)
-    void after_fork() noexcept;  // in a forked child, on the thread that forked
+    void after_fork() noexcept;           // in a forked child, on the thread that forked
 
     ThreadState* ts;
     GreenletImpl* greenlet = nullptr;
@@ -54,7 +54,7 @@ public:
     bool in_ev_run = false;
     bool break_requested = false;
     bool stopping = false;
-    bool park_requested = false;  // teardown: finish the current callback, then yield to main
+    bool park_requested = false;   // teardown: finish the current callback, then yield to main
     bool leave_requested = false;  // stopping || park_requested: the one flag run() tests
     std::uint64_t last_poll_ns = 0;
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait

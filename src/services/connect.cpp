@@ -33,9 +33,9 @@ Socket create_connection(std::string_view host, std::uint16_t port, TimeoutArg t
         }
     }
     if (last) std::rethrow_exception(last);
-    throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
-                            "cogent: create_connection: " + std::string(host) +
-                                " has no address to connect to");
+    throw std::system_error(
+        EADDRNOTAVAIL, std::generic_category(),
+        "cogent: create_connection: " + std::string(host) + " has no address to connect to");
 }
 
 void Socket::connect(std::string_view host, std::uint16_t port) {

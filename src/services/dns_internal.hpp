@@ -126,12 +126,10 @@ void validate(const Resolver::Options& o);
 // Run on the thread pool (kind thread) or on the calling thread (kind block); DnsError as the
 // libc call fails.
 
-std::vector<AddrInfo> libc_getaddrinfo(Resolver::Kind kind, std::string host,
-                                       std::string service, AddrInfoHints hints,
-                                       std::string call);
+std::vector<AddrInfo> libc_getaddrinfo(Resolver::Kind kind, std::string host, std::string service,
+                                       AddrInfoHints hints, std::string call);
 HostEnt libc_gethostbyname(Resolver::Kind kind, std::string name, int family, std::string call);
-HostEnt libc_gethostbyaddr(Resolver::Kind kind, RawAddr addr, std::string text,
-                           std::string call);
+HostEnt libc_gethostbyaddr(Resolver::Kind kind, RawAddr addr, std::string text, std::string call);
 
 }  // namespace cogent::detail::dns
 

@@ -77,13 +77,12 @@ HostEnt hostent_from(const hostent* he) {
 
 }  // namespace
 
-std::vector<AddrInfo> libc_getaddrinfo(Resolver::Kind kind, std::string host,
-                                       std::string service, AddrInfoHints hints,
-                                       std::string call) {
-    return run_kind(kind, [h = std::move(host), s = std::move(service), hints,
-                           call = std::move(call)] {
-        return libc_getaddrinfo_here(h, s, hints, call);
-    });
+std::vector<AddrInfo> libc_getaddrinfo(Resolver::Kind kind, std::string host, std::string service,
+                                       AddrInfoHints hints, std::string call) {
+    return run_kind(kind,
+                    [h = std::move(host), s = std::move(service), hints, call = std::move(call)] {
+                        return libc_getaddrinfo_here(h, s, hints, call);
+                    });
 }
 
 HostEnt libc_gethostbyname(Resolver::Kind kind, std::string name, int family, std::string call) {
@@ -94,8 +93,7 @@ HostEnt libc_gethostbyname(Resolver::Kind kind, std::string name, int family, st
         static const auto real =
             libc_fn<int (*)(const char*, int, hostent*, char*, size_t, hostent**, int*)>(
                 "gethostbyname2_r");
-        while ((rc = real(n.c_str(), family, &he, buf.data(), buf.size(), &res, &herr)) ==
-                   ERANGE &&
+        while ((rc = real(n.c_str(), family, &he, buf.data(), buf.size(), &res, &herr)) == ERANGE &&
                buf.size() < (1u << 20))
             buf.resize(buf.size() * 2);
         if (rc != 0 || !res) fail(rc ? EAI_SYSTEM : eai_from_herrno(herr), n, call);
@@ -103,14 +101,14 @@ HostEnt libc_gethostbyname(Resolver::Kind kind, std::string name, int family, st
     });
 }
 
-HostEnt libc_gethostbyaddr(Resolver::Kind kind, RawAddr addr, std::string text,
-                           std::string call) {
+HostEnt libc_gethostbyaddr(Resolver::Kind kind, RawAddr addr, std::string text, std::string call) {
     return run_kind(kind, [a = addr, text = std::move(text), call = std::move(call)] {
         hostent he{}, *res = nullptr;
         std::vector<char> buf(8192);
         int herr = 0, rc;
-        static const auto real = libc_fn<int (*)(const void*, socklen_t, int, hostent*, char*,
-                                                 size_t, hostent**, int*)>("gethostbyaddr_r");
+        static const auto real =
+            libc_fn<int (*)(const void*, socklen_t, int, hostent*, char*, size_t, hostent**, int*)>(
+                "gethostbyaddr_r");
         while ((rc = real(a.bytes, a.family == AF_INET ? 4 : 16, a.family, &he, buf.data(),
                           buf.size(), &res, &herr)) == ERANGE &&
                buf.size() < (1u << 20))

@@ -155,8 +155,8 @@ std::vector<RawAddr> no_host_addresses(const AddrInfoHints& hints) {
 }
 
 // A numeric host in the asked family (an IPv4 one mapped for AF_INET6 + AI_V4MAPPED).
-RawAddr numeric_in_family(RawAddr a, const AddrInfoHints& hints, bool mapped,
-                          std::string_view host, const std::string& call) {
+RawAddr numeric_in_family(RawAddr a, const AddrInfoHints& hints, bool mapped, std::string_view host,
+                          const std::string& call) {
     if (hints.family == AF_INET6 && a.family == AF_INET) {
         if (!mapped) fail(EAI_ADDRFAMILY, host, call, "an IPv4 address, AF_INET6 asked");
         return v4_mapped(a);

@@ -17,12 +17,12 @@
 #include <system_error>
 #include <vector>
 
-#include "services/child.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/hub.hpp"
 #include "cogent/io.hpp"
-#include "io/fdwait.hpp"
 #include "hub/hub.hpp"
+#include "io/fdwait.hpp"
+#include "services/child.hpp"
 
 namespace cogent::detail {
 

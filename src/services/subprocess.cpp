@@ -4,8 +4,8 @@
 
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -13,19 +13,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <system_error>
 
-#include "services/child.hpp"
 #include "cogent/debug.hpp"
 #include "cogent/greenlet.hpp"
 #include "cogent/io.hpp"
 #include "cogent/threadpool.hpp"
-#include "io/fdwait.hpp"
 #include "hub/hub.hpp"
+#include "io/fdwait.hpp"
+#include "services/child.hpp"
 
 extern char** environ;
 
@@ -349,8 +349,8 @@ private:
 // One spawn, shared between the Popen that asked for it and the thread that clones.
 struct SpawnJob {
     ChildPlan plan{};
-    pid_t pid = -1;   // the child, or -1
-    int err = 0;      // why there is none (errno of mmap or clone)
+    pid_t pid = -1;  // the child, or -1
+    int err = 0;     // why there is none (errno of mmap or clone)
     std::atomic<bool> done{false};
 };
 

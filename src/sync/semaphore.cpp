@@ -19,7 +19,7 @@ int checked_value(int value) {
     return value;
 }
 constexpr SemaphoreNames kSemaphoreNames{"Semaphore", "Semaphore::acquire", "Semaphore::wait",
-                                          "cogent: Semaphore counter overflow"};
+                                         "cogent: Semaphore counter overflow"};
 constexpr SemaphoreNames kBoundedNames{"BoundedSemaphore", "BoundedSemaphore::acquire",
                                        "BoundedSemaphore::wait",
                                        "cogent: BoundedSemaphore released too many times"};

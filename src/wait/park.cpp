@@ -118,12 +118,14 @@ void idle() {
     HubImpl* hub = hub_of(ts);
     if (cur == hub->greenlet) hub->switch_out(cur, "idle()");  // throws
     Parker p(hub, cur);
-    loop::Idle w([](loop::Idle& self) {
-        auto* p = static_cast<Parker*>(self.data());
-        if (!p->hub()->callbacks.empty()) return;  // runnable greenlets first
-        self.stop();
-        p->wake();
-    }, &p);
+    loop::Idle w(
+        [](loop::Idle& self) {
+            auto* p = static_cast<Parker*>(self.data());
+            if (!p->hub()->callbacks.empty()) return;  // runnable greenlets first
+            self.stop();
+            p->wake();
+        },
+        &p);
     w.start(hub->loop());
     p.park({}, "idle()");
 }

@@ -67,8 +67,7 @@ public:
 
     // Switch out until woken (true) or until `timeout` passes (false); see the top of the
     // file. ref = false: the timer does not keep the hub's loop alive (an unreferenced sleep).
-    [[gnu::always_inline]] inline bool park(TimeoutArg timeout, const char* what,
-                                            bool ref = true) {
+    [[gnu::always_inline]] inline bool park(TimeoutArg timeout, const char* what, bool ref = true) {
         if (!timeout.forever()) timer_.start(hub_->loop(), timeout.value(), ref);
         hub_->switch_out(g_, what);
         if (woken_) [[likely]]

@@ -33,7 +33,9 @@ const loop::Timer* timer_of(const unsigned char* storage) {
 }  // namespace
 
 Timeout::Timeout(TimeoutArg d, bool start_now)
-    : BaseException(message(d)), id_(g_next_id.fetch_add(1, std::memory_order_relaxed)), duration_(d) {
+    : BaseException(message(d)),
+      id_(g_next_id.fetch_add(1, std::memory_order_relaxed)),
+      duration_(d) {
     if (start_now) start();
 }
 
@@ -53,7 +55,8 @@ Timeout Timeout::expired(TimeoutArg d) { return Timeout(d, false); }
 
 void Timeout::on_fire(void* p) {
     auto* self = static_cast<Timeout*>(p);
-    std::exception_ptr e = self->exception_ ? self->exception_ : std::make_exception_ptr(Timeout(*self));
+    std::exception_ptr e =
+        self->exception_ ? self->exception_ : std::make_exception_ptr(Timeout(*self));
     resume_throw(self->owner_, std::move(e));
 }
 
@@ -61,8 +64,9 @@ void Timeout::start() {
     if (duration_.forever()) return;
     ThreadState* ts = thread_state_fast();
     if (owner_ && owner_ != ts->current)
-        throw GreenletError("cogent: Timeout::start from a greenlet other than the one it "
-                            "belongs to");
+        throw GreenletError(
+            "cogent: Timeout::start from a greenlet other than the one it "
+            "belongs to");
     cancel();
     HubImpl* hub = hub_of(ts);
     owner_ = ts->current;
@@ -80,8 +84,6 @@ void Timeout::cancel() noexcept {
     if (hub) timer_of(timer_)->~Timer();
 }
 
-bool Timeout::pending() const noexcept {
-    return owns_timer_ && timer_of(timer_)->active();
-}
+bool Timeout::pending() const noexcept { return owns_timer_ && timer_of(timer_)->active(); }
 
 }  // namespace cogent

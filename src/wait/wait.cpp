@@ -69,8 +69,7 @@ void Linkable::throw_foreign_thread(const char* what) const {
                             " called from another thread; a waitable object belongs to the "
                             "thread that created it (only AsyncResult::set/set_exception and "
                             "Hub::run_callback_threadsafe may be called from other threads)");
-    throw GreenletError("cogent: " + name + "." + what +
-                        "() called from another thread; " + name +
+    throw GreenletError("cogent: " + name + "." + what + "() called from another thread; " + name +
                         " belongs to the thread that created it (use "
                         "Hub::run_callback_threadsafe to reach it from another thread)");
 }
@@ -113,7 +112,7 @@ void Linkable::run_notify(Callback* cb) {
             if (n->seq >= end) break;
             if (n->seq >= self->all_until_ && !self->ready()) break;
             n->unlink();
-            n->on_wake(n);  // may switch into a greenlet, which runs until it yields back
+            n->on_wake(n);           // may switch into a greenlet, which runs until it yields back
             if (!run.alive) return;  // a woken party destroyed the object
         }
         if (!Bounded || !run.arrivals) break;
@@ -192,8 +191,7 @@ MultiWait::MultiWait(std::vector<Linkable*> objs, TimeoutArg timeout, const char
     : nodes_(objs.size()), objects_(std::move(objs)), timeout_(timeout) {
     auto& objects = objects_;
     check_wait_args(objects, what);
-    if (!timeout.forever())
-        deadline_ns_ = monotonic_ns() + std::uint64_t(timeout.value().count());
+    if (!timeout.forever()) deadline_ns_ = monotonic_ns() + std::uint64_t(timeout.value().count());
     for (std::size_t i = 0; i < objects.size(); ++i) {
         Node& n = nodes_[i];
         n.owner = this;

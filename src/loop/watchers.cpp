@@ -168,44 +168,42 @@ void Signal::on_fire(struct ev_loop*, ev_signal* w, int) {
 // ---------------------------------------------------------------------------------------------
 // Prepare and Idle
 
-void Prepare::start_slow(Loop& loop) {
-    ev_prepare* w = ev<ev_prepare>(w_);
+namespace impl {
+
+template <HookKind K>
+void Hook<K>::start_slow(Loop& loop) {
+    using Ev = typename HookEv<K>::type;
+    Ev* w = ev<Ev>(w_);
     if (bits_) release();
-    ev_set_cb(w, &Prepare::on_fire);
-    ev_prepare_start(raw(loop), w);
+    ev_set_cb(w, &Hook::on_fire);
+    if constexpr (K == HookKind::prepare)
+        ev_prepare_start(raw(loop), w);
+    else
+        ev_idle_start(raw(loop), w);
     bind(loop);
 }
 
-void Prepare::stop_slow() noexcept {
+template <HookKind K>
+void Hook<K>::stop_slow() noexcept {
+    using Ev = typename HookEv<K>::type;
     struct ev_loop* l = raw_loop();
     release();
-    ev_prepare_stop(l, ev<ev_prepare>(w_));
+    if constexpr (K == HookKind::prepare)
+        ev_prepare_stop(l, ev<Ev>(w_));
+    else
+        ev_idle_stop(l, ev<Ev>(w_));
 }
 
-void Prepare::on_fire(struct ev_loop*, ev_prepare* w, int) {
-    auto* self = reinterpret_cast<Prepare*>(w);
+template <HookKind K>
+void Hook<K>::on_fire(struct ev_loop*, typename HookEv<K>::type* w, int) {
+    auto* self = reinterpret_cast<Hook*>(w);
     self->after_fire();
     self->fn_(*self);
 }
 
-void Idle::start_slow(Loop& loop) {
-    ev_idle* w = ev<ev_idle>(w_);
-    if (bits_) release();
-    ev_set_cb(w, &Idle::on_fire);
-    ev_idle_start(raw(loop), w);
-    bind(loop);
-}
+template class Hook<HookKind::prepare>;
+template class Hook<HookKind::idle>;
 
-void Idle::stop_slow() noexcept {
-    struct ev_loop* l = raw_loop();
-    release();
-    ev_idle_stop(l, ev<ev_idle>(w_));
-}
-
-void Idle::on_fire(struct ev_loop*, ev_idle* w, int) {
-    auto* self = reinterpret_cast<Idle*>(w);
-    self->after_fire();
-    self->fn_(*self);
-}
+}  // namespace impl
 
 }  // namespace cogent::loop

@@ -196,13 +196,28 @@ private:
     Fn fn_ = nullptr;
 };
 
-// Called in every loop iteration just before the loop blocks for I/O.
-class Prepare : public impl::Watcher {
+namespace impl {
+// The watchers without parameters that call back once per loop iteration at one point: libev's
+// prepare and idle watchers, one class for both (the .cpp instantiates the two).
+enum class HookKind { prepare, idle };
+template <HookKind K>
+struct HookEv;
+template <>
+struct HookEv<HookKind::prepare> {
+    using type = struct ::ev_prepare;
+};
+template <>
+struct HookEv<HookKind::idle> {
+    using type = struct ::ev_idle;
+};
+
+template <HookKind K>
+class Hook : public Watcher {
 public:
-    using Fn = void (*)(Prepare&);
-    Prepare() noexcept = default;
-    Prepare(Fn fn, void* data) noexcept : fn_(fn) { set_data(data); }
-    ~Prepare() { stop(); }
+    using Fn = void (*)(Hook&);
+    Hook() noexcept = default;
+    Hook(Fn fn, void* data) noexcept : fn_(fn) { set_data(data); }
+    ~Hook() { stop(); }
     void set_callback(Fn fn, void* data) noexcept {
         fn_ = fn;
         set_data(data);
@@ -217,34 +232,15 @@ public:
 private:
     void start_slow(Loop& loop);
     void stop_slow() noexcept;
-    static void on_fire(struct ::ev_loop*, struct ev_prepare*, int);
+    static void on_fire(struct ::ev_loop*, typename HookEv<K>::type*, int);
     Fn fn_ = nullptr;
 };
+}  // namespace impl
 
+// Called in every loop iteration just before the loop blocks for I/O.
+using Prepare = impl::Hook<impl::HookKind::prepare>;
 // Called in loop iterations that have nothing else to call back (and then the loop polls
 // without blocking).
-class Idle : public impl::Watcher {
-public:
-    using Fn = void (*)(Idle&);
-    Idle() noexcept = default;
-    Idle(Fn fn, void* data) noexcept : fn_(fn) { set_data(data); }
-    ~Idle() { stop(); }
-    void set_callback(Fn fn, void* data) noexcept {
-        fn_ = fn;
-        set_data(data);
-    }
-    void start(Loop& loop) {  // no-op if active
-        if (!active()) start_slow(loop);
-    }
-    void stop() noexcept {
-        if (bits_) stop_slow();
-    }
-
-private:
-    void start_slow(Loop& loop);
-    void stop_slow() noexcept;
-    static void on_fire(struct ::ev_loop*, struct ev_idle*, int);
-    Fn fn_ = nullptr;
-};
+using Idle = impl::Hook<impl::HookKind::idle>;
 
 }  // namespace cogent::loop

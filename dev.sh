@@ -262,7 +262,9 @@ cmd_test() {
     # Stop at the first report and make it a failure; print UBSan's stack traces.
     export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}"
-    run_suite "ASan/UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
+    # -O1 (ASan's advice) and no bench/: the build is most of the run's time.
+    run_suite "ASan/UBSan" build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+        -Doptimization=1 -Dbench=false
 
     echo
     ((${#FAILED_CHECKS[@]} == 0)) || log "failed checks: ${FAILED_CHECKS[*]}"

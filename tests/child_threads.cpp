@@ -64,7 +64,7 @@ std::string worker(int id) {
     });
     int echoed = 0;
     for (int i = 0; i < 200; ++i) {
-        char msg[32], back[32];
+        char msg[48], back[48];  // room for any int id (-Wformat-truncation)
         std::snprintf(msg, sizeof msg, "w%d-m%03d-padding-padding-pad", id, i);
         if (::send(sv[0], msg, sizeof msg, 0) != ssize_t(sizeof msg)) {
             fail("send");

@@ -36,11 +36,14 @@ void throw_destroyed(const char* kind, const char* what, GreenletImpl* g) {
 
 namespace {
 // A greenlet parked on a WaitList.
+// The fields a wake and the return from park() touch come first: WaitNode's, these two and
+// the Parker's own (its timer and queued wake-up, rarely used, last), so that waking one of a
+// thousand parked greenlets touches as few cache lines of its stack as possible.
 struct ListWaiter : WaitNode {
-    Parker p;
     const char* destroyed = nullptr;  // abandoned: the kind of the destroyed object
     bool* gone = nullptr;             // park()'s out-parameter
-    ListWaiter(HubImpl* hub, GreenletImpl* g, bool* gone_) noexcept : p(hub, g), gone(gone_) {
+    Parker p;
+    ListWaiter(HubImpl* hub, GreenletImpl* g, bool* gone_) noexcept : gone(gone_), p(hub, g) {
         on_wake = [](WaitNode* n) { static_cast<ListWaiter*>(n)->p.wake(); };
         on_abandon = &ListWaiter::abandon;
     }

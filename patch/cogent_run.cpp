@@ -52,13 +52,15 @@ void usage(FILE* to) {
         to,
         "usage: cogent-run [OPTIONS] [--] COMMAND [ARGS...]\n"
         "Run COMMAND with cogent's monkey patch (libcogent_patch.so) preloaded: its socket,\n"
-        "DNS, poll/select and sleep calls made on cogent greenlets wait cooperatively; every\n"
-        "other call (a program that never starts a cogent hub) reaches libc unchanged.\n"
+        "DNS, poll/select and sleep calls, and its waits on pthread mutexes, conditions and\n"
+        "the like, made on cogent greenlets wait cooperatively; every other call (a program\n"
+        "that never starts a cogent hub) behaves as with libc.\n"
         "\n"
         "options (applied left to right; the starting set is COGENT_PATCH, else all):\n"
         "  --patch=LIST   patch exactly LIST: all, none, or a comma-separated list of\n"
-        "                 socket, dns, time, select (like COGENT_PATCH)\n"
-        "  --no-socket, --no-dns, --no-time, --no-select\n"
+        "                 socket, dns, time, select, sync, thread (like COGENT_PATCH;\n"
+        "                 all is every family but thread, and thread brings sync)\n"
+        "  --no-socket, --no-dns, --no-time, --no-select, --no-sync\n"
         "                 leave that family unpatched (gevent's patch_all(socket=False)...)\n"
         "  --show         print the families that would be patched, the library and the\n"
         "                 LD_PRELOAD the command would get; run nothing; exit 0 (1 if the\n"
@@ -85,7 +87,7 @@ std::optional<unsigned> parse_families(const std::string& v, std::string* bad_it
 std::string describe(unsigned fam) {
     if (!fam) return "none";
     std::string out;
-    for (unsigned i = 0; i < 4; ++i)
+    for (unsigned i = 0; i < cogent::detail::kPatchFamilyCount; ++i)
         if (fam & (1u << i)) out += (out.empty() ? "" : ",") + std::string(kFamilyNames[i]);
     return out;
 }
@@ -190,7 +192,7 @@ int main(int argc, char** argv) {
         auto f = parse_families(e, &bad);
         if (!f)
             usage_error(std::string("COGENT_PATCH='") + e + "': unknown family '" + bad +
-                        "' (expected all, none, or a list of socket, dns, time, select)");
+                        "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
         fam = *f;
     }
     bool show = false;
@@ -225,14 +227,15 @@ int main(int argc, char** argv) {
             auto f = parse_families(list, &bad);
             if (!f)
                 usage_error("--patch='" + list + "': unknown family '" + bad +
-                            "' (expected all, none, or a list of socket, dns, time, select)");
+                            "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
             fam = *f;
             continue;
         }
         bool matched = false;
-        for (unsigned k = 0; k < 4; ++k)
+        for (unsigned k = 0; k < cogent::detail::kPatchFamilyCount; ++k)
             if (a == std::string("--no-") + kFamilyNames[k]) {
                 fam &= ~(1u << k);
+                if ((1u << k) == cogent::detail::kPatchSync) fam &= ~cogent::detail::kPatchThread;
                 matched = true;
             }
         if (!matched) usage_error("unknown option '" + a + "'");

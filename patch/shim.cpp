@@ -7,7 +7,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 
 namespace cogent::patch {
 
@@ -17,7 +16,9 @@ unsigned patched_families = Family::all;
 
 // One definition of the family bits: the public enum, in the order of COGENT_PATCH's names.
 static_assert(Family::socket == 1u << 0 && Family::dns == 1u << 1 && Family::time == 1u << 2 &&
-              Family::select == 1u << 3 && Family::all == detail::kPatchAll);
+              Family::select == 1u << 3 && Family::sync == 1u << 4 &&
+              Family::thread == 1u << 5 && Family::all == detail::kPatchAll &&
+              detail::kPatchFamilyCount == 6);
 
 namespace {
 
@@ -41,8 +42,19 @@ void get(void* handle, F& slot, const char* name) {
 }  // namespace
 
 void resolve_real() noexcept {
-    static std::once_flag once;
-    std::call_once(once, [] {
+    // Not std::call_once: that is pthread_once, one of the hooks (and they may need `real`).
+    // The first caller resolves; any other spins until it is done (microseconds, once).
+    static std::atomic<int> state{0};  // 1 once a caller started resolving
+    int expected = 0;
+    if (!state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        while (!real_ready.load(std::memory_order_acquire)) {
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        }
+        return;
+    }
+    {
         void* h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
         Real r{};
         get(h, r.socket, "socket");
@@ -93,9 +105,51 @@ void resolve_real() noexcept {
         get(h, r.gethostbyaddr_r, "gethostbyaddr_r");
         get(h, r.fork, "fork");
         get(h, r.fclose, "fclose");
+        get(h, r.mutex_init, "pthread_mutex_init");
+        get(h, r.mutex_destroy, "pthread_mutex_destroy");
+        get(h, r.mutex_lock, "pthread_mutex_lock");
+        get(h, r.mutex_trylock, "pthread_mutex_trylock");
+        get(h, r.mutex_timedlock, "pthread_mutex_timedlock");
+        get(h, r.mutex_clocklock, "pthread_mutex_clocklock");
+        get(h, r.mutex_unlock, "pthread_mutex_unlock");
+        get(h, r.cond_init, "pthread_cond_init");
+        get(h, r.cond_destroy, "pthread_cond_destroy");
+        get(h, r.cond_wait, "pthread_cond_wait");
+        get(h, r.cond_timedwait, "pthread_cond_timedwait");
+        get(h, r.cond_clockwait, "pthread_cond_clockwait");
+        get(h, r.cond_signal, "pthread_cond_signal");
+        get(h, r.cond_broadcast, "pthread_cond_broadcast");
+        get(h, r.rwlock_init, "pthread_rwlock_init");
+        get(h, r.rwlock_destroy, "pthread_rwlock_destroy");
+        get(h, r.rwlock_rdlock, "pthread_rwlock_rdlock");
+        get(h, r.rwlock_tryrdlock, "pthread_rwlock_tryrdlock");
+        get(h, r.rwlock_timedrdlock, "pthread_rwlock_timedrdlock");
+        get(h, r.rwlock_clockrdlock, "pthread_rwlock_clockrdlock");
+        get(h, r.rwlock_wrlock, "pthread_rwlock_wrlock");
+        get(h, r.rwlock_trywrlock, "pthread_rwlock_trywrlock");
+        get(h, r.rwlock_timedwrlock, "pthread_rwlock_timedwrlock");
+        get(h, r.rwlock_clockwrlock, "pthread_rwlock_clockwrlock");
+        get(h, r.rwlock_unlock, "pthread_rwlock_unlock");
+        get(h, r.barrier_init, "pthread_barrier_init");
+        get(h, r.barrier_destroy, "pthread_barrier_destroy");
+        get(h, r.barrier_wait, "pthread_barrier_wait");
+        get(h, r.spin_lock, "pthread_spin_lock");
+        get(h, r.spin_trylock, "pthread_spin_trylock");
+        get(h, r.spin_unlock, "pthread_spin_unlock");
+        get(h, r.once, "pthread_once");
+        get(h, r.sem_wait, "sem_wait");
+        get(h, r.sem_timedwait, "sem_timedwait");
+        get(h, r.sem_clockwait, "sem_clockwait");
+        get(h, r.sem_trywait, "sem_trywait");
+        get(h, r.sem_post, "sem_post");
+        get(h, r.sem_getvalue, "sem_getvalue");
+        get(h, r.sched_yield, "sched_yield");
+        get(h, r.flockfile, "flockfile");
+        get(h, r.ftrylockfile, "ftrylockfile");
+        get(h, r.funlockfile, "funlockfile");
         real = r;
         real_ready.store(true, std::memory_order_release);
-    });
+    }
 }
 
 namespace {

@@ -12,6 +12,8 @@
 
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -79,6 +81,49 @@ struct Real {
     int (*gethostbyaddr_r)(const void*, socklen_t, int, hostent*, char*, size_t, hostent**, int*);
     pid_t (*fork)();
     int (*fclose)(FILE*);
+    // The sync family: process-shared, robust and priority-protocol objects keep libc's.
+    int (*mutex_init)(pthread_mutex_t*, const pthread_mutexattr_t*);
+    int (*mutex_destroy)(pthread_mutex_t*);
+    int (*mutex_lock)(pthread_mutex_t*);
+    int (*mutex_trylock)(pthread_mutex_t*);
+    int (*mutex_timedlock)(pthread_mutex_t*, const timespec*);
+    int (*mutex_clocklock)(pthread_mutex_t*, clockid_t, const timespec*);
+    int (*mutex_unlock)(pthread_mutex_t*);
+    int (*cond_init)(pthread_cond_t*, const pthread_condattr_t*);
+    int (*cond_destroy)(pthread_cond_t*);
+    int (*cond_wait)(pthread_cond_t*, pthread_mutex_t*);
+    int (*cond_timedwait)(pthread_cond_t*, pthread_mutex_t*, const timespec*);
+    int (*cond_clockwait)(pthread_cond_t*, pthread_mutex_t*, clockid_t, const timespec*);
+    int (*cond_signal)(pthread_cond_t*);
+    int (*cond_broadcast)(pthread_cond_t*);
+    int (*rwlock_init)(pthread_rwlock_t*, const pthread_rwlockattr_t*);
+    int (*rwlock_destroy)(pthread_rwlock_t*);
+    int (*rwlock_rdlock)(pthread_rwlock_t*);
+    int (*rwlock_tryrdlock)(pthread_rwlock_t*);
+    int (*rwlock_timedrdlock)(pthread_rwlock_t*, const timespec*);
+    int (*rwlock_clockrdlock)(pthread_rwlock_t*, clockid_t, const timespec*);
+    int (*rwlock_wrlock)(pthread_rwlock_t*);
+    int (*rwlock_trywrlock)(pthread_rwlock_t*);
+    int (*rwlock_timedwrlock)(pthread_rwlock_t*, const timespec*);
+    int (*rwlock_clockwrlock)(pthread_rwlock_t*, clockid_t, const timespec*);
+    int (*rwlock_unlock)(pthread_rwlock_t*);
+    int (*barrier_init)(pthread_barrier_t*, const pthread_barrierattr_t*, unsigned);
+    int (*barrier_destroy)(pthread_barrier_t*);
+    int (*barrier_wait)(pthread_barrier_t*);
+    int (*spin_lock)(pthread_spinlock_t*);
+    int (*spin_trylock)(pthread_spinlock_t*);
+    int (*spin_unlock)(pthread_spinlock_t*);
+    int (*once)(pthread_once_t*, void (*)());
+    int (*sem_wait)(sem_t*);
+    int (*sem_timedwait)(sem_t*, const timespec*);
+    int (*sem_clockwait)(sem_t*, clockid_t, const timespec*);
+    int (*sem_trywait)(sem_t*);
+    int (*sem_post)(sem_t*);
+    int (*sem_getvalue)(sem_t*, int*);
+    int (*sched_yield)();
+    void (*flockfile)(FILE*);
+    int (*ftrylockfile)(FILE*);
+    void (*funlockfile)(FILE*);
 };
 extern Real real;
 extern std::atomic<bool> real_ready;

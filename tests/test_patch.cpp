@@ -170,7 +170,7 @@ TEST_CASE("the shim is loaded and patches every family") {
     CHECK(cogent::patch::loaded());
     CHECK(cogent::patch::is_patched(cogent::patch::socket));
     CHECK(cogent::patch::is_patched(cogent::patch::select));
-    CHECK(cogent::patch::describe() == "socket,dns,time,select");
+    CHECK(cogent::patch::describe() == "socket,dns,time,select,sync");
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "recv on a blocking socket parks only the greenlet") {

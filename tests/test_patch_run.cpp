@@ -168,7 +168,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run --help and --show") {
     CHECK(s.status == 0);
     auto lines = split(s.out, '\n');
     REQUIRE(lines.size() >= 3);
-    CHECK(lines[0] == "patched: socket,dns,time,select");
+    CHECK(lines[0] == "patched: socket,dns,time,select,sync");
     REQUIRE(lines[1].rfind("library: /", 0) == 0);
     const std::string lib = lines[1].substr(9);
     CHECK(lib.size() > 19);
@@ -198,19 +198,24 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: family options, left to r
     CHECK(shown({"--patch=socket,time"}) == "patched: socket,time");
     CHECK(shown({"--patch", "dns"}) == "patched: dns");
     CHECK(shown({"--patch=none"}) == "patched: none");
-    CHECK(shown({"--patch=ALL"}) == "patched: socket,dns,time,select");
+    CHECK(shown({"--patch=ALL"}) == "patched: socket,dns,time,select,sync");
     CHECK(shown({"--patch= select , socket "}) == "patched: socket,select");
     CHECK(shown({"--patch=none,dns"}) == "patched: dns");
-    CHECK(shown({"--no-dns"}) == "patched: socket,time,select");
-    CHECK(shown({"--no-socket", "--no-time", "--no-select"}) == "patched: dns");
-    CHECK(shown({"--no-socket", "--no-dns", "--no-time", "--no-select"}) == "patched: none");
-    CHECK(shown({"--patch=socket", "--patch=all", "--no-time"}) == "patched: socket,dns,select");
-    CHECK(shown({"--no-time", "--patch=all"}) == "patched: socket,dns,time,select");
+    CHECK(shown({"--no-dns"}) == "patched: socket,time,select,sync");
+    CHECK(shown({"--no-socket", "--no-time", "--no-select", "--no-sync"}) == "patched: dns");
+    CHECK(shown({"--no-socket", "--no-dns", "--no-time", "--no-select"}) == "patched: sync");
+    CHECK(shown({"--no-socket", "--no-dns", "--no-time", "--no-select", "--no-sync"}) ==
+          "patched: none");
+    // "thread" is not part of "all", and brings "sync" with it.
+    CHECK(shown({"--patch=thread"}) == "patched: sync,thread");
+    CHECK(shown({"--patch=all,thread", "--no-sync"}) == "patched: socket,dns,time,select");
+    CHECK(shown({"--patch=socket", "--patch=all", "--no-time"}) == "patched: socket,dns,select,sync");
+    CHECK(shown({"--no-time", "--patch=all"}) == "patched: socket,dns,time,select,sync");
     // The starting set is an inherited COGENT_PATCH; options change it.
     CHECK(shown({}, "dns,select") == "patched: dns,select");
     CHECK(shown({"--no-select"}, "dns,select") == "patched: dns");
-    CHECK(shown({"--patch=all"}, "none") == "patched: socket,dns,time,select");
-    CHECK(shown({}, "") == "patched: socket,dns,time,select");
+    CHECK(shown({"--patch=all"}, "none") == "patched: socket,dns,time,select,sync");
+    CHECK(shown({}, "") == "patched: socket,dns,time,select,sync");
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: bad usage exits 2 with a clear message") {
@@ -275,7 +280,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: the command's own status,
     // Without "--", the first argument that is not an option starts the command.
     Ran nodash = run({cogent_run(), "--no-dns", "sh", "-c", "echo \"$COGENT_PATCH\"", "--show"});
     CHECK(nodash.status == 0);
-    CHECK(nodash.out == "socket,time,select\n");
+    CHECK(nodash.out == "socket,time,select,sync\n");
 }
 
 TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: the environment the command gets") {
@@ -301,7 +306,7 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: the environment the comma
     env.set("LD_PRELOAD", "libm.so.6 /elsewhere/libcogent_patch.so:" + shim);
     Ran k = run({cogent_run(), "--", "env"}, env);
     REQUIRE(k.status == 0);
-    CHECK(env_value(k.out, "COGENT_PATCH") == "socket,dns,time,select");
+    CHECK(env_value(k.out, "COGENT_PATCH") == "socket,dns,time,select,sync");
     auto pre2 = split(env_value(k.out, "LD_PRELOAD"), ':');
     REQUIRE(pre2.size() >= 2);
     CHECK(pre2[pre2.size() - 2] == shim);
@@ -314,8 +319,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: the environment the comma
     CHECK(contains(maps.out, "libcogent.so"));
     const std::string child = env_path("COGENT_CHILD_THREADS");
     CHECK(run({child, "describe"}).out == "not loaded\n");
-    CHECK(run_patched({child, "describe"}).out == "socket,dns,time,select\n");
-    CHECK(run_patched({child, "describe"}, {"--no-dns"}).out == "socket,time,select\n");
+    CHECK(run_patched({child, "describe"}).out == "socket,dns,time,select,sync\n");
+    CHECK(run_patched({child, "describe"}, {"--no-dns"}).out == "socket,time,select,sync\n");
     CHECK(run_patched({child, "describe"}, {"--patch=none"}).out == "none\n");
 }
 

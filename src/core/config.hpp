@@ -1,6 +1,8 @@
 // Settings: COGENT_* environment variables are read here and nowhere else. Internal.
 #pragma once
 
+#include "core/patch_families.hpp"
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -11,8 +13,8 @@ namespace cogent::detail {
 struct Config {
     std::size_t stack_size;            // COGENT_STACK_SIZE, bytes, page-rounded
     std::size_t threadpool_size = 10;  // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
-    unsigned patch_families = 15;      // COGENT_PATCH: the shim's families (1 socket, 2 dns,
-                                       // 4 time, 8 select); all by default
+    unsigned patch_families = kPatchAll;  // COGENT_PATCH: the shim's families (bits of
+                                          // patch_families.hpp); all by default
 };
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();

@@ -8,9 +8,14 @@
 
 namespace cogent::detail {
 
-inline constexpr unsigned kPatchAll = 15;
-// Bit i is family kPatchFamilyNames[i].
-inline constexpr const char* kPatchFamilyNames[] = {"socket", "dns", "time", "select"};
+// Bit i is family kPatchFamilyNames[i]. "all" is every family but "thread" (green threads are
+// opt-in: cogent-run --threads); "thread" brings "sync" with it.
+inline constexpr const char* kPatchFamilyNames[] = {"socket", "dns",  "time",
+                                                    "select", "sync", "thread"};
+inline constexpr unsigned kPatchFamilyCount = 6;
+inline constexpr unsigned kPatchSync = 1u << 4;
+inline constexpr unsigned kPatchThread = 1u << 5;
+inline constexpr unsigned kPatchAll = (1u << kPatchFamilyCount) - 1 - kPatchThread;
 
 // "all", "none", "socket,dns"...: items case-insensitive, blanks around them ignored, "all" and
 // "none" combinable with names. nullopt (and *bad_item) for an unknown item.
@@ -30,7 +35,7 @@ inline std::optional<unsigned> parse_patch_families(const std::string& v, std::s
             fam |= kPatchAll;
             known = true;
         }
-        for (unsigned i = 0; i < 4 && !known; ++i)
+        for (unsigned i = 0; i < kPatchFamilyCount && !known; ++i)
             if (item == kPatchFamilyNames[i]) {
                 fam |= 1u << i;
                 known = true;
@@ -40,6 +45,7 @@ inline std::optional<unsigned> parse_patch_families(const std::string& v, std::s
             return std::nullopt;
         }
     }
+    if (fam & kPatchThread) fam |= kPatchSync;
     return fam;
 }
 

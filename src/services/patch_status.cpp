@@ -3,6 +3,8 @@
 
 #include "cogent/patch.hpp"
 
+#include "core/patch_families.hpp"
+
 namespace cogent::patch {
 
 namespace {
@@ -27,9 +29,8 @@ std::string describe() {
     unsigned f = families();
     if (!f) return "none";
     std::string out;
-    const char* names[] = {"socket", "dns", "time", "select"};
-    for (int i = 0; i < 4; ++i)
-        if (f & (1u << i)) out += (out.empty() ? "" : ",") + std::string(names[i]);
+    for (unsigned i = 0; i < detail::kPatchFamilyCount; ++i)
+        if (f & (1u << i)) out += (out.empty() ? "" : ",") + std::string(detail::kPatchFamilyNames[i]);
     return out;
 }
 

@@ -1,8 +1,9 @@
 // The one door from libcogent_patch.so (patch/) into the runtime: plain functions, exported
 // from libcogent.so (COGENT_INTERNAL_API), and no struct layouts, so that the shim never
 // compiles against HubImpl, ThreadState or the fd table and can be rebuilt independently of
-// their shapes. patch/ includes no other header of src/ (this one brings in two header-only
-// ones without layouts: core/patch_families.hpp, io/retry_loop.hpp). Internal: not API.
+// their shapes. patch/ includes no other header of src/ (this one brings in four without
+// layouts of the runtime: core/patch_families.hpp, core/raw_syscall.hpp, io/retry_loop.hpp,
+// and wait/lot.hpp, the parking lot's functions, which the sync family builds on). Internal.
 #pragma once
 
 #include <sys/types.h>
@@ -16,7 +17,9 @@
 #include "cogent/io.hpp"
 #include "cogent/time.hpp"
 #include "core/patch_families.hpp"  // the COGENT_PATCH grammar, for cogent-run (header-only)
+#include "core/raw_syscall.hpp"     // system calls without libc (the shim's syscall())
 #include "io/retry_loop.hpp"        // the I/O retry loop (header-only, no layouts of src/)
+#include "wait/lot.hpp"              // the parking lot: waits keyed by address (functions)
 
 namespace cogent::detail {
 

@@ -23,6 +23,7 @@
 #include "cogent/greenlet.hpp"
 #include "cogent/io.hpp"
 #include "cogent/threadpool.hpp"
+#include "core/raw_syscall.hpp"
 #include "hub/hub.hpp"
 #include "io/fdwait.hpp"
 #include "services/child.hpp"
@@ -199,31 +200,7 @@ struct ChildPlan {
 // know, and must not call into the runtime), and every helper inlined.
 #define COGENT_CHILD_CODE __attribute__((no_sanitize("address", "undefined")))
 #define COGENT_CHILD_INLINE COGENT_CHILD_CODE __attribute__((always_inline)) inline
-
-// A system call without libc: the result, or -errno.
-COGENT_CHILD_INLINE long raw_syscall(long n, long a = 0, long b = 0, long c = 0, long d = 0) {
-#if defined(__x86_64__)
-    long ret;
-    register long r10 asm("r10") = d;
-    asm volatile("syscall"
-                 : "=a"(ret)
-                 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
-                 : "rcx", "r11", "memory");
-    return ret;
-#elif defined(__aarch64__)
-    register long x8 asm("x8") = n;
-    register long x0 asm("x0") = a;
-    register long x1 asm("x1") = b;
-    register long x2 asm("x2") = c;
-    register long x3 asm("x3") = d;
-    asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
-    return x0;
-#else
-    // Elsewhere libc's syscall(): it sets errno (the suspended parent thread's), nothing worse.
-    long r = ::syscall(n, a, b, c, d);
-    return r < 0 ? -long(errno) : r;
-#endif
-}
+using detail::raw_syscall;  // core/raw_syscall.hpp: no libc, no errno
 
 // The kernel's struct sigaction (rt_sigaction), which differs from libc's.
 struct KernelSigaction {

@@ -22,6 +22,8 @@
 // Separate processes for both sides of each ratio: the shim cannot be unloaded, and a process
 // that has it changes cogent::Socket's calls too (they pass through its hooks).
 #include <spawn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef COGENT_PATCH_LIB
@@ -236,6 +239,135 @@ std::string fig_pingpong() {
     return buf;
 }
 
+// ---- the sync family: pthread mutexes and conditions ----
+
+constexpr long kSyncIters = 20000;  // acquisitions (or one-way passes) per batch
+constexpr long kSyncBatches = 6;
+
+// Best ns per op over kSyncBatches batches of `iters` ops, after a warm-up batch; batch(n) runs n.
+template <class Batch>
+double best_of(long iters, Batch&& batch) {
+    double best = 1e300;
+    for (long b = 0; b <= kSyncBatches; ++b) {
+        auto t0 = Clock::now();
+        batch(iters);
+        double per = ns_since(t0) / double(iters);
+        if (b > 0) best = std::min(best, per);
+    }
+    return best;
+}
+
+// An uncontended pthread_mutex_lock + unlock on a plain thread (no hub): libc's, or the shim's.
+double child_mutex_uncontended() {
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    static volatile long counter = 0;
+    return best_of(kSyncIters * 50, [](long n) {
+        for (long i = 0; i < n; ++i) {
+            pthread_mutex_lock(&m);
+            counter = counter + 1;
+            pthread_mutex_unlock(&m);
+        }
+    });
+}
+
+// Two contenders, each holding the mutex across a yield (sched_yield): every acquisition is a
+// hand-over from the other. Greenlets of one hub (the shim preloaded), or two real threads
+// (libc), per acquisition.
+double child_mutex_handoff(bool green) {
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    auto contend = [](long n) {
+        for (long i = 0; i < n; ++i) {
+            pthread_mutex_lock(&m);
+            sched_yield();
+            pthread_mutex_unlock(&m);
+        }
+    };
+    return best_of(kSyncIters, [&](long n) {
+        if (green) {
+            if (!cogent::patch::is_patched(cogent::patch::sync)) die("mutex-green: no shim");
+            auto a = cogent::spawn(contend, n / 2);
+            auto b = cogent::spawn(contend, n / 2);
+            a.join();
+            b.join();
+        } else {
+            std::thread a(contend, n / 2), b(contend, n / 2);
+            a.join();
+            b.join();
+        }
+    });
+}
+
+// A ping-pong on one mutex and condition: each side waits for its turn and passes it on. Per
+// one-way pass (a wait woken by a signal).
+double child_cond_pingpong(bool green) {
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    static long turn = 0;
+    auto side = [](long n, int me) {
+        for (long i = 0; i < n; ++i) {
+            pthread_mutex_lock(&m);
+            while (turn % 2 != me) pthread_cond_wait(&c, &m);
+            ++turn;
+            pthread_cond_signal(&c);
+            pthread_mutex_unlock(&m);
+        }
+    };
+    return best_of(kSyncIters, [&](long n) {
+        turn = 0;
+        if (green) {
+            if (!cogent::patch::is_patched(cogent::patch::sync)) die("cond-green: no shim");
+            auto a = cogent::spawn(side, n / 2, 0);
+            auto b = cogent::spawn(side, n / 2, 1);
+            a.join();
+            b.join();
+        } else {
+            std::thread a(side, n / 2, 0), b(side, n / 2, 1);
+            a.join();
+            b.join();
+        }
+    });
+}
+
+std::string ns_figure(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f ns", v);
+    return buf;
+}
+
+std::string fig_mutex_passthrough() {
+    const std::string self = self_dir() + "/cogent-patch-bench";
+    auto [plain, pre] =
+        alternate([&] { return run_number({self, "--child", "mutex-uncontended"}, false); },
+                  [&] { return run_number({self, "--child", "mutex-uncontended"}, true); });
+    report_spread("uncontended pthread_mutex_lock + unlock on a plain thread", plain, pre);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f x", pre / plain);
+    return buf;
+}
+
+// The green figure, with the real-thread one beside it (its own line, then stderr).
+std::string green_vs_threads(const char* child_green, const char* child_threads,
+                             const char* thread_name, const char* what) {
+    const std::string self = self_dir() + "/cogent-patch-bench";
+    auto [green, threads] =
+        alternate([&] { return run_number({self, "--child", child_green}, true); },
+                  [&] { return run_number({self, "--child", child_threads}, false); });
+    std::printf("%s %.1f ns\n", thread_name, threads);
+    std::fprintf(stderr, "cogent-patch-bench: %s: %.1f ns between greenlets, %.1f ns between "
+                 "real threads (libc)\n", what, green, threads);
+    return ns_figure(green);
+}
+
+std::string fig_mutex_handoff() {
+    return green_vs_threads("mutex-green", "mutex-threads", "thread_mutex_handoff_ns",
+                            "mutex hand-over (two contenders, held across sched_yield)");
+}
+
+std::string fig_cond_pingpong() {
+    return green_vs_threads("cond-green", "cond-threads", "thread_cond_pingpong_ns",
+                            "condition ping-pong, per one-way pass");
+}
+
 struct Figure {
     const char* name;
     std::string (*run)();
@@ -243,6 +375,9 @@ struct Figure {
 const Figure kFigures[] = {
     {"patch_passthrough_ratio", fig_passthrough},
     {"patch_pingpong_ratio", fig_pingpong},
+    {"patch_mutex_passthrough_ratio", fig_mutex_passthrough},
+    {"green_mutex_handoff_ns", fig_mutex_handoff},
+    {"green_cond_pingpong_ns", fig_cond_pingpong},
 };
 
 }  // namespace
@@ -255,6 +390,12 @@ int main(int argc, char** argv) {
             v = child_pingpong_plain();
         else if (args[1] == "pingpong-socket")
             v = child_pingpong_socket();
+        else if (args[1] == "mutex-uncontended")
+            v = child_mutex_uncontended();
+        else if (args[1] == "mutex-green" || args[1] == "mutex-threads")
+            v = child_mutex_handoff(args[1] == "mutex-green");
+        else if (args[1] == "cond-green" || args[1] == "cond-threads")
+            v = child_cond_pingpong(args[1] == "cond-green");
         else
             die("unknown child '" + args[1] + "'");
         std::printf("%.2f\n", v);
@@ -268,7 +409,9 @@ int main(int argc, char** argv) {
         if (!found) {
             std::fprintf(stderr,
                          "cogent-patch-bench: unknown figure '%s'\nvalid figures: "
-                         "patch_passthrough_ratio patch_pingpong_ratio\n",
+                         "patch_passthrough_ratio patch_pingpong_ratio "
+                         "patch_mutex_passthrough_ratio green_mutex_handoff_ns "
+                         "green_cond_pingpong_ns\n",
                          a.c_str());
             return 2;
         }

@@ -99,36 +99,64 @@ bool word_validate_contended(void* ctx) {
     return static_cast<MutexRep*>(ctx)->word.load(std::memory_order_relaxed) == 2;
 }
 
+// What an unlock hands the first waiter with the lock itself (the lot's token).
+constexpr std::uintptr_t kHandoff = 1;
+
 // Take the lock word: 0, or ETIMEDOUT / EINVAL (a bad timespec, once it would wait).
+// Fair: while anyone waits, an unlock hands the lock to the first waiter (the word never goes
+// through 0), so no newcomer can take it first. Greenlets need that: one that unlocks, yields
+// and locks again would otherwise never let a waiter of its own thread in (no preemption).
 int word_lock(MutexRep* r, clockid_t clock, const timespec* abstime, const char* what) {
     std::uint32_t c = 0;
     if (r->word.compare_exchange_strong(c, 1, std::memory_order_acquire)) [[likely]]
         return 0;
     if (abstime && !valid_ts(abstime)) return EINVAL;
     if (!lot::caller_is_green()) {  // a thread: spin a little before sleeping
-        for (int i = 0; i < 100 && c != 0; ++i) {
+        for (int i = 0; i < 100 && c == 1; ++i) {
             cpu_relax();
             c = r->word.load(std::memory_order_relaxed);
             if (c == 0 && r->word.compare_exchange_strong(c, 1, std::memory_order_acquire))
                 return 0;
         }
     }
-    if (c != 2) c = r->word.exchange(2, std::memory_order_acquire);
     const lot::Deadline d = deadline_at(clock, abstime);
     lot::Hooks h;
     h.validate = &word_validate_contended;
     h.ctx = r;
     h.defer_exceptions = true;  // pthread_mutex_lock is nothrow, and no cancellation point
-    while (c != 0) {
-        if (lot::park(r, 1, h, d, what, nullptr) == lot::timed_out) return ETIMEDOUT;
-        c = r->word.exchange(2, std::memory_order_acquire);
+    for (;;) {
+        c = r->word.load(std::memory_order_relaxed);
+        if (c == 0) {
+            if (r->word.compare_exchange_weak(c, 1, std::memory_order_acquire)) return 0;
+            continue;
+        }
+        if (c == 1 && !r->word.compare_exchange_weak(c, 2, std::memory_order_relaxed)) continue;
+        lot::Outcome out;
+        const lot::Result res = lot::park(r, 1, h, d, what, &out);
+        if (res == lot::unparked && out.token == kHandoff) {
+            std::atomic_thread_fence(std::memory_order_acquire);
+            return 0;  // handed over: ours
+        }
+        if (res == lot::timed_out) return ETIMEDOUT;
     }
-    return 0;
+}
+
+std::uintptr_t word_handoff(void* ctx, unsigned count, bool have_more) {
+    auto* r = static_cast<MutexRep*>(ctx);
+    if (count == 0) {  // the waiters left (timed out) meanwhile
+        r->word.store(0, std::memory_order_release);
+        return 0;
+    }
+    r->word.store(have_more ? 2 : 1, std::memory_order_release);
+    return kHandoff;
 }
 
 void word_unlock(MutexRep* r) {
-    if (r->word.exchange(0, std::memory_order_release) == 2)
-        lot::unpark(r, 1, ~0u, nullptr, nullptr);
+    std::uint32_t c = 1;
+    if (r->word.compare_exchange_strong(c, 0, std::memory_order_release)) [[likely]]
+        return;
+    std::atomic_thread_fence(std::memory_order_release);
+    lot::unpark(r, 1, ~0u, &word_handoff, r);
 }
 
 int mutex_lock(pthread_mutex_t* m, clockid_t clock, const timespec* abstime, bool try_only,
@@ -441,24 +469,37 @@ int sem_wait_impl(sem_t* sem, clockid_t clock, const timespec* abstime) {
         static_cast<SemRep*>(ctx)->data.fetch_sub(kSemWaiter, std::memory_order_relaxed);
     };
     const lot::Deadline d = deadline_at(clock, abstime);
-    while (!sem_try(s)) {
+    for (;;) {
+        if (sem_try(s)) return 0;
         lot::Outcome out;
+        lot::Result res;
         try {
-            if (lot::park(sem, 1, h, d, "sem_wait", &out) == lot::timed_out) {
-                errno = ETIMEDOUT;
-                return -1;
-            }
+            res = lot::park(sem, 1, h, d, "sem_wait", &out);
         } catch (...) {
-            if (out.result == lot::unparked) lot::unpark(sem, 1, ~0u, nullptr, nullptr);
+            // A cancellation point: the exception goes through, and a unit handed to us
+            // meanwhile goes back.
+            if (out.result == lot::unparked && out.token == kHandoff) sem_post(sem);
             throw;
         }
+        if (res == lot::unparked && out.token == kHandoff) return 0;
+        if (res == lot::timed_out) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
     }
-    return 0;
 }
 
-std::uintptr_t sem_unparked(void* ctx, unsigned count, bool) {
-    static_cast<SemRep*>(ctx)->data.fetch_sub(count * kSemWaiter, std::memory_order_relaxed);
-    return 0;
+// sem_post with waiters: the unit goes straight to the first of them (fair, as the mutexes),
+// or into the value if they all left meanwhile. Under the lot's lock, where waiters count
+// themselves: the count is exact there.
+std::uintptr_t sem_handoff(void* ctx, unsigned count, bool) {
+    auto* s = static_cast<SemRep*>(ctx);
+    if (count == 0) {
+        s->data.fetch_add(1, std::memory_order_release);
+        return 0;
+    }
+    s->data.fetch_sub(count * kSemWaiter, std::memory_order_release);
+    return kHandoff;
 }
 
 // ---- once --------------------------------------------------------------------------------------
@@ -944,14 +985,17 @@ COGENT_HOOK int sem_post(sem_t* sem) {
     if (sem_is_libc(sem)) return libc().sem_post(sem);
     SemRep* s = rep(sem);
     std::uint64_t d = s->data.load(std::memory_order_relaxed);
-    do {
+    for (;;) {
         if ((d & kSemValue) >= SEM_VALUE_MAX) {
             errno = EOVERFLOW;
             return -1;
         }
-    } while (!s->data.compare_exchange_weak(d, d + 1, std::memory_order_release));
-    if (d >> 32) lot::unpark(sem, 1, ~0u, &sem_unparked, s);
-    return 0;
+        if ((d >> 32) != 0) {
+            lot::unpark(sem, 1, ~0u, &sem_handoff, s);
+            return 0;
+        }
+        if (s->data.compare_exchange_weak(d, d + 1, std::memory_order_release)) return 0;
+    }
 }
 
 COGENT_HOOK int sem_getvalue(sem_t* s, int* value) {

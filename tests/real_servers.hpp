@@ -1,13 +1,16 @@
-// Real servers for the tests of the monkey patch with unmodified clients: a PostgreSQL server and
-// a redis-server, each started on 127.0.0.1 on a port picked free, in its own temporary
-// directory, and stopped (and the directory removed) by the destructor.
+// Real servers for the tests of the monkey patch with unmodified clients: a PostgreSQL server, a
+// redis-server and a memcached, each started on 127.0.0.1 on a port picked free, in its own
+// temporary directory, and stopped (and the directory removed) by the destructor.
 //
 //     cogent_test::PostgresServer pg;   // initdb + postgres; throws if it cannot start
 //     PGconn* c = PQconnectdb(pg.conninfo().c_str());
 //     cogent_test::RedisServer redis;   // redis-server --port P --bind 127.0.0.1
 //     redisContext* r = redisConnect("127.0.0.1", redis.port());
+//     cogent_test::MemcachedServer mc;  // memcached -l 127.0.0.1 -p P -U 0
+//     memcached_server_add(memc, "127.0.0.1", mc.port());
 //
-// The harness installs nothing: the Debian packages (postgresql, redis-server) come from dev.sh.
+// The harness installs nothing: the Debian packages (postgresql, redis-server, memcached) come
+// from dev.sh.
 // A server that cannot be started (package missing, initdb failing...) is a std::runtime_error
 // whose message says what was missing or what the server wrote, so a test using it FAILS with a
 // clear message instead of skipping silently.
@@ -15,6 +18,8 @@
 // PostgreSQL refuses to run as root: when the test runs as root, initdb and postgres run as the
 // `postgres` user (setpriv) and the temporary directory is chowned to it. Trust authentication,
 // user "postgres", database "postgres", fsync off, Unix socket in the temporary directory.
+// memcached refuses root too unless told whom to become: as root it gets -u memcache (the
+// Debian package's user), or -u nobody without it.
 //
 // Everything here uses cogent (subprocess, Socket, sleep): construct and destroy the servers on
 // a thread with a hub, from a greenlet (a test body is one). The servers run without the shim
@@ -329,6 +334,70 @@ public:
     ~RedisServer() { detail_real::stop_child(child_, SIGTERM); }
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
+
+    // The TCP port on 127.0.0.1.
+    std::uint16_t port() const noexcept { return port_; }
+    // The server's log file (stdout and stderr).
+    const std::string& log_path() const noexcept { return log_; }
+
+private:
+    TempDir dir_;
+    std::string log_;
+    std::uint16_t port_ = 0;
+    std::optional<cogent::subprocess::Popen> child_;
+};
+
+// A memcached on 127.0.0.1 (`-l 127.0.0.1 -p P -U 0`: TCP only), its working directory a
+// temporary one (memcached writes nothing there). Not copyable or movable; construct and destroy
+// it in a greenlet of a thread with a hub.
+class MemcachedServer {
+public:
+    // Starts the server and returns once it accepts connections (up to 20 s). Throws
+    // std::runtime_error when memcached is missing, exits or does not become ready.
+    MemcachedServer() : dir_("cogent-memcached") {
+        namespace dr = detail_real;
+        log_ = dir_.path() + "/memcached.log";
+        std::string bin;
+        for (const char* p : {"/usr/bin/memcached", "/usr/local/bin/memcached"})
+            if (::access(p, X_OK) == 0) {
+                bin = p;
+                break;
+            }
+        if (bin.empty())
+            throw std::runtime_error(
+                "memcached not found in /usr/bin or /usr/local/bin (install the Debian package "
+                "memcached; dev.sh does)");
+        port_ = free_loopback_port();
+        std::vector<std::string> argv = {bin,  "-l", "127.0.0.1", "-p", std::to_string(port_),
+                                         "-U", "0"};
+        if (::geteuid() == 0)
+            argv.insert(argv.end(), {"-u", ::getpwnam("memcache") ? "memcache" : "nobody"});
+        int logfd = dr::open_log(log_);
+        cogent::subprocess::Options opts;
+        opts.env = dr::server_env();
+        opts.cwd = dir_.path();
+        opts.stdin = cogent::subprocess::DEVNULL;
+        opts.stdout = logfd;
+        opts.stderr = logfd;
+        try {
+            child_.emplace(argv, opts);
+        } catch (...) {
+            ::close(logfd);
+            throw;
+        }
+        ::close(logfd);
+        try {
+            dr::wait_until_ready(*child_, "memcached", log_, std::chrono::seconds(20),
+                                 [&] { return loopback_accepts(port_); });
+        } catch (...) {
+            dr::stop_child(child_, SIGKILL);
+            throw;
+        }
+    }
+    // SIGTERM (memcached keeps nothing), SIGKILL after 10 s; removes the directory.
+    ~MemcachedServer() { detail_real::stop_child(child_, SIGTERM); }
+    MemcachedServer(const MemcachedServer&) = delete;
+    MemcachedServer& operator=(const MemcachedServer&) = delete;
 
     // The TCP port on 127.0.0.1.
     std::uint16_t port() const noexcept { return port_; }

@@ -1,18 +1,24 @@
 // The monkey patch with real, unmodified clients: libpq against PostgreSQL, hiredis against
-// redis-server (both started by tests/real_servers.hpp on loopback) and libcurl's easy API
-// against a cogent StreamServer in this process. The shim is linked into this test (patch_dep):
-// the libraries' blocking connect/poll/recv calls must park only the calling greenlet.
+// redis-server, libmemcached's connection pool against memcached (all three started by
+// tests/real_servers.hpp on loopback) and libcurl's easy API against a cogent StreamServer in
+// this process. The shim is linked into this test (patch_dep): the libraries' blocking
+// connect/poll/recv calls, and the pthread mutexes and conditions they wait on, must park only
+// the calling greenlet.
 //
 // Proof that the shim does the waiting, not luck: the libpq test reruns a small variant in a
 // child with COGENT_PATCH=none and sees it serialize; the hiredis test requires every consumer
 // to sit in BLPOP at the same time (redis's own blocked_clients count), which one thread can
 // only achieve cooperatively; the curl test's server runs on the same hub as the clients, so
-// an uncooperative poll in curl would leave it unanswered until curl's 2 s timeout.
+// an uncooperative poll in curl would leave it unanswered until curl's 2 s timeout; the
+// memcached pool test reruns in a child without the sync family and sees the fetches that must
+// wait for a connection time out, their holders never getting the thread back.
 //
 // Test cases marked doctest::skip() are the children those tests run (this binary re-executed
 // with --no-skip and a test-case filter); run alone they do nothing useful.
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
+#include <libmemcached-1.0/memcached.h>
+#include <libmemcachedutil-1.0/pool.h>
 #include <libpq-fe.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -427,4 +433,326 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "libcurl child: in a mount namespace" 
     CHECK(ms < 10000);
     std::printf("fetch_phase_ms=%.1f dns_queries=%zu\n", ms, dns->queries_for(name));
     std::fflush(stdout);
+}
+
+// ---- libmemcached ----
+
+namespace {
+
+const std::string kMcKey = "cogent:key", kMcValue = "cogent-value";
+
+// A pool of `size` connections (created lazily by libmemcached) to the memcached on
+// 127.0.0.1:port, after storing kMcKey through the pool's master handle.
+class McPool {
+public:
+    McPool(std::uint16_t port, std::uint32_t size) : master_(memcached_create(nullptr)) {
+        REQUIRE(master_ != nullptr);
+        REQUIRE(memcached_server_add(master_, "127.0.0.1", port) == MEMCACHED_SUCCESS);
+        memcached_return_t rc = memcached_set(master_, kMcKey.data(), kMcKey.size(),
+                                              kMcValue.data(), kMcValue.size(), 0, 0);
+        REQUIRE_MESSAGE(rc == MEMCACHED_SUCCESS, "memcached_set: " << error(master_, rc));
+        pool_ = memcached_pool_create(master_, size, size);
+        REQUIRE(pool_ != nullptr);
+    }
+    ~McPool() {
+        if (pool_) memcached_pool_destroy(pool_);
+        memcached_free(master_);
+    }
+    McPool(const McPool&) = delete;
+    McPool& operator=(const McPool&) = delete;
+
+    memcached_pool_st* get() const noexcept { return pool_; }
+
+    static std::string error(const memcached_st* m, memcached_return_t rc) {
+        return m ? memcached_last_error_message(m) : memcached_strerror(nullptr, rc);
+    }
+
+private:
+    memcached_st* master_;
+    memcached_pool_st* pool_ = nullptr;
+};
+
+// GET kMcKey through a handle of the pool: real network I/O, so the caller (a greenlet) parks
+// in the patched poll while it holds the handle. "" when it read kMcValue, else what went wrong.
+std::string mc_get(memcached_st* m) {
+    std::size_t len = 0;
+    std::uint32_t flags = 0;
+    memcached_return_t rc;
+    char* v = memcached_get(m, kMcKey.data(), kMcKey.size(), &len, &flags, &rc);
+    if (!v) return "memcached_get: " + McPool::error(m, rc);
+    std::string got(v, len);
+    std::free(v);
+    return got == kMcValue ? "" : "memcached_get read '" + got + "'";
+}
+
+struct McPoolRun {
+    int ok = 0;               // fetched, read kMcValue, released
+    int timeouts = 0;         // memcached_pool_fetch gave up (MEMCACHED_TIMEOUT)
+    int peak_held = 0;        // handles out of the pool at once
+    int peak_waiting = 0;     // greenlets inside memcached_pool_fetch at once
+    std::size_t handles = 0;  // distinct handles the pool gave out
+    long ticks_while_waiting = 0;
+    double max_tick_gap_ms = 0;
+    double ms = 0;
+    std::vector<std::string> errors;
+};
+
+// n greenlets each fetch a handle from a pool of pool_size (waiting up to fetch_timeout for
+// one), GET the key and keep the handle 20 ms longer before releasing it; a ticker greenlet
+// counts the ticks it gets while some greenlet is inside memcached_pool_fetch, which it can
+// only get if that fetch parked the greenlet and not the thread.
+McPoolRun mc_pool_greenlets(std::uint16_t port, int n, std::uint32_t pool_size,
+                            std::chrono::seconds fetch_timeout) {
+    McPoolRun r;
+    McPool pool(port, pool_size);
+    int held = 0, waiting = 0;
+    std::set<memcached_st*> handles;
+    bool stop = false;
+    auto ticker = cogent::spawn([&] {
+        auto last = std::chrono::steady_clock::now();
+        while (!stop) {
+            cogent::sleep(5ms);
+            r.max_tick_gap_ms = std::max(r.max_tick_gap_ms, ms_since(last));
+            last = std::chrono::steady_clock::now();
+            if (waiting > 0) ++r.ticks_while_waiting;
+        }
+    });
+    std::vector<cogent::AnyGreenlet> gs;
+    Finally stop_all{[&] {
+        cogent::killall(gs);
+        ticker.kill();
+    }};
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i)
+        gs.push_back(cogent::spawn([&] {
+            timespec rel{static_cast<time_t>(fetch_timeout.count()), 0};
+            memcached_return_t rc;
+            r.peak_waiting = std::max(r.peak_waiting, ++waiting);
+            memcached_st* m = memcached_pool_fetch(pool.get(), &rel, &rc);
+            --waiting;
+            if (!m) {
+                if (rc == MEMCACHED_TIMEOUT)
+                    ++r.timeouts;
+                else
+                    r.errors.push_back("memcached_pool_fetch: " + McPool::error(nullptr, rc));
+                return;
+            }
+            r.peak_held = std::max(r.peak_held, ++held);
+            handles.insert(m);
+            std::string e = mc_get(m);
+            cogent::sleep(20ms);
+            --held;
+            memcached_pool_release(pool.get(), m);
+            if (e.empty())
+                ++r.ok;
+            else
+                r.errors.push_back(e);
+        }));
+    if (cogent::joinall(gs, fetch_timeout * n + 30s).size() != gs.size())
+        r.errors.push_back("not all greenlets finished");
+    r.ms = ms_since(t0);
+    stop = true;
+    ticker.join();
+    r.handles = handles.size();
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "libmemcached's connection pool: 6 greenlets share a pool of 2") {
+    REQUIRE_MESSAGE(cogent::patch::loaded(), "libcogent_patch.so is not loaded in this test");
+    REQUIRE(cogent::patch::is_patched(cogent::patch::sync));
+    cogent_test::MemcachedServer mc;
+
+    // The pool waits in pthread_cond_timedwait for a handle that another greenlet of this
+    // thread holds while parked in poll: only a cooperative wait lets that one run and return it.
+    constexpr int kGreenlets = 6;
+    constexpr std::uint32_t kPool = 2;
+    McPoolRun r = mc_pool_greenlets(mc.port(), kGreenlets, kPool, 5s);
+    for (auto& e : r.errors) FAIL_CHECK(e);
+    CHECK(r.ok == kGreenlets);
+    CHECK(r.timeouts == 0);
+    CHECK(r.peak_held == int(kPool));  // shared: both handles out at once, never a third
+    CHECK(r.handles <= kPool);
+    CHECK(r.peak_waiting == kGreenlets - int(kPool));  // the others all waited at once
+    CHECK(r.ticks_while_waiting > 0);
+    CHECK(r.max_tick_gap_ms < 1000);  // loose (loaded machines): the hub never stood still
+    CHECK(r.ms < 2500);               // 3 rounds of ~20 ms; the fetch timeout is 5 s
+    MESSAGE("libmemcached pool of "
+            << kPool << ", " << kGreenlets << " greenlets: " << r.ms << " ms, " << r.peak_waiting
+            << " waiting at once, ticker " << r.ticks_while_waiting
+            << " ticks during the waits, longest tick gap " << r.max_tick_gap_ms << " ms");
+
+    // The contrast: without the sync family the first wait blocks the thread, the holders
+    // never run, and every fetch that had to wait times out (up to 1 s each here, not 5).
+    auto c = run_self("libmemcached child: pool without the sync family",
+                      {{"COGENT_PATCH", "socket,dns,time,select"},
+                       {"COGENT_PREAL_MEMCACHED", std::to_string(mc.port())}});
+    REQUIRE_MESSAGE(c.returncode == 0, "child output:\n" << c.stdout);
+    double ok = figure(c.stdout, "ok"), timeouts = figure(c.stdout, "timeouts");
+    MESSAGE("libmemcached pool without the sync family: " << ok << " fetched, " << timeouts
+                                                          << " timed out");
+    CHECK(timeouts == kGreenlets - int(kPool));
+    CHECK(ok == kPool);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "libmemcached child: pool without the sync family" * doctest::skip()) {
+    int port = std::atoi(env_or_fail("COGENT_PREAL_MEMCACHED").c_str());
+    CHECK_FALSE(cogent::patch::is_patched(cogent::patch::sync));
+    McPoolRun r = mc_pool_greenlets(static_cast<std::uint16_t>(port), 6, 2, 1s);
+    for (auto& e : r.errors) FAIL_CHECK(e);
+    std::printf("ok=%d timeouts=%d ms=%.1f\n", r.ok, r.timeouts, r.ms);
+    std::fflush(stdout);
+}
+
+TEST_CASE_FIXTURE(cogent_test::LeakCheck,
+                  "libmemcached's connection pool: threads and greenlets wake each other") {
+    REQUIRE_MESSAGE(cogent::patch::loaded(), "libcogent_patch.so is not loaded in this test");
+    REQUIRE(cogent::patch::is_patched(cogent::patch::sync));
+    cogent_test::MemcachedServer mc;
+    McPool pool(mc.port(), 2);
+    constexpr int kThreads = 2, kGreenlets = 4;
+
+    // Round 1: the two threads (no hub: they sleep in the kernel) hold both handles until all
+    // the greenlets wait in memcached_pool_fetch; their releases must wake parked greenlets.
+    // Round 2: two greenlets hold both handles until the threads wait; the greenlets' releases
+    // must wake the sleeping threads. The waits are timed: a wake-up well before the 5 s fetch
+    // timeout can only have come from the other side's release.
+    std::atomic<int> held{0}, peak_held{0}, threads_holding{0}, greenlets_asked{0},
+        greenlets_waiting{0}, threads_fetching_again{0}, threads_done{0};
+    std::atomic<bool> greenlets_hold{false}, abandon{false};
+    // A std::mutex (pthread, so under the sync family too), shared by threads and greenlets.
+    std::mutex errors_mu;
+    std::vector<std::string> errors;
+    auto error = [&](const std::string& e) {
+        std::lock_guard lk(errors_mu);
+        errors.push_back(e);
+    };
+    auto take = [&](memcached_st* m, memcached_return_t rc, const char* who) {
+        if (!m) {
+            error(std::string(who) + ": memcached_pool_fetch: " + McPool::error(nullptr, rc));
+            return false;
+        }
+        int now = ++held, peak = peak_held.load();
+        while (now > peak && !peak_held.compare_exchange_weak(peak, now)) {
+        }
+        return true;
+    };
+    auto give_back = [&](memcached_st* m, const char* who) {
+        if (std::string e = mc_get(m); !e.empty()) error(std::string(who) + ": " + e);
+        --held;
+        memcached_pool_release(pool.get(), m);
+    };
+    // Bounded waits for the other side: a thread sleeps, a greenlet parks.
+    auto thread_until = [&](const std::function<bool()>& pred) {
+        for (auto t = std::chrono::steady_clock::now(); !pred() && !abandon;
+             std::this_thread::sleep_for(1ms))
+            if (std::chrono::steady_clock::now() - t > 20s) return false;
+        return !abandon;
+    };
+    auto green_until = [&](const std::function<bool()>& pred) {
+        for (auto t = std::chrono::steady_clock::now(); !pred(); cogent::sleep(1ms))
+            if (std::chrono::steady_clock::now() - t > 20s) return false;
+        return true;
+    };
+
+    std::vector<double> thread_wait_ms(kThreads, -1), greenlet_wait_ms(kGreenlets, -1);
+    std::vector<std::thread> threads;
+    Finally join_threads{[&] {
+        abandon = true;
+        for (auto& t : threads) t.join();
+    }};
+    for (int i = 0; i < kThreads; ++i)
+        threads.emplace_back([&, i] {
+            timespec rel{5, 0};
+            memcached_return_t rc;
+            memcached_st* m = memcached_pool_fetch(pool.get(), &rel, &rc);
+            if (take(m, rc, "thread, round 1")) {
+                ++threads_holding;
+                if (!thread_until([&] { return greenlets_asked == kGreenlets; }))
+                    error("thread: the greenlets did not all wait for a handle");
+                std::this_thread::sleep_for(30ms);  // the last one is parked by now
+                give_back(m, "thread, round 1");
+            }
+            if (!thread_until([&] { return greenlets_hold.load(); }))
+                error("thread: the greenlets did not take both handles");
+            ++threads_fetching_again;
+            auto t0 = std::chrono::steady_clock::now();
+            m = memcached_pool_fetch(pool.get(), &rel, &rc);
+            thread_wait_ms[i] = ms_since(t0);
+            if (take(m, rc, "thread, round 2")) give_back(m, "thread, round 2");
+            ++threads_done;
+        });
+
+    // A ticker proves the hub kept running while greenlets waited for the threads' handles.
+    long ticks_while_waiting = 0;
+    bool stop = false;
+    auto ticker = cogent::spawn([&] {
+        while (!stop) {
+            cogent::sleep(5ms);
+            if (greenlets_waiting > 0) ++ticks_while_waiting;
+        }
+    });
+    std::vector<cogent::AnyGreenlet> gs;
+    Finally stop_greenlets{[&] {
+        cogent::killall(gs);
+        ticker.kill();
+    }};
+
+    REQUIRE(green_until([&] { return threads_holding == kThreads; }));
+    for (int i = 0; i < kGreenlets; ++i)
+        gs.push_back(cogent::spawn([&, i] {
+            timespec rel{5, 0};
+            memcached_return_t rc;
+            ++greenlets_waiting;
+            ++greenlets_asked;
+            auto t0 = std::chrono::steady_clock::now();
+            memcached_st* m = memcached_pool_fetch(pool.get(), &rel, &rc);
+            greenlet_wait_ms[i] = ms_since(t0);
+            --greenlets_waiting;
+            if (!take(m, rc, "greenlet, round 1")) return;
+            cogent::sleep(5ms);
+            give_back(m, "greenlet, round 1");
+        }));
+    CHECK(cogent::joinall(gs, 30s).size() == gs.size());
+    long round1_ticks = ticks_while_waiting;
+    gs.clear();
+
+    int holding = 0;
+    for (int i = 0; i < 2; ++i)
+        gs.push_back(cogent::spawn([&] {
+            timespec rel{5, 0};
+            memcached_return_t rc;
+            memcached_st* m = memcached_pool_fetch(pool.get(), &rel, &rc);
+            if (!take(m, rc, "greenlet, round 2")) return;
+            if (++holding == 2) greenlets_hold = true;
+            if (!green_until([&] { return threads_fetching_again == kThreads; }))
+                error("greenlet: the threads did not both ask for a handle");
+            cogent::sleep(30ms);  // the threads are asleep in the kernel by now
+            give_back(m, "greenlet, round 2");
+        }));
+    CHECK(cogent::joinall(gs, 30s).size() == gs.size());
+    CHECK(green_until([&] { return threads_done == kThreads; }));
+    stop = true;
+    ticker.join();
+
+    std::lock_guard lk(errors_mu);
+    for (auto& e : errors) FAIL_CHECK(e);
+    CHECK(peak_held == 2);
+    CHECK(round1_ticks > 0);
+    for (double w : greenlet_wait_ms) {
+        CHECK(w >= 20);   // waited for a thread's release...
+        CHECK(w < 4000);  // ...and was woken by it, not by the 5 s timeout
+    }
+    for (double w : thread_wait_ms) {
+        CHECK(w >= 20);
+        CHECK(w < 4000);
+    }
+    auto [gmin, gmax] = std::minmax_element(greenlet_wait_ms.begin(), greenlet_wait_ms.end());
+    auto [tmin, tmax] = std::minmax_element(thread_wait_ms.begin(), thread_wait_ms.end());
+    MESSAGE("libmemcached pool of 2, threads and greenlets: greenlets waited "
+            << *gmin << ".." << *gmax << " ms for the threads' handles (ticker: " << round1_ticks
+            << " ticks meanwhile), threads " << *tmin << ".." << *tmax << " ms for the greenlets'");
 }

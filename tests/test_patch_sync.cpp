@@ -604,3 +604,35 @@ TEST_CASE("flockfile excludes other greenlets of the same thread") {
     funlockfile(f);
     std::fclose(f);
 }
+
+TEST_CASE("fair hand-over: a greenlet that unlocks and locks again lets the waiter in") {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    sem_t s;
+    REQUIRE(sem_init(&s, 0, 1) == 0);
+    std::vector<char> order;
+    auto greedy = cogent::spawn([&] {
+        for (int i = 0; i < 4; ++i) {
+            pthread_mutex_lock(&m);
+            sem_wait(&s);
+            order.push_back('g');
+            sched_yield();  // the waiter is queued meanwhile
+            sem_post(&s);
+            pthread_mutex_unlock(&m);
+        }
+    });
+    auto polite = cogent::spawn([&] {
+        for (int i = 0; i < 4; ++i) {
+            pthread_mutex_lock(&m);
+            sem_wait(&s);
+            order.push_back('p');
+            sem_post(&s);
+            pthread_mutex_unlock(&m);
+            sched_yield();
+        }
+    });
+    greedy.join();
+    polite.join();
+    // Without the hand-over the greedy one would take all its turns first (no preemption).
+    CHECK(std::string(order.begin(), order.end()) == "gpgpgpgp");
+    sem_destroy(&s);
+}

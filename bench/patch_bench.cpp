@@ -257,9 +257,12 @@ double best_of(long iters, Batch&& batch) {
     return best;
 }
 
-// An uncontended pthread_mutex_lock + unlock on a plain thread (no hub): libc's, or the shim's.
+// An uncontended pthread_mutex_lock + unlock on a plain thread (no hub): libc's, or the shim's,
+// in a process that has another thread (as programs with mutexes do; with one thread, libc and
+// the shim both leave out the atomic instructions).
 double child_mutex_uncontended() {
     static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    std::thread([] {}).join();
     static volatile long counter = 0;
     return best_of(kSyncIters * 50, [](long n) {
         for (long i = 0; i < n; ++i) {

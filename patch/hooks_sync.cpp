@@ -33,6 +33,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdarg.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 
 #include <atomic>
@@ -106,7 +107,8 @@ constexpr std::uintptr_t kHandoff = 1;
 // Fair: while anyone waits, an unlock hands the lock to the first waiter (the word never goes
 // through 0), so no newcomer can take it first. Greenlets need that: one that unlocks, yields
 // and locks again would otherwise never let a waiter of its own thread in (no preemption).
-int word_lock(MutexRep* r, clockid_t clock, const timespec* abstime, const char* what) {
+[[gnu::noinline]] int word_lock(MutexRep* r, clockid_t clock, const timespec* abstime,
+                                const char* what) {
     std::uint32_t c = 0;
     if (r->word.compare_exchange_strong(c, 1, std::memory_order_acquire)) [[likely]]
         return 0;
@@ -151,12 +153,16 @@ std::uintptr_t word_handoff(void* ctx, unsigned count, bool have_more) {
     return kHandoff;
 }
 
+[[gnu::noinline]] void word_unlock_contended(MutexRep* r) {
+    std::atomic_thread_fence(std::memory_order_release);
+    lot::unpark(r, 1, ~0u, &word_handoff, r);
+}
+
 void word_unlock(MutexRep* r) {
     std::uint32_t c = 1;
     if (r->word.compare_exchange_strong(c, 0, std::memory_order_release)) [[likely]]
         return;
-    std::atomic_thread_fence(std::memory_order_release);
-    lot::unpark(r, 1, ~0u, &word_handoff, r);
+    word_unlock_contended(r);
 }
 
 int mutex_lock(pthread_mutex_t* m, clockid_t clock, const timespec* abstime, bool try_only,
@@ -720,7 +726,32 @@ COGENT_HOOK int pthread_mutex_destroy(pthread_mutex_t* m) {
     return 0;
 }
 
+// The common case first, inline: a normal (or adaptive) mutex of ours, free. Every program
+// under the shim locks its mutexes here, so this path is kept to one load and one CAS beyond
+// libc's.
+inline bool plain_kind(int kind) noexcept {
+    return kind == PTHREAD_MUTEX_NORMAL || kind == PTHREAD_MUTEX_ADAPTIVE_NP;
+}
+
+// A process with one thread needs no atomic read-modify-write (glibc skips the lock prefix
+// then too): its greenlets never run at the same time, and the flag only ever goes from true
+// to false, on this very thread, when it creates another.
+inline bool single_threaded() noexcept { return __libc_single_threaded; }
+
 COGENT_HOOK int pthread_mutex_lock(pthread_mutex_t* m) {
+    MutexRep* r = rep(m);
+    if (plain_kind(r->kind.load(std::memory_order_relaxed)) && sync_on()) [[likely]] {
+        std::uint32_t c = 0;
+        if (single_threaded()) {
+            if (r->word.load(std::memory_order_relaxed) == 0) {
+                r->word.store(1, std::memory_order_relaxed);
+                return 0;
+            }
+        } else if (r->word.compare_exchange_strong(c, 1, std::memory_order_acquire)) [[likely]] {
+            return 0;
+        }
+        return word_lock(r, CLOCK_REALTIME, nullptr, "pthread_mutex_lock");
+    }
     if (mutex_is_libc(m)) return libc().mutex_lock(m);
     return mutex_lock(m, CLOCK_REALTIME, nullptr, false, "pthread_mutex_lock");
 }
@@ -743,6 +774,19 @@ COGENT_HOOK int pthread_mutex_clocklock(pthread_mutex_t* m, clockid_t clock,
 }
 
 COGENT_HOOK int pthread_mutex_unlock(pthread_mutex_t* m) {
+    MutexRep* r = rep(m);
+    if (plain_kind(r->kind.load(std::memory_order_relaxed)) && sync_on()) [[likely]] {
+        std::uint32_t c = 1;
+        if (single_threaded()) {
+            if (r->word.load(std::memory_order_relaxed) == 1)
+                r->word.store(0, std::memory_order_relaxed);
+            else
+                word_unlock_contended(r);
+        } else if (!r->word.compare_exchange_strong(c, 0, std::memory_order_release)) [[unlikely]] {
+            word_unlock_contended(r);
+        }
+        return 0;
+    }
     if (mutex_is_libc(m)) return libc().mutex_unlock(m);
     return mutex_unlock(m);
 }

@@ -21,9 +21,9 @@
 //
 // Separate processes for both sides of each ratio: the shim cannot be unloaded, and a process
 // that has it changes cogent::Socket's calls too (they pass through its hooks).
-#include <spawn.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -339,9 +339,13 @@ std::string ns_figure(double v) {
 
 std::string fig_mutex_passthrough() {
     const std::string self = self_dir() + "/cogent-patch-bench";
-    auto [plain, pre] =
-        alternate([&] { return run_number({self, "--child", "mutex-uncontended"}, false); },
-                  [&] { return run_number({self, "--child", "mutex-uncontended"}, true); });
+    auto [plain, pre] = alternate(
+        [&] {
+            return run_number({self, "--child", "mutex-uncontended"}, false);
+        },
+        [&] {
+            return run_number({self, "--child", "mutex-uncontended"}, true);
+        });
     report_spread("uncontended pthread_mutex_lock + unlock on a plain thread", plain, pre);
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f x", pre / plain);
@@ -352,12 +356,18 @@ std::string fig_mutex_passthrough() {
 std::string green_vs_threads(const char* child_green, const char* child_threads,
                              const char* thread_name, const char* what) {
     const std::string self = self_dir() + "/cogent-patch-bench";
-    auto [green, threads] =
-        alternate([&] { return run_number({self, "--child", child_green}, true); },
-                  [&] { return run_number({self, "--child", child_threads}, false); });
+    auto [green, threads] = alternate(
+        [&] {
+            return run_number({self, "--child", child_green}, true);
+        },
+        [&] {
+            return run_number({self, "--child", child_threads}, false);
+        });
     std::printf("%s %.1f ns\n", thread_name, threads);
-    std::fprintf(stderr, "cogent-patch-bench: %s: %.1f ns between greenlets, %.1f ns between "
-                 "real threads (libc)\n", what, green, threads);
+    std::fprintf(stderr,
+                 "cogent-patch-bench: %s: %.1f ns between greenlets, %.1f ns between "
+                 "real threads (libc)\n",
+                 what, green, threads);
     return ns_figure(green);
 }
 

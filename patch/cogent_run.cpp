@@ -191,8 +191,9 @@ int main(int argc, char** argv) {
         std::string bad;
         auto f = parse_families(e, &bad);
         if (!f)
-            usage_error(std::string("COGENT_PATCH='") + e + "': unknown family '" + bad +
-                        "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
+            usage_error(
+                std::string("COGENT_PATCH='") + e + "': unknown family '" + bad +
+                "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
         fam = *f;
     }
     bool show = false;
@@ -226,8 +227,9 @@ int main(int argc, char** argv) {
             std::string bad;
             auto f = parse_families(list, &bad);
             if (!f)
-                usage_error("--patch='" + list + "': unknown family '" + bad +
-                            "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
+                usage_error(
+                    "--patch='" + list + "': unknown family '" + bad +
+                    "' (expected all, none, or a list of socket, dns, time, select, sync, thread)");
             fam = *f;
             continue;
         }

@@ -82,12 +82,11 @@ struct MutexRep {
     std::atomic<std::uintptr_t> owner;
     std::atomic<int> kind;
 };
-static_assert(sizeof(MutexRep) <= sizeof(pthread_mutex_t) &&
-              offsetof(MutexRep, kind) == 16);
+static_assert(sizeof(MutexRep) <= sizeof(pthread_mutex_t) && offsetof(MutexRep, kind) == 16);
 
 constexpr int kKindTypeMask = 3;  // PTHREAD_MUTEX_{NORMAL,RECURSIVE,ERRORCHECK,ADAPTIVE}_NP
 constexpr int kKindLibc = 16 | 32 | 64 | 128;  // robust, PI, PP, process-shared: libc's
-constexpr int kKindDestroyed = -1;              // what glibc's destroy stores
+constexpr int kKindDestroyed = -1;             // what glibc's destroy stores
 
 MutexRep* rep(pthread_mutex_t* m) noexcept { return reinterpret_cast<MutexRep*>(m); }
 
@@ -294,9 +293,10 @@ int cond_wake(pthread_cond_t* cv, unsigned n) {
     return 0;
 }
 
-// ---- rwlocks -------------------------------------------------------------------------------------
-// glibc: __shared at offset 28, __flags (the kind) at 48. Here: a state word (readers in the low
-// 30 bits, a parked bit, a writer bit), the number of writers waiting, the writer's token.
+// ---- rwlocks
+// ------------------------------------------------------------------------------------- glibc:
+// __shared at offset 28, __flags (the kind) at 48. Here: a state word (readers in the low 30 bits,
+// a parked bit, a writer bit), the number of writers waiting, the writer's token.
 struct RwRep {
     std::atomic<std::uint32_t> state;
     std::atomic<std::uint32_t> writers_waiting;
@@ -439,9 +439,10 @@ int barrier_wait(pthread_barrier_t* bar) {
     return PTHREAD_BARRIER_SERIAL_THREAD;
 }
 
-// ---- semaphores ----------------------------------------------------------------------------------
-// glibc's (64-bit): data = value (low 32 bits) | waiters (high 32 bits); private: 0 for a
-// process-private semaphore, 128 (FUTEX_SHARED) otherwise. sem_init and sem_destroy stay libc's.
+// ---- semaphores
+// ---------------------------------------------------------------------------------- glibc's
+// (64-bit): data = value (low 32 bits) | waiters (high 32 bits); private: 0 for a process-private
+// semaphore, 128 (FUTEX_SHARED) otherwise. sem_init and sem_destroy stay libc's.
 struct SemRep {
     std::atomic<std::uint64_t> data;
     int priv;
@@ -515,7 +516,8 @@ bool once_running(void* ctx) {
     return static_cast<std::atomic<int>*>(ctx)->load(std::memory_order_acquire) == 1;
 }
 
-// ---- futexes -------------------------------------------------------------------------------------
+// ---- futexes
+// -------------------------------------------------------------------------------------
 bool futex_same(void* ctx) {
     auto* p = static_cast<std::pair<const std::atomic<std::uint32_t>*, std::uint32_t>*>(ctx);
     return p->first->load(std::memory_order_seq_cst) == p->second;
@@ -579,19 +581,19 @@ long futex_wait_green(std::uint32_t* uaddr, int op, std::uint32_t val, const tim
             }
         }
         switch (lot::park(uaddr, tag, h, step, "futex", nullptr)) {
-        case lot::unparked:
-            errno = saved;
-            return 0;
-        case lot::invalid:
-            errno = EAGAIN;
-            return -1;
-        default:
-            if (step.forever == d.forever && step.at.tv_sec == d.at.tv_sec &&
-                step.at.tv_nsec == d.at.tv_nsec) {
-                errno = ETIMEDOUT;
+            case lot::unparked:
+                errno = saved;
+                return 0;
+            case lot::invalid:
+                errno = EAGAIN;
                 return -1;
-            }
-            // A step of a shared wait passed: go round (validate() sees a changed word).
+            default:
+                if (step.forever == d.forever && step.at.tv_sec == d.at.tv_sec &&
+                    step.at.tv_nsec == d.at.tv_nsec) {
+                    errno = ETIMEDOUT;
+                    return -1;
+                }
+                // A step of a shared wait passed: go round (validate() sees a changed word).
         }
     }
 }
@@ -619,10 +621,11 @@ long futex_wake_any(std::uint32_t* uaddr, int op, std::uint32_t val, std::uint32
     return woken + r;
 }
 
-// ---- stdio locks ----------------------------------------------------------------------------------
-// A FILE's lock belongs to an OS thread: every greenlet of the owner thread would pass it. For
-// greenlets, a green owner (and count) per locked FILE is kept here, beside libc's lock, which
-// is still taken (recursively, by the same thread) so that other threads wait as before.
+// ---- stdio locks
+// ---------------------------------------------------------------------------------- A FILE's lock
+// belongs to an OS thread: every greenlet of the owner thread would pass it. For greenlets, a green
+// owner (and count) per locked FILE is kept here, beside libc's lock, which is still taken
+// (recursively, by the same thread) so that other threads wait as before.
 struct FileOwner {
     FILE* f;
     std::uintptr_t owner;
@@ -955,8 +958,8 @@ COGENT_HOOK int pthread_spin_trylock(pthread_spinlock_t* l) {
 
 COGENT_HOOK int pthread_spin_unlock(pthread_spinlock_t* l) {
     if (!sync_on()) return libc().spin_unlock(l);
-    reinterpret_cast<std::atomic<int>*>(const_cast<int*>(l))->store(kSpinFree,
-                                                                    std::memory_order_release);
+    reinterpret_cast<std::atomic<int>*>(const_cast<int*>(l))
+        ->store(kSpinFree, std::memory_order_release);
     return 0;
 }
 

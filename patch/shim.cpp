@@ -16,9 +16,8 @@ unsigned patched_families = Family::all;
 
 // One definition of the family bits: the public enum, in the order of COGENT_PATCH's names.
 static_assert(Family::socket == 1u << 0 && Family::dns == 1u << 1 && Family::time == 1u << 2 &&
-              Family::select == 1u << 3 && Family::sync == 1u << 4 &&
-              Family::thread == 1u << 5 && Family::all == detail::kPatchAll &&
-              detail::kPatchFamilyCount == 6);
+              Family::select == 1u << 3 && Family::sync == 1u << 4 && Family::thread == 1u << 5 &&
+              Family::all == detail::kPatchAll && detail::kPatchFamilyCount == 6);
 
 namespace {
 

@@ -209,7 +209,8 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck, "cogent-run: family options, left to r
     // "thread" is not part of "all", and brings "sync" with it.
     CHECK(shown({"--patch=thread"}) == "patched: sync,thread");
     CHECK(shown({"--patch=all,thread", "--no-sync"}) == "patched: socket,dns,time,select");
-    CHECK(shown({"--patch=socket", "--patch=all", "--no-time"}) == "patched: socket,dns,select,sync");
+    CHECK(shown({"--patch=socket", "--patch=all", "--no-time"}) ==
+          "patched: socket,dns,select,sync");
     CHECK(shown({"--no-time", "--patch=all"}) == "patched: socket,dns,time,select,sync");
     // The starting set is an inherited COGENT_PATCH; options change it.
     CHECK(shown({}, "dns,select") == "patched: dns,select");

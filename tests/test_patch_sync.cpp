@@ -403,8 +403,10 @@ TEST_CASE("barriers: one serial greenlet per round, over several rounds") {
         gs.push_back(cogent::spawn([&] {
             for (int round = 0; round < 5; ++round) {
                 int r = pthread_barrier_wait(&b);
-                if (r == PTHREAD_BARRIER_SERIAL_THREAD) ++serial;
-                else CHECK(r == 0);
+                if (r == PTHREAD_BARRIER_SERIAL_THREAD)
+                    ++serial;
+                else
+                    CHECK(r == 0);
                 ++passed;
             }
         }));

@@ -1,18 +1,18 @@
 // Settings: COGENT_* environment variables are read here and nowhere else. Internal.
 #pragma once
 
-#include "core/patch_families.hpp"
-
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/patch_families.hpp"
+
 namespace cogent::detail {
 
 struct Config {
-    std::size_t stack_size;            // COGENT_STACK_SIZE, bytes, page-rounded
-    std::size_t threadpool_size = 10;  // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
+    std::size_t stack_size;               // COGENT_STACK_SIZE, bytes, page-rounded
+    std::size_t threadpool_size = 10;     // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
     unsigned patch_families = kPatchAll;  // COGENT_PATCH: the shim's families (bits of
                                           // patch_families.hpp); all by default
 };

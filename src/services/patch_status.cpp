@@ -2,7 +2,6 @@
 #include <dlfcn.h>
 
 #include "cogent/patch.hpp"
-
 #include "core/patch_families.hpp"
 
 namespace cogent::patch {
@@ -30,7 +29,8 @@ std::string describe() {
     if (!f) return "none";
     std::string out;
     for (unsigned i = 0; i < detail::kPatchFamilyCount; ++i)
-        if (f & (1u << i)) out += (out.empty() ? "" : ",") + std::string(detail::kPatchFamilyNames[i]);
+        if (f & (1u << i))
+            out += (out.empty() ? "" : ",") + std::string(detail::kPatchFamilyNames[i]);
     return out;
 }
 

@@ -19,7 +19,7 @@
 #include "core/patch_families.hpp"  // the COGENT_PATCH grammar, for cogent-run (header-only)
 #include "core/raw_syscall.hpp"     // system calls without libc (the shim's syscall())
 #include "io/retry_loop.hpp"        // the I/O retry loop (header-only, no layouts of src/)
-#include "wait/lot.hpp"              // the parking lot: waits keyed by address (functions)
+#include "wait/lot.hpp"             // the parking lot: waits keyed by address (functions)
 
 namespace cogent::detail {
 

@@ -184,6 +184,7 @@ void leave(Bucket& b, Waiter& w, const Hooks& hooks) noexcept {
 struct Redeliver : Callback {
     GreenletImpl* g;
     std::exception_ptr exc;
+    // NOLINTNEXTLINE(bugprone-throw-keyword-missing): an exception_ptr handed on, not thrown
     Redeliver(GreenletImpl* target, std::exception_ptr e) : g(target), exc(std::move(e)) {
         g->add_ref();
         fn = [](Callback* c) {
@@ -266,8 +267,7 @@ Result park_green(Bucket& b, Waiter& w, ParkerSlot& slot, const Hooks& hooks,
     return r;
 }
 
-Result park_real(Bucket& b, Waiter& w, const Hooks& hooks, const Deadline& deadline,
-                 Outcome* out) {
+Result park_real(Bucket& b, Waiter& w, const Hooks& hooks, const Deadline& deadline, Outcome* out) {
     bool timed = !deadline.forever;
     while (w.word.load(std::memory_order_acquire) == 0) {
         int op = FUTEX_WAIT_BITSET_PRIVATE;

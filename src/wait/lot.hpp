@@ -29,8 +29,8 @@ enum Result : int { unparked = 0, invalid = 1, timed_out = 2 };
 
 // What park() runs around the sleep; every member optional.
 struct Hooks {
-    bool (*validate)(void* ctx) = nullptr;       // under the lock: false = do not wait
-    void (*before_sleep)(void* ctx) = nullptr;   // queued, lock released, before sleeping
+    bool (*validate)(void* ctx) = nullptr;              // under the lock: false = do not wait
+    void (*before_sleep)(void* ctx) = nullptr;          // queued, lock released, before sleeping
     void (*cancelled)(void* ctx, bool last) = nullptr;  // under the lock: the waiter left by
                                                         // itself (timeout, kill); last: no other
                                                         // waiter of the key remains

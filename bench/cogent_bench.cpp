@@ -734,9 +734,10 @@ void fig_dns() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// patch_passthrough_ratio, patch_pingpong_ratio (issue 6): measured by cogent-patch-bench
-// (bench/patch_bench.cpp, next to this executable), which needs processes with and without the
-// monkey patch preloaded; its `NAME VALUE UNIT` lines are taken over as they are.
+// patch_passthrough_ratio, patch_pingpong_ratio and the sync family's figures: measured by
+// cogent-patch-bench (bench/patch_bench.cpp, next to this executable), which needs processes
+// with and without the monkey patch preloaded; its `NAME VALUE UNIT` lines are taken over as
+// they are.
 
 void run_patch_bench() {
     char exe[4096];
@@ -785,6 +786,11 @@ const Figure kFigures[] = {
     {"dns_roundtrip_us", "dns"},
     {"patch_passthrough_ratio", "patch"},
     {"patch_pingpong_ratio", "patch"},
+    {"patch_mutex_passthrough_ratio", "patch"},
+    {"green_mutex_handoff_ns", "patch"},
+    {"thread_mutex_handoff_ns", "patch"},
+    {"green_cond_pingpong_ns", "patch"},
+    {"thread_cond_pingpong_ns", "patch"},
 };
 
 void run_group(const std::string& group, const char* self) {

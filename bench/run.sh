@@ -43,6 +43,12 @@ printf '%s\n' "$out" | awk '
         # issue 6: the monkey patch (bench/patch_bench.cpp), with the shim / without it
         limit["patch_passthrough_ratio"] = 1.03; tdesc["patch_passthrough_ratio"] = "<= 1.03 x"
         limit["patch_pingpong_ratio"] = 1.10;    tdesc["patch_pingpong_ratio"] = "<= 1.10 x"
+        # the sync family: an uncontended mutex under the shim / glibc's; green waits against
+        # the same between real threads (thread_*, informative)
+        limit["patch_mutex_passthrough_ratio"] = 1.10
+        tdesc["patch_mutex_passthrough_ratio"] = "<= 1.10 x"
+        info["green_mutex_handoff_ns"] = 1; info["thread_mutex_handoff_ns"] = 1
+        info["green_cond_pingpong_ns"] = 1; info["thread_cond_pingpong_ns"] = 1
         # informative: no numeric target
         info["queue_item_bounded_ns"] = 1; info["channel_item_ns"] = 1
         info["event_wake_ns"] = 1;         info["semaphore_handoff_ns"] = 1

@@ -25,7 +25,7 @@ PACKAGES=(
     clang-tidy-19
     python3
     binutils
-    postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl memcached libmemcached-dev
+    postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl xz-utils zstd memcached libmemcached-dev
 )
 # What `./dev.sh bench` needs on top: the load generator and the servers it compares against.
 BENCH_PACKAGES=(

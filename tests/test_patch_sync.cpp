@@ -638,3 +638,62 @@ TEST_CASE("fair hand-over: a greenlet that unlocks and locks again lets the wait
     CHECK(std::string(order.begin(), order.end()) == "gpgpgpgp");
     sem_destroy(&s);
 }
+
+TEST_CASE(
+    "stress: greenlets of three hubs and two real threads on one mutex, condition, semaphore") {
+    // Every kind of caller and every wake-up path at once (same-thread, cross-thread to a hub,
+    // to a kernel sleeper), with timed waits racing the wake-ups: nothing lost, nothing doubled.
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    sem_t s;
+    REQUIRE(sem_init(&s, 0, 3) == 0);
+    long counter = 0;
+    std::atomic<long> timed_outs{0}, done{0};
+    constexpr int kPerCaller = 300;
+    auto work = [&](unsigned seed) {
+        for (int i = 0; i < kPerCaller; ++i) {
+            seed = seed * 1103515245u + 12345u;
+            if (seed % 7 == 0) {
+                timespec at = in_ms(CLOCK_REALTIME, 1);
+                if (pthread_mutex_timedlock(&m, &at) != 0) {
+                    ++timed_outs;
+                    pthread_mutex_lock(&m);
+                }
+            } else {
+                pthread_mutex_lock(&m);
+            }
+            ++counter;
+            if (seed % 5 == 0) {
+                timespec at = in_ms(CLOCK_REALTIME, 1);
+                pthread_cond_timedwait(&c, &m, &at);  // woken or timed out: either is fine
+            }
+            pthread_cond_signal(&c);
+            pthread_mutex_unlock(&m);
+            if (seed % 3 == 0) {
+                sem_wait(&s);
+                sched_yield();
+                sem_post(&s);
+            }
+        }
+        ++done;
+    };
+    std::vector<std::thread> threads;
+    for (int h = 0; h < 3; ++h)
+        threads.emplace_back([&, h] {
+            std::vector<cogent::Greenlet<void>> gs;
+            for (int g = 0; g < 20; ++g) gs.push_back(cogent::spawn(work, unsigned(h * 100 + g)));
+            for (auto& g : gs) g.join();
+        });
+    for (int r = 0; r < 2; ++r) threads.emplace_back(work, unsigned(1000 + r));
+    for (auto& t : threads) t.join();
+    CHECK(done == 62);
+    CHECK(counter == 62L * kPerCaller);
+    int v = -1;
+    sem_getvalue(&s, &v);
+    CHECK(v == 3);
+    CHECK(pthread_mutex_trylock(&m) == 0);
+    pthread_mutex_unlock(&m);
+    CHECK(pthread_cond_destroy(&c) == 0);
+    sem_destroy(&s);
+    MESSAGE("mutex timedlock timeouts: " << timed_outs.load());
+}

@@ -60,6 +60,9 @@ void usage(FILE* to) {
         "  --patch=LIST   patch exactly LIST: all, none, or a comma-separated list of\n"
         "                 socket, dns, time, select, sync, thread (like COGENT_PATCH;\n"
         "                 all is every family but thread, and thread brings sync)\n"
+        "  --threads      also patch thread: pthread_create starts a greenlet on the calling\n"
+        "                 thread's hub instead of an OS thread (opt-in; see the README for\n"
+        "                 which programs suit it)\n"
         "  --no-socket, --no-dns, --no-time, --no-select, --no-sync\n"
         "                 leave that family unpatched (gevent's patch_all(socket=False)...)\n"
         "  --show         print the families that would be patched, the library and the\n"
@@ -211,6 +214,10 @@ int main(int argc, char** argv) {
         }
         if (a == "--show") {
             show = true;
+            continue;
+        }
+        if (a == "--threads") {  // green threads: thread (and the sync it needs)
+            fam |= cogent::detail::kPatchThread | cogent::detail::kPatchSync;
             continue;
         }
         if (a == "--patch" || a.rfind("--patch=", 0) == 0) {

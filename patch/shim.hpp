@@ -121,6 +121,23 @@ struct Real {
     int (*sem_post)(sem_t*);
     int (*sem_getvalue)(sem_t*, int*);
     int (*sched_yield)();
+    // The thread family.
+    int (*create)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+    int (*join)(pthread_t, void**);
+    int (*tryjoin_np)(pthread_t, void**);
+    int (*timedjoin_np)(pthread_t, void**, const timespec*);
+    int (*clockjoin_np)(pthread_t, void**, clockid_t, const timespec*);
+    int (*detach)(pthread_t);
+    pthread_t (*self)();
+    void (*exit_thread)(void*);
+    int (*cancel)(pthread_t);
+    void (*testcancel)();
+    int (*setname_np)(pthread_t, const char*);
+    int (*getname_np)(pthread_t, char*, size_t);
+    int (*key_create)(pthread_key_t*, void (*)(void*));
+    int (*key_delete)(pthread_key_t);
+    void* (*getspecific)(pthread_key_t);
+    int (*setspecific)(pthread_key_t, const void*);
     void (*flockfile)(FILE*);
     int (*ftrylockfile)(FILE*);
     void (*funlockfile)(FILE*);

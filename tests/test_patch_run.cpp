@@ -551,3 +551,28 @@ TEST_CASE_FIXTURE(
         CHECK(back.out == text);
     }
 }
+
+TEST_CASE_FIXTURE(
+    cogent_test::LeakCheck,
+    "cogent-run --threads: a pthread program's output is the same with green threads") {
+    // tests/child_pthreads.c: create/join values, pthread_exit from depth, self/equal, mutex
+    // types and their errors, conditions on both clocks, barriers, once, keys and destructors,
+    // semaphores, detach, self-join, tryjoin, cancel, names. Plain C, no cogent.
+    const std::string child = env_path("COGENT_CHILD_PTHREADS");
+    Ran plain = run({child});
+    Ran green = run_patched({child}, {"--threads"});
+    INFO("stderr plain: " << plain.err);
+    INFO("stderr green: " << green.err);
+    REQUIRE(plain.status == 0);
+    CHECK(green.status == 0);
+    CHECK(contains(plain.out, "join 3 -> 31\n"));
+    CHECK(contains(plain.out, "\ndone\n"));
+    CHECK(green.out == plain.out);
+    // Without --threads (sync only) its threads are real and the output is the same too.
+    Ran sync_only = run_patched({child});
+    CHECK(sync_only.out == plain.out);
+    // The threads really are greenlets: 8 of them alive beside main on one OS thread.
+    CHECK(run({child, "tasks"}).out == "tasks 9\n");
+    CHECK(run_patched({child, "tasks"}, {"--threads"}).out == "tasks 1\n");
+    CHECK(run_patched({child, "tasks"}).out == "tasks 9\n");
+}

@@ -1,0 +1,459 @@
+// The thread family of the monkey patch (opt-in: COGENT_PATCH=...,thread, cogent-run
+// --threads): pthread_create starts a greenlet on the calling thread's hub instead of an OS
+// thread, and the calls that name threads understand those green threads.
+//
+// A green thread is a GreenThread object; its pthread_t is the object's address, distinct from
+// every real thread's and stable for its life. A registry of live green threads tells the two
+// kinds apart (a pthread_t is never dereferenced before it is found there), and recently
+// joined or detached-and-finished ids are remembered, so that joining one gets ESRCH instead of
+// a crash. Waits on a green thread (join) go through the parking lot, so a real thread can join
+// a green one too.
+//
+// Threads that stay real: those created by the runtime itself (libcogent: the thread pool, the
+// resolver's fallback), and those created by a library named in COGENT_REAL_THREADS
+// (comma-separated sonames or paths, e.g. libgomp.so.1), found from pthread_create's caller.
+//
+// Keys: pthread_key_create is libc's (one numbering for both kinds of thread); a green thread
+// keeps its values in its own table, and their destructors run when it ends, as for a real one.
+//
+// pthread_exit in a green thread unwinds its stack with an exception (GreenThreadExit, not an
+// std::exception): destructors and cleanup run; code that catches everything (`catch (...)`)
+// without rethrowing stops it, as it would stop glibc's forced unwinding in C++ code.
+//
+// pthread_cancel of a green thread: deferred cancellation. It takes effect at the thread's
+// next cancellation point (a wait that is one for libc: pthread_cond_*wait, sem_*wait,
+// pthread_join, sleeps, socket and poll waits; pthread_testcancel), as pthread_exit(
+// PTHREAD_CANCELED) would; waits that are no cancellation point (a mutex, an rwlock, a
+// barrier) finish first, so it never strikes while a lock is half taken, and
+// pthread_cond_wait re-takes its mutex before unwinding (as glibc does for cleanup handlers).
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "cogent/greenlet.hpp"
+#include "cogent/hub.hpp"
+#include "shim.hpp"
+
+using namespace cogent::patch;
+namespace lot = cogent::detail::lot;
+
+namespace {
+
+inline bool threads_on() noexcept { return patched_families & Family::thread; }
+
+// What pthread_exit throws through a green thread's frames.
+struct GreenThreadExit {
+    void* value;
+};
+
+struct GreenThread {
+    void* (*start)(void*) = nullptr;
+    void* arg = nullptr;
+    void* result = nullptr;
+    std::uintptr_t greenlet = 0;        // lot::self_token() of its greenlet, once running
+    std::atomic<bool> finished{false};  // its function returned (or it exited)
+    std::atomic<bool> detached{false};
+    std::atomic<bool> joining{false};  // a join is in progress (a second one gets EINVAL)
+    std::atomic<bool> cancel_pending{false};
+    std::string name;
+    std::size_t stack_size = 0;
+    std::vector<void*> specific;    // by key
+    cogent::Greenlet<void> handle;  // for pthread_cancel from its own OS thread
+    cogent::Hub hub{nullptr};       // the hub it runs on
+};
+
+// The registry: live green threads by id, and which greenlet runs which. A spin lock: short
+// critical sections, and a pthread mutex here would be one of the shim's own.
+struct Registry {
+    std::atomic<bool> busy{false};
+    std::unordered_set<GreenThread*> live;
+    std::unordered_map<std::uintptr_t, GreenThread*> by_greenlet;
+    std::unordered_set<GreenThread*> gone;  // joined, or detached and ended (bounded)
+    std::vector<GreenThread*> gone_order;
+};
+Registry& registry() {
+    static Registry* r = new Registry;  // never destroyed: threads may end during exit
+    return *r;
+}
+struct RegLock {
+    Registry& r = registry();
+    RegLock() {
+        while (r.busy.exchange(true, std::memory_order_acquire)) {
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+    ~RegLock() { r.busy.store(false, std::memory_order_release); }
+};
+
+constexpr std::size_t kGoneKept = 4096;
+
+// The green thread `t` names, if it is one that is alive (not yet joined or reaped).
+GreenThread* find_live(pthread_t t) {
+    auto* g = reinterpret_cast<GreenThread*>(t);
+    RegLock lk;
+    return lk.r.live.count(g) ? g : nullptr;
+}
+bool was_green(pthread_t t) {
+    RegLock lk;
+    return lk.r.gone.count(reinterpret_cast<GreenThread*>(t)) != 0;
+}
+
+// The green thread the caller runs in, or null (a real thread, the hub, or a greenlet that is
+// no green thread).
+GreenThread* current() {
+    if (!lot::caller_is_green()) return nullptr;
+    const std::uintptr_t me = lot::self_token();
+    RegLock lk;
+    auto it = lk.r.by_greenlet.find(me);
+    return it == lk.r.by_greenlet.end() ? nullptr : it->second;
+}
+
+// Free a green thread that can no longer be named (joined, or detached and finished); its id
+// is remembered as gone.
+void retire(GreenThread* g) {
+    {
+        RegLock lk;
+        lk.r.live.erase(g);
+        lk.r.by_greenlet.erase(g->greenlet);
+        lk.r.gone.insert(g);
+        lk.r.gone_order.push_back(g);
+        if (lk.r.gone_order.size() > kGoneKept) {
+            lk.r.gone.erase(lk.r.gone_order.front());
+            lk.r.gone_order.erase(lk.r.gone_order.begin());
+        }
+    }
+    delete g;
+}
+
+// ---- keys ----
+constexpr unsigned kKeys = PTHREAD_KEYS_MAX;
+std::atomic<void (*)(void*)> g_key_dtor[kKeys];
+std::atomic<bool> g_key_used[kKeys];
+
+void run_key_destructors(GreenThread* g) {
+    for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS; ++round) {
+        bool any = false;
+        for (unsigned k = 0; k < g->specific.size(); ++k) {
+            void* v = g->specific[k];
+            if (!v) continue;
+            g->specific[k] = nullptr;
+            auto dtor = g_key_dtor[k].load(std::memory_order_acquire);
+            if (dtor && g_key_used[k].load(std::memory_order_acquire)) {
+                dtor(v);
+                any = true;
+            }
+        }
+        if (!any) break;
+    }
+}
+
+// The greenlet's body.
+void run_green_thread(GreenThread* g) {
+    {
+        RegLock lk;
+        g->greenlet = lot::self_token();
+        lk.r.by_greenlet[g->greenlet] = g;
+    }
+    // Cancelled before it ran: the cancel lands at its first wait (a helper greenlet throws it
+    // in once this one suspends; a kill before the start would keep it from running at all).
+    if (g->cancel_pending.exchange(false, std::memory_order_acq_rel)) {
+        cogent::Greenlet<void> self = g->handle;
+        cogent::spawn([self]() mutable { self.kill(GreenThreadExit{PTHREAD_CANCELED}, false); });
+    }
+    try {
+        g->result = g->start(g->arg);
+    } catch (const GreenThreadExit& e) {
+        g->result = e.value;
+    }
+    run_key_destructors(g);
+    g->finished.store(true, std::memory_order_release);
+    if (lot::may_have_waiters(g)) lot::unpark(g, UINT_MAX, ~0u, nullptr, nullptr);
+    if (g->detached.load(std::memory_order_acquire)) retire(g);
+}
+
+// COGENT_REAL_THREADS: the libraries whose threads stay real.
+const std::vector<std::string>& real_thread_libs() {
+    static const std::vector<std::string> libs = [] {
+        std::vector<std::string> out;
+        const char* v = std::getenv("COGENT_REAL_THREADS");
+        std::string s = v ? v : "";
+        std::size_t pos = 0;
+        while (pos <= s.size()) {
+            std::size_t comma = s.find(',', pos);
+            if (comma == std::string::npos) comma = s.size();
+            std::string item = s.substr(pos, comma - pos);
+            item.erase(0, item.find_first_not_of(" \t"));
+            item.erase(item.find_last_not_of(" \t") + 1);
+            if (!item.empty()) out.push_back(item);
+            pos = comma + 1;
+        }
+        return out;
+    }();
+    return libs;
+}
+
+bool same_object(const char* path, const std::string& want) {
+    if (!path) return false;
+    std::string p = path;
+    if (p == want) return true;
+    const std::string base = p.substr(p.rfind('/') + 1);
+    return base == want || base.rfind(want + ".", 0) == 0;
+}
+
+// Whether a thread created from code at `caller` must be a real one.
+bool must_stay_real(void* caller) {
+    Dl_info info{};
+    if (!dladdr(caller, &info)) return false;
+    if (same_object(info.dli_fname, "libcogent.so")) return true;  // the runtime's own
+    for (const auto& lib : real_thread_libs())
+        if (same_object(info.dli_fname, lib)) return true;
+    return false;
+}
+
+int join_wait(GreenThread* g, clockid_t clock, const timespec* abstime, bool try_only) {
+    if (g->finished.load(std::memory_order_acquire)) return 0;
+    if (try_only) return EBUSY;
+    if (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1'000'000'000)) return EINVAL;
+    lot::Hooks h;
+    h.ctx = g;
+    h.validate = [](void* ctx) {
+        return !static_cast<GreenThread*>(ctx)->finished.load(std::memory_order_acquire);
+    };
+    lot::Deadline d;
+    if (abstime) {
+        d.forever = false;
+        d.clock = clock;
+        d.at = *abstime;
+        if (d.at.tv_sec < 0) d.at = timespec{0, 0};
+    }
+    while (!g->finished.load(std::memory_order_acquire))
+        if (lot::park(g, 1, h, d, "pthread_join", nullptr) == lot::timed_out)
+            return g->finished.load(std::memory_order_acquire) ? 0 : ETIMEDOUT;
+    return 0;
+}
+
+int join_impl(pthread_t t, void** ret, clockid_t clock, const timespec* abstime, bool try_only) {
+    GreenThread* g = find_live(t);
+    if (!g) return was_green(t) ? ESRCH : -1;  // -1: not a green thread, libc's
+    GreenThread* self = current();
+    if (g == self) return EDEADLK;
+    if (g->detached.load(std::memory_order_acquire)) return EINVAL;
+    if (g->joining.exchange(true, std::memory_order_acq_rel)) return EINVAL;  // joined already
+    const int e = join_wait(g, clock, abstime, try_only);
+    if (e) {
+        g->joining.store(false, std::memory_order_release);
+        return e;
+    }
+    if (ret) *ret = g->result;
+    retire(g);
+    return 0;
+}
+
+void check_cancel() {
+    GreenThread* self = current();
+    if (self && self->cancel_pending.exchange(false, std::memory_order_acq_rel))
+        throw GreenThreadExit{PTHREAD_CANCELED};
+}
+
+}  // namespace
+
+extern "C" {
+
+#define COGENT_HOOK __attribute__((visibility("default")))
+
+COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
+                               void* arg) {
+    if (!threads_on() || must_stay_real(__builtin_return_address(0)))
+        return libc().create(thread, attr, start, arg);
+    auto* g = new (std::nothrow) GreenThread;
+    if (!g) return EAGAIN;
+    g->start = start;
+    g->arg = arg;
+    int detach = PTHREAD_CREATE_JOINABLE;
+    if (attr) {
+        std::size_t ss = 0;
+        if (pthread_attr_getstacksize(attr, &ss) == 0) g->stack_size = ss;
+        pthread_attr_getdetachstate(attr, &detach);
+    }
+    g->detached.store(detach == PTHREAD_CREATE_DETACHED, std::memory_order_relaxed);
+    {
+        RegLock lk;
+        lk.r.live.insert(g);
+        lk.r.gone.erase(g);  // an address reused: the id is alive again
+    }
+    try {
+        cogent::SpawnOptions o;
+        o.name = "thread";
+        // A thread's default (8 MiB) would be an 8 MiB greenlet stack each: keep the
+        // runtime's default unless the program asked for a size, rounded up to 64 KiB.
+        if (attr && g->stack_size) o.stack_size = std::max<std::size_t>(g->stack_size, 64 << 10);
+        g->hub = cogent::get_hub();
+        g->handle = cogent::spawn(o, [g] { run_green_thread(g); });
+    } catch (...) {
+        RegLock lk;
+        lk.r.live.erase(g);
+        delete g;
+        return EAGAIN;
+    }
+    *thread = reinterpret_cast<pthread_t>(g);
+    return 0;
+}
+
+COGENT_HOOK int pthread_join(pthread_t t, void** ret) {
+    if (threads_on()) {
+        check_cancel();  // a cancellation point
+        const int e = join_impl(t, ret, CLOCK_REALTIME, nullptr, false);
+        if (e >= 0) return e;
+    }
+    return libc().join(t, ret);
+}
+
+COGENT_HOOK int pthread_tryjoin_np(pthread_t t, void** ret) {
+    if (threads_on()) {
+        const int e = join_impl(t, ret, CLOCK_REALTIME, nullptr, true);
+        if (e >= 0) return e;
+    }
+    return libc().tryjoin_np(t, ret);
+}
+
+COGENT_HOOK int pthread_timedjoin_np(pthread_t t, void** ret, const timespec* abstime) {
+    if (threads_on()) {
+        check_cancel();
+        const int e = join_impl(t, ret, CLOCK_REALTIME, abstime, false);
+        if (e >= 0) return e;
+    }
+    return libc().timedjoin_np(t, ret, abstime);
+}
+
+COGENT_HOOK int pthread_clockjoin_np(pthread_t t, void** ret, clockid_t clock,
+                                     const timespec* abstime) {
+    if (threads_on()) {
+        if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+        check_cancel();
+        const int e = join_impl(t, ret, clock, abstime, false);
+        if (e >= 0) return e;
+    }
+    return libc().clockjoin_np(t, ret, clock, abstime);
+}
+
+COGENT_HOOK int pthread_detach(pthread_t t) {
+    if (threads_on()) {
+        if (GreenThread* g = find_live(t)) {
+            if (g->detached.exchange(true, std::memory_order_acq_rel)) return EINVAL;
+            if (g->joining.load(std::memory_order_acquire)) return EINVAL;
+            if (g->finished.load(std::memory_order_acquire)) retire(g);
+            return 0;
+        }
+        if (was_green(t)) return ESRCH;
+    }
+    return libc().detach(t);
+}
+
+COGENT_HOOK pthread_t pthread_self() {
+    if (threads_on())
+        if (GreenThread* g = current()) return reinterpret_cast<pthread_t>(g);
+    return libc().self();
+}
+
+COGENT_HOOK int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+
+[[noreturn]] COGENT_HOOK void pthread_exit(void* value) {
+    if (threads_on() && current()) throw GreenThreadExit{value};
+    libc().exit_thread(value);
+    __builtin_unreachable();
+}
+
+COGENT_HOOK int pthread_cancel(pthread_t t) {
+    if (threads_on()) {
+        if (GreenThread* g = find_live(t)) {
+            g->cancel_pending.store(true, std::memory_order_release);
+            // From its own OS thread, and not itself: thrown in now, so that it lands at the
+            // wait it is in (or, for a wait that is no cancellation point, once that is over).
+            // From elsewhere it acts at the thread's next pthread_testcancel or pthread_join.
+            if (g->hub.is_current_thread() && g != current() && g->greenlet != 0 &&
+                !g->finished.load()) {
+                g->cancel_pending.store(false, std::memory_order_release);
+                g->handle.kill(GreenThreadExit{PTHREAD_CANCELED}, false);
+            }
+            return 0;
+        }
+        if (was_green(t)) return ESRCH;
+    }
+    return libc().cancel(t);
+}
+
+COGENT_HOOK void pthread_testcancel() {
+    if (threads_on() && current()) {
+        check_cancel();
+        return;
+    }
+    libc().testcancel();
+}
+
+COGENT_HOOK int pthread_setname_np(pthread_t t, const char* name) {
+    if (threads_on())
+        if (GreenThread* g = find_live(t)) {
+            if (std::strlen(name) > 15) return ERANGE;  // the kernel's 16 bytes, as libc
+            g->name = name;
+            return 0;
+        }
+    return libc().setname_np(t, name);
+}
+
+COGENT_HOOK int pthread_getname_np(pthread_t t, char* buf, size_t len) {
+    if (threads_on())
+        if (GreenThread* g = find_live(t)) {
+            if (len < 16 || g->name.size() + 1 > len) return ERANGE;
+            std::memcpy(buf, g->name.c_str(), g->name.size() + 1);
+            return 0;
+        }
+    return libc().getname_np(t, buf, len);
+}
+
+COGENT_HOOK int pthread_key_create(pthread_key_t* key, void (*dtor)(void*)) {
+    const int e = libc().key_create(key, dtor);
+    if (e == 0 && *key < kKeys) {
+        g_key_dtor[*key].store(dtor, std::memory_order_release);
+        g_key_used[*key].store(true, std::memory_order_release);
+    }
+    return e;
+}
+
+COGENT_HOOK int pthread_key_delete(pthread_key_t key) {
+    if (key < kKeys) g_key_used[key].store(false, std::memory_order_release);
+    return libc().key_delete(key);
+}
+
+COGENT_HOOK void* pthread_getspecific(pthread_key_t key) {
+    if (threads_on())
+        if (GreenThread* g = current())
+            return key < g->specific.size() ? g->specific[key] : nullptr;
+    return libc().getspecific(key);
+}
+
+COGENT_HOOK int pthread_setspecific(pthread_key_t key, const void* value) {
+    if (threads_on())
+        if (GreenThread* g = current()) {
+            if (key >= kKeys || !g_key_used[key].load(std::memory_order_acquire)) return EINVAL;
+            if (g->specific.size() <= key) g->specific.resize(key + 1);
+            g->specific[key] = const_cast<void*>(value);
+            return 0;
+        }
+    return libc().setspecific(key, value);
+}
+
+}  // extern "C"

@@ -72,6 +72,9 @@ struct GreenThread {
     std::vector<void*> specific;    // by key
     cogent::Greenlet<void> handle;  // for pthread_cancel from its own OS thread
     cogent::Hub hub{nullptr};       // the hub it runs on
+    pthread_t os_thread{};          // the OS thread of that hub
+    void* stack_lo = nullptr;       // its greenlet's stack, once running
+    std::size_t stack_bytes = 0;
 };
 
 // The registry: live green threads by id, and which greenlet runs which. A spin lock: short
@@ -168,6 +171,7 @@ void run_green_thread(GreenThread* g) {
         g->greenlet = lot::self_token();
         lk.r.by_greenlet[g->greenlet] = g;
     }
+    cogent::detail::shim_current_stack(&g->stack_lo, &g->stack_bytes);
     // Cancelled before it ran: the cancel lands at its first wait (a helper greenlet throws it
     // in once this one suspends; a kill before the start would keep it from running at all).
     if (g->cancel_pending.exchange(false, std::memory_order_acq_rel)) {
@@ -302,6 +306,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
         // runtime's default unless the program asked for a size, rounded up to 64 KiB.
         if (attr && g->stack_size) o.stack_size = std::max<std::size_t>(g->stack_size, 64 << 10);
         g->hub = cogent::get_hub();
+        g->os_thread = libc().self();
         g->handle = cogent::spawn(o, [g] { run_green_thread(g); });
     } catch (...) {
         RegLock lk;
@@ -422,6 +427,74 @@ COGENT_HOOK int pthread_getname_np(pthread_t t, char* buf, size_t len) {
             return 0;
         }
     return libc().getname_np(t, buf, len);
+}
+
+// The calls that take a pthread_t and would read libc's thread structure through it: for a
+// green thread, the answer of the OS thread that runs it (signals, scheduling, affinity and
+// CPU clock are the OS thread's), and its own stack for pthread_getattr_np.
+COGENT_HOOK int pthread_getattr_np(pthread_t t, pthread_attr_t* attr) {
+    if (threads_on())
+        if (GreenThread* g = find_live(t)) {
+            if (!g->stack_lo) return libc().getattr_np(g->os_thread, attr);  // not started yet
+            int e = pthread_attr_init(attr);
+            if (e) return e;
+            pthread_attr_setstack(attr, g->stack_lo, g->stack_bytes);
+            pthread_attr_setdetachstate(
+                attr, g->detached.load() ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+            return 0;
+        }
+    return libc().getattr_np(t, attr);
+}
+
+// The OS thread behind t: itself, or the one running the green thread t. ESRCH for a green id
+// already gone.
+static int os_thread_of(pthread_t t, pthread_t* os) {
+    if (threads_on()) {
+        if (GreenThread* g = find_live(t)) {
+            *os = g->os_thread;
+            return 0;
+        }
+        if (was_green(t)) return ESRCH;
+    }
+    *os = t;
+    return 0;
+}
+
+COGENT_HOOK int pthread_kill(pthread_t t, int sig) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    if (os != t && sig == 0) return 0;  // "is it alive": yes
+    return libc().kill(os, sig);
+}
+
+COGENT_HOOK int pthread_getschedparam(pthread_t t, int* policy, sched_param* param) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    return libc().getschedparam(os, policy, param);
+}
+
+COGENT_HOOK int pthread_setschedparam(pthread_t t, int policy, const sched_param* param) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    return libc().setschedparam(os, policy, param);
+}
+
+COGENT_HOOK int pthread_getaffinity_np(pthread_t t, size_t size, cpu_set_t* set) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    return libc().getaffinity_np(os, size, set);
+}
+
+COGENT_HOOK int pthread_setaffinity_np(pthread_t t, size_t size, const cpu_set_t* set) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    return libc().setaffinity_np(os, size, set);
+}
+
+COGENT_HOOK int pthread_getcpuclockid(pthread_t t, clockid_t* clock) {
+    pthread_t os{};
+    if (int e = os_thread_of(t, &os)) return e;
+    return libc().getcpuclockid(os, clock);
 }
 
 COGENT_HOOK int pthread_key_create(pthread_key_t* key, void (*dtor)(void*)) {

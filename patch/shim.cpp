@@ -159,6 +159,13 @@ void resolve_real() noexcept {
         get(h, r.key_delete, "pthread_key_delete");
         get(h, r.getspecific, "pthread_getspecific");
         get(h, r.setspecific, "pthread_setspecific");
+        get(h, r.getattr_np, "pthread_getattr_np");
+        get(h, r.kill, "pthread_kill");
+        get(h, r.getschedparam, "pthread_getschedparam");
+        get(h, r.setschedparam, "pthread_setschedparam");
+        get(h, r.getaffinity_np, "pthread_getaffinity_np");
+        get(h, r.setaffinity_np, "pthread_setaffinity_np");
+        get(h, r.getcpuclockid, "pthread_getcpuclockid");
         get(h, r.flockfile, "flockfile");
         get(h, r.ftrylockfile, "ftrylockfile");
         get(h, r.funlockfile, "funlockfile");

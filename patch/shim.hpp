@@ -138,6 +138,13 @@ struct Real {
     int (*key_delete)(pthread_key_t);
     void* (*getspecific)(pthread_key_t);
     int (*setspecific)(pthread_key_t, const void*);
+    int (*getattr_np)(pthread_t, pthread_attr_t*);
+    int (*kill)(pthread_t, int);
+    int (*getschedparam)(pthread_t, int*, sched_param*);
+    int (*setschedparam)(pthread_t, int, const sched_param*);
+    int (*getaffinity_np)(pthread_t, size_t, cpu_set_t*);
+    int (*setaffinity_np)(pthread_t, size_t, const cpu_set_t*);
+    int (*getcpuclockid)(pthread_t, clockid_t*);
     void (*flockfile)(FILE*);
     int (*ftrylockfile)(FILE*);
     void (*funlockfile)(FILE*);

@@ -571,6 +571,16 @@ TEST_CASE_FIXTURE(
     // Without --threads (sync only) its threads are real and the output is the same too.
     Ran sync_only = run_patched({child});
     CHECK(sync_only.out == plain.out);
+    // The C++ side: std::thread, jthread, mutex, condition_variable, shared_mutex, call_once,
+    // counting_semaphore, latch, barrier.
+    const std::string cpp = env_path("COGENT_CHILD_PTHREADS_CPP");
+    Ran cplain = run({cpp});
+    Ran cgreen = run_patched({cpp}, {"--threads"});
+    INFO("stderr C++ green: " << cgreen.err);
+    REQUIRE(cplain.status == 0);
+    CHECK(cgreen.status == 0);
+    CHECK(contains(cplain.out, "call_once: 1\n"));
+    CHECK(cgreen.out == cplain.out);
     // The threads really are greenlets: 8 of them alive beside main on one OS thread.
     CHECK(run({child, "tasks"}).out == "tasks 9\n");
     CHECK(run_patched({child, "tasks"}, {"--threads"}).out == "tasks 1\n");

@@ -32,4 +32,12 @@ bool shim_fd_may_read(int fd) noexcept { return fd_may_read(fd); }
 
 void shim_fd_drained(int fd) noexcept { fd_drained(fd); }
 
+bool shim_current_stack(void** lo, std::size_t* size) noexcept {
+    ThreadState* ts = tls_state;
+    if (!ts || !ts->hub || ts->current == ts->hub->greenlet || !ts->current->stack_lo) return false;
+    *lo = ts->current->stack_lo;
+    *size = ts->current->stack_size;
+    return true;
+}
+
 }  // namespace cogent::detail

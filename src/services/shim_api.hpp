@@ -49,6 +49,10 @@ COGENT_INTERNAL_API int shim_fd_wait(int fd, int events, TimeoutArg timeout, boo
 COGENT_INTERNAL_API bool shim_fd_may_read(int fd) noexcept;
 COGENT_INTERNAL_API void shim_fd_drained(int fd) noexcept;
 
+// The running greenlet's stack (the lowest usable byte and the usable size), for
+// pthread_getattr_np of a green thread; false outside a greenlet of a hub.
+COGENT_INTERNAL_API bool shim_current_stack(void** lo, std::size_t* size) noexcept;
+
 // The I/O retry loop (io/retry_loop.hpp, the one the runtime's retry_io uses) on the
 // functions above: that one reads the fd table inline, this one must not see it.
 namespace shim {

@@ -549,6 +549,12 @@ TEST_CASE_FIXTURE(
         Ran back = run_patched({t.name, "-T4", "-d", "-c", packed});
         CHECK(back.status == 0);
         CHECK(back.out == text);
+        // With green threads (cogent-run --threads): its workers are greenlets of one hub.
+        Ran green = run_patched(t.compress, {"--threads"});
+        CHECK(green.status == 0);
+        CHECK(green.out == plain.out);
+        Ran green_back = run_patched({t.name, "-T4", "-d", "-c", packed}, {"--threads"});
+        CHECK(green_back.out == text);
     }
 }
 

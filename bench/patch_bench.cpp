@@ -75,12 +75,13 @@ std::string self_dir() {
 
 // Runs argv (with the shim preloaded or not: LD_PRELOAD and COGENT_PATCH are removed from the
 // environment otherwise) and returns the number it prints.
-double run_number(const std::vector<std::string>& argv, bool preload) {
+double run_number(const std::vector<std::string>& argv, bool preload, const char* patch = nullptr) {
     std::vector<std::string> env_store;
     for (char** e = environ; *e; ++e)
         if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0 && std::strncmp(*e, "COGENT_PATCH=", 13) != 0)
             env_store.emplace_back(*e);
     if (preload) env_store.push_back(std::string("LD_PRELOAD=") + COGENT_PATCH_LIB);
+    if (patch) env_store.push_back(std::string("COGENT_PATCH=") + patch);
     std::vector<char*> envp, args;
     for (auto& s : env_store) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -331,6 +332,96 @@ double child_cond_pingpong(bool green) {
     });
 }
 
+std::string ns_figure(double v);
+
+// ---- green threads (the thread family): pthread_create as greenlets ----
+
+void* nothing(void* p) { return p; }
+
+// pthread_create + pthread_join of a thread that returns at once, per pair.
+double child_create_join() {
+    return best_of(2000, [](long n) {
+        for (long i = 0; i < n; ++i) {
+            pthread_t t;
+            if (pthread_create(&t, nullptr, nothing, nullptr) != 0) die("pthread_create failed");
+            pthread_join(t, nullptr);
+        }
+    });
+}
+
+long rss_bytes() {
+    long pages = 0, rss = 0;
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    if (!f || std::fscanf(f, "%ld %ld", &pages, &rss) != 2) die("cannot read /proc/self/statm");
+    std::fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+// Resident bytes per thread blocked in pthread_cond_wait: n threads (default attributes), RSS
+// before and after they are all waiting.
+double child_blocked_rss(long n) {
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    static long waiting = 0;
+    static bool release = false;
+    std::vector<pthread_t> ts(static_cast<std::size_t>(n));
+    const long before = rss_bytes();
+    for (auto& t : ts)
+        if (pthread_create(
+                &t, nullptr,
+                [](void*) -> void* {
+                    pthread_mutex_lock(&m);
+                    ++waiting;
+                    pthread_cond_broadcast(&c);
+                    while (!release) pthread_cond_wait(&c, &m);
+                    pthread_mutex_unlock(&m);
+                    return nullptr;
+                },
+                nullptr) != 0)
+            die("pthread_create failed");
+    pthread_mutex_lock(&m);
+    while (waiting < n) pthread_cond_wait(&c, &m);
+    pthread_mutex_unlock(&m);
+    const long after = rss_bytes();
+    pthread_mutex_lock(&m);
+    release = true;
+    pthread_cond_broadcast(&c);
+    pthread_mutex_unlock(&m);
+    for (auto& t : ts) pthread_join(t, nullptr);
+    return double(after - before) / double(n);
+}
+
+std::string fig_create_join() {
+    const std::string self = self_dir() + "/cogent-patch-bench";
+    auto [green, threads] = alternate(
+        [&] {
+            return run_number({self, "--child", "create-join"}, true, "all,thread");
+        },
+        [&] {
+            return run_number({self, "--child", "create-join"}, false);
+        });
+    std::printf("thread_create_join_ns %.1f ns\n", threads);
+    std::fprintf(stderr,
+                 "cogent-patch-bench: pthread_create + pthread_join: %.1f ns green (--threads), "
+                 "%.1f ns real: %.0fx\n",
+                 green, threads, threads / green);
+    return ns_figure(green);
+}
+
+std::string fig_blocked_rss() {
+    const std::string self = self_dir() + "/cogent-patch-bench";
+    const double green = run_number({self, "--child", "rss-green"}, true, "all,thread");
+    const double threads = run_number({self, "--child", "rss-threads"}, false);
+    std::printf("thread_rss_bytes %.0f bytes\n", threads);
+    std::fprintf(stderr,
+                 "cogent-patch-bench: resident bytes per thread blocked in pthread_cond_wait: "
+                 "%.0f green (10,000 of them), %.0f real (1,000; plus the kernel's stack)\n",
+                 green, threads);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.0f bytes", green);
+    return buf;
+}
+
 std::string ns_figure(double v) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.1f ns", v);
@@ -391,6 +482,8 @@ const Figure kFigures[] = {
     {"patch_mutex_passthrough_ratio", fig_mutex_passthrough},
     {"green_mutex_handoff_ns", fig_mutex_handoff},
     {"green_cond_pingpong_ns", fig_cond_pingpong},
+    {"green_thread_create_join_ns", fig_create_join},
+    {"green_thread_rss_bytes", fig_blocked_rss},
 };
 
 }  // namespace
@@ -409,6 +502,12 @@ int main(int argc, char** argv) {
             v = child_mutex_handoff(args[1] == "mutex-green");
         else if (args[1] == "cond-green" || args[1] == "cond-threads")
             v = child_cond_pingpong(args[1] == "cond-green");
+        else if (args[1] == "create-join")
+            v = child_create_join();
+        else if (args[1] == "rss-green")
+            v = child_blocked_rss(10000);
+        else if (args[1] == "rss-threads")
+            v = child_blocked_rss(1000);
         else
             die("unknown child '" + args[1] + "'");
         std::printf("%.2f\n", v);
@@ -424,7 +523,8 @@ int main(int argc, char** argv) {
                          "cogent-patch-bench: unknown figure '%s'\nvalid figures: "
                          "patch_passthrough_ratio patch_pingpong_ratio "
                          "patch_mutex_passthrough_ratio green_mutex_handoff_ns "
-                         "green_cond_pingpong_ns\n",
+                         "green_cond_pingpong_ns green_thread_create_join_ns "
+                         "green_thread_rss_bytes\n",
                          a.c_str());
             return 2;
         }

@@ -3,11 +3,11 @@
 // thread, and the calls that name threads understand those green threads.
 //
 // A green thread is a GreenThread object; its pthread_t is the object's address, distinct from
-// every real thread's and stable for its life. A registry of live green threads tells the two
-// kinds apart (a pthread_t is never dereferenced before it is found there), and recently
-// joined or detached-and-finished ids are remembered, so that joining one gets ESRCH instead of
-// a crash. Waits on a green thread (join) go through the parking lot, so a real thread can join
-// a green one too.
+// every real thread's and stable for its life. A registry of every GreenThread tells the two
+// kinds apart (a pthread_t is never dereferenced before it is found there); joined or
+// detached-and-finished ones are kept and reused only after a thousand others (as glibc reuses
+// its thread structures), so that joining one gets ESRCH instead of a crash. Waits on a green
+// thread (join) go through the parking lot, so a real thread can join a green one too.
 //
 // Threads that stay real: those created by the runtime itself (libcogent: the thread pool, the
 // resolver's fallback), and those created by a library named in COGENT_REAL_THREADS
@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -70,21 +71,40 @@ struct GreenThread {
     std::string name;
     std::size_t stack_size = 0;
     std::vector<void*> specific;    // by key
+    bool gone = false;              // joined, or detached and ended (under the registry lock)
     cogent::Greenlet<void> handle;  // for pthread_cancel from its own OS thread
     cogent::Hub hub{nullptr};       // the hub it runs on
     pthread_t os_thread{};          // the OS thread of that hub
     void* stack_lo = nullptr;       // its greenlet's stack, once running
     std::size_t stack_bytes = 0;
+
+    // For reuse (under the registry lock, gone and no longer referenced).
+    void reset() {
+        start = nullptr;
+        arg = result = nullptr;
+        greenlet = 0;
+        finished = detached = joining = cancel_pending = false;
+        name.clear();
+        stack_size = 0;
+        specific.clear();
+        stack_lo = nullptr;
+        stack_bytes = 0;
+        gone = false;
+    }
 };
 
-// The registry: live green threads by id, and which greenlet runs which. A spin lock: short
-// critical sections, and a pthread mutex here would be one of the shim's own.
+// The registry. Every GreenThread ever made stays allocated and listed in `all` (so a pthread_t
+// is checked before it is dereferenced); one that can no longer be named (joined, or detached
+// and ended) is marked gone and queued for reuse, which waits until kReuseAfter others went
+// after it: an id used again soon after its join still gets ESRCH, as an id glibc reuses much
+// later names the new thread. A spin lock: short critical sections, and a pthread mutex here
+// would be one of the shim's own.
+constexpr std::size_t kReuseAfter = 1024;
 struct Registry {
     std::atomic<bool> busy{false};
-    std::unordered_set<GreenThread*> live;
+    std::unordered_set<GreenThread*> all;
     std::unordered_map<std::uintptr_t, GreenThread*> by_greenlet;
-    std::unordered_set<GreenThread*> gone;  // joined, or detached and ended (bounded)
-    std::vector<GreenThread*> gone_order;
+    std::deque<GreenThread*> gone;  // oldest first
 };
 Registry& registry() {
     static Registry* r = new Registry;  // never destroyed: threads may end during exit
@@ -102,17 +122,16 @@ struct RegLock {
     ~RegLock() { r.busy.store(false, std::memory_order_release); }
 };
 
-constexpr std::size_t kGoneKept = 4096;
-
 // The green thread `t` names, if it is one that is alive (not yet joined or reaped).
 GreenThread* find_live(pthread_t t) {
     auto* g = reinterpret_cast<GreenThread*>(t);
     RegLock lk;
-    return lk.r.live.count(g) ? g : nullptr;
+    return lk.r.all.count(g) && !g->gone ? g : nullptr;
 }
 bool was_green(pthread_t t) {
+    auto* g = reinterpret_cast<GreenThread*>(t);
     RegLock lk;
-    return lk.r.gone.count(reinterpret_cast<GreenThread*>(t)) != 0;
+    return lk.r.all.count(g) && g->gone;
 }
 
 // The green thread the caller runs in, or null (a real thread, the hub, or a greenlet that is
@@ -125,21 +144,36 @@ GreenThread* current() {
     return it == lk.r.by_greenlet.end() ? nullptr : it->second;
 }
 
-// Free a green thread that can no longer be named (joined, or detached and finished); its id
-// is remembered as gone.
+// A green thread that can no longer be named (joined, or detached and finished): gone.
 void retire(GreenThread* g) {
+    cogent::Greenlet<void> handle = std::move(g->handle);  // released outside the lock
+    RegLock lk;
+    lk.r.by_greenlet.erase(g->greenlet);
+    g->gone = true;
+    lk.r.gone.push_back(g);
+}
+
+// A GreenThread for a new thread: a long-gone one again, or a new one.
+GreenThread* make_green_thread() {
     {
         RegLock lk;
-        lk.r.live.erase(g);
-        lk.r.by_greenlet.erase(g->greenlet);
-        lk.r.gone.insert(g);
-        lk.r.gone_order.push_back(g);
-        if (lk.r.gone_order.size() > kGoneKept) {
-            lk.r.gone.erase(lk.r.gone_order.front());
-            lk.r.gone_order.erase(lk.r.gone_order.begin());
+        if (lk.r.gone.size() > kReuseAfter) {
+            GreenThread* g = lk.r.gone.front();
+            lk.r.gone.pop_front();
+            g->reset();
+            return g;
         }
     }
-    delete g;
+    auto* g = new (std::nothrow) GreenThread;
+    if (!g) return nullptr;
+    try {
+        RegLock lk;
+        lk.r.all.insert(g);
+    } catch (...) {
+        delete g;
+        return nullptr;
+    }
+    return g;
 }
 
 // ---- keys ----
@@ -218,8 +252,20 @@ bool same_object(const char* path, const std::string& want) {
     return base == want || base.rfind(want + ".", 0) == 0;
 }
 
-// Whether a thread created from code at `caller` must be a real one.
+// Whether a thread created from code at `caller` must be a real one. dladdr walks the loaded
+// objects: the answer is cached per call site (a program creates its threads from few places).
+bool must_stay_real_uncached(void* caller);
 bool must_stay_real(void* caller) {
+    struct Entry {
+        void* caller;
+        bool real;
+    };
+    thread_local Entry cache[8] = {};
+    Entry& e = cache[(reinterpret_cast<std::uintptr_t>(caller) >> 4) % 8];
+    if (e.caller != caller) e = Entry{caller, must_stay_real_uncached(caller)};
+    return e.real;
+}
+bool must_stay_real_uncached(void* caller) {
     Dl_info info{};
     if (!dladdr(caller, &info)) return false;
     if (same_object(info.dli_fname, "libcogent.so")) return true;  // the runtime's own
@@ -283,7 +329,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
                                void* arg) {
     if (!threads_on() || must_stay_real(__builtin_return_address(0)))
         return libc().create(thread, attr, start, arg);
-    auto* g = new (std::nothrow) GreenThread;
+    GreenThread* g = make_green_thread();
     if (!g) return EAGAIN;
     g->start = start;
     g->arg = arg;
@@ -294,11 +340,6 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
         pthread_attr_getdetachstate(attr, &detach);
     }
     g->detached.store(detach == PTHREAD_CREATE_DETACHED, std::memory_order_relaxed);
-    {
-        RegLock lk;
-        lk.r.live.insert(g);
-        lk.r.gone.erase(g);  // an address reused: the id is alive again
-    }
     try {
         cogent::SpawnOptions o;
         o.name = "thread";
@@ -309,9 +350,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
         g->os_thread = libc().self();
         g->handle = cogent::spawn(o, [g] { run_green_thread(g); });
     } catch (...) {
-        RegLock lk;
-        lk.r.live.erase(g);
-        delete g;
+        retire(g);
         return EAGAIN;
     }
     *thread = reinterpret_cast<pthread_t>(g);

@@ -791,6 +791,10 @@ const Figure kFigures[] = {
     {"thread_mutex_handoff_ns", "patch"},
     {"green_cond_pingpong_ns", "patch"},
     {"thread_cond_pingpong_ns", "patch"},
+    {"green_thread_create_join_ns", "patch"},
+    {"thread_create_join_ns", "patch"},
+    {"green_thread_rss_bytes", "patch"},
+    {"thread_rss_bytes", "patch"},
 };
 
 void run_group(const std::string& group, const char* self) {

@@ -49,6 +49,10 @@ printf '%s\n' "$out" | awk '
         tdesc["patch_mutex_passthrough_ratio"] = "<= 1.10 x"
         info["green_mutex_handoff_ns"] = 1; info["thread_mutex_handoff_ns"] = 1
         info["green_cond_pingpong_ns"] = 1; info["thread_cond_pingpong_ns"] = 1
+        # green threads (--threads): the target is against real threads, checked by hand
+        info["green_thread_create_join_ns"] = 1; info["thread_create_join_ns"] = 1
+        limit["green_thread_rss_bytes"] = 6144; tdesc["green_thread_rss_bytes"] = "<= 6144 bytes"
+        info["thread_rss_bytes"] = 1
         # informative: no numeric target
         info["queue_item_bounded_ns"] = 1; info["channel_item_ns"] = 1
         info["event_wake_ns"] = 1;         info["semaphore_handoff_ns"] = 1

@@ -413,9 +413,7 @@ COGENT_HOOK pthread_t pthread_self() {
     return libc().self();
 }
 
-COGENT_HOOK int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
-
-[[noreturn]] COGENT_HOOK void pthread_exit(void* value) {
+COGENT_HOOK void pthread_exit(void* value) {  // noreturn, as pthread.h declares it
     if (threads_on() && current()) throw GreenThreadExit{value};
     libc().exit_thread(value);
     __builtin_unreachable();

@@ -3,10 +3,12 @@
 #include "shim.hpp"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace cogent::patch {
 
@@ -21,11 +23,24 @@ static_assert(Family::socket == 1u << 0 && Family::dns == 1u << 1 && Family::tim
 
 namespace {
 
-// libc's own definitions, looked up in libc.so.6 itself: RTLD_NEXT would find whichever object
-// comes next in the search order, which need not be libc when the shim is linked in.
-void* libc_sym(void* handle, const char* name) {
-    void* p = handle ? dlsym(handle, name) : nullptr;
-    if (!p) p = dlsym(RTLD_NEXT, name);
+// libc's own definitions. dlsym(RTLD_NEXT) first, kept when the definition it finds is libc's:
+// it allocates nothing, and resolving can happen inside an allocator's first malloc (jemalloc
+// creates its thread keys there, and pthread_key_create is a hook), where allocating again
+// deadlocks. Otherwise (another library interposing the same function after the shim)
+// libc.so.6 itself is asked, through dlopen(RTLD_NOLOAD).
+bool in_libc(void* p) {
+    Dl_info info{};
+    if (!dladdr(p, &info) || !info.dli_fname) return false;
+    const char* base = std::strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    return std::strncmp(base, "libc.so", 7) == 0;
+}
+
+void* libc_sym(const char* name) {
+    void* p = dlsym(RTLD_NEXT, name);
+    if (p && in_libc(p)) return p;
+    static void* handle = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (void* q = handle ? dlsym(handle, name) : nullptr) return q;
     if (!p) {
         std::fprintf(stderr, "cogent patch: cannot find libc's %s: %s\n", name, dlerror());
         std::abort();
@@ -34,8 +49,133 @@ void* libc_sym(void* handle, const char* name) {
 }
 
 template <class F>
-void get(void* handle, F& slot, const char* name) {
-    slot = reinterpret_cast<F>(libc_sym(handle, name));
+void get(F& slot, const char* name) {
+    slot = reinterpret_cast<F>(libc_sym(name));
+}
+
+// Sockets, pipes, polls, sleeps, DNS, fork, fclose.
+void resolve_io(Real& r) {
+    get(r.socket, "socket");
+    get(r.socketpair, "socketpair");
+    get(r.connect, "connect");
+    get(r.accept, "accept");
+    get(r.accept4, "accept4");
+    get(r.read, "read");
+    get(r.write, "write");
+    get(r.readv, "readv");
+    get(r.writev, "writev");
+    get(r.recv, "recv");
+    get(r.recvfrom, "recvfrom");
+    get(r.recvmsg, "recvmsg");
+    get(r.recvmmsg, "recvmmsg");
+    get(r.send, "send");
+    get(r.sendto, "sendto");
+    get(r.sendmsg, "sendmsg");
+    get(r.sendmmsg, "sendmmsg");
+    get(r.poll, "poll");
+    get(r.ppoll, "ppoll");
+    get(r.select, "select");
+    get(r.pselect, "pselect");
+    get(r.epoll_wait, "epoll_wait");
+    get(r.epoll_pwait, "epoll_pwait");
+    get(r.close, "close");
+    get(r.dup, "dup");
+    get(r.dup2, "dup2");
+    get(r.dup3, "dup3");
+    get(r.fcntl, "fcntl");
+    get(r.ioctl, "ioctl");
+    get(r.setsockopt, "setsockopt");
+    get(r.getsockopt, "getsockopt");
+    get(r.pipe, "pipe");
+    get(r.pipe2, "pipe2");
+    get(r.sleep, "sleep");
+    get(r.usleep, "usleep");
+    get(r.nanosleep, "nanosleep");
+    get(r.clock_nanosleep, "clock_nanosleep");
+    get(r.getaddrinfo, "getaddrinfo");
+    get(r.freeaddrinfo, "freeaddrinfo");
+    get(r.getnameinfo, "getnameinfo");
+    get(r.gethostbyname, "gethostbyname");
+    get(r.gethostbyname2, "gethostbyname2");
+    get(r.gethostbyname_r, "gethostbyname_r");
+    get(r.gethostbyname2_r, "gethostbyname2_r");
+    get(r.gethostbyaddr, "gethostbyaddr");
+    get(r.gethostbyaddr_r, "gethostbyaddr_r");
+    get(r.fork, "fork");
+    get(r.fclose, "fclose");
+}
+
+// The sync family.
+void resolve_sync(Real& r) {
+    get(r.mutex_init, "pthread_mutex_init");
+    get(r.mutex_destroy, "pthread_mutex_destroy");
+    get(r.mutex_lock, "pthread_mutex_lock");
+    get(r.mutex_trylock, "pthread_mutex_trylock");
+    get(r.mutex_timedlock, "pthread_mutex_timedlock");
+    get(r.mutex_clocklock, "pthread_mutex_clocklock");
+    get(r.mutex_unlock, "pthread_mutex_unlock");
+    get(r.cond_init, "pthread_cond_init");
+    get(r.cond_destroy, "pthread_cond_destroy");
+    get(r.cond_wait, "pthread_cond_wait");
+    get(r.cond_timedwait, "pthread_cond_timedwait");
+    get(r.cond_clockwait, "pthread_cond_clockwait");
+    get(r.cond_signal, "pthread_cond_signal");
+    get(r.cond_broadcast, "pthread_cond_broadcast");
+    get(r.rwlock_init, "pthread_rwlock_init");
+    get(r.rwlock_destroy, "pthread_rwlock_destroy");
+    get(r.rwlock_rdlock, "pthread_rwlock_rdlock");
+    get(r.rwlock_tryrdlock, "pthread_rwlock_tryrdlock");
+    get(r.rwlock_timedrdlock, "pthread_rwlock_timedrdlock");
+    get(r.rwlock_clockrdlock, "pthread_rwlock_clockrdlock");
+    get(r.rwlock_wrlock, "pthread_rwlock_wrlock");
+    get(r.rwlock_trywrlock, "pthread_rwlock_trywrlock");
+    get(r.rwlock_timedwrlock, "pthread_rwlock_timedwrlock");
+    get(r.rwlock_clockwrlock, "pthread_rwlock_clockwrlock");
+    get(r.rwlock_unlock, "pthread_rwlock_unlock");
+    get(r.barrier_init, "pthread_barrier_init");
+    get(r.barrier_destroy, "pthread_barrier_destroy");
+    get(r.barrier_wait, "pthread_barrier_wait");
+    get(r.spin_lock, "pthread_spin_lock");
+    get(r.spin_trylock, "pthread_spin_trylock");
+    get(r.spin_unlock, "pthread_spin_unlock");
+    get(r.once, "pthread_once");
+    get(r.sem_wait, "sem_wait");
+    get(r.sem_timedwait, "sem_timedwait");
+    get(r.sem_clockwait, "sem_clockwait");
+    get(r.sem_trywait, "sem_trywait");
+    get(r.sem_post, "sem_post");
+    get(r.sem_getvalue, "sem_getvalue");
+    get(r.sched_yield, "sched_yield");
+}
+
+// The thread family.
+void resolve_thread(Real& r) {
+    get(r.create, "pthread_create");
+    get(r.join, "pthread_join");
+    get(r.tryjoin_np, "pthread_tryjoin_np");
+    get(r.timedjoin_np, "pthread_timedjoin_np");
+    get(r.clockjoin_np, "pthread_clockjoin_np");
+    get(r.detach, "pthread_detach");
+    get(r.self, "pthread_self");
+    get(r.exit_thread, "pthread_exit");
+    get(r.cancel, "pthread_cancel");
+    get(r.testcancel, "pthread_testcancel");
+    get(r.setname_np, "pthread_setname_np");
+    get(r.getname_np, "pthread_getname_np");
+    get(r.key_create, "pthread_key_create");
+    get(r.key_delete, "pthread_key_delete");
+    get(r.getspecific, "pthread_getspecific");
+    get(r.setspecific, "pthread_setspecific");
+    get(r.getattr_np, "pthread_getattr_np");
+    get(r.kill, "pthread_kill");
+    get(r.getschedparam, "pthread_getschedparam");
+    get(r.setschedparam, "pthread_setschedparam");
+    get(r.getaffinity_np, "pthread_getaffinity_np");
+    get(r.setaffinity_np, "pthread_setaffinity_np");
+    get(r.getcpuclockid, "pthread_getcpuclockid");
+    get(r.flockfile, "flockfile");
+    get(r.ftrylockfile, "ftrylockfile");
+    get(r.funlockfile, "funlockfile");
 }
 
 }  // namespace
@@ -54,121 +194,10 @@ void resolve_real() noexcept {
         return;
     }
     {
-        void* h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
         Real r{};
-        get(h, r.socket, "socket");
-        get(h, r.socketpair, "socketpair");
-        get(h, r.connect, "connect");
-        get(h, r.accept, "accept");
-        get(h, r.accept4, "accept4");
-        get(h, r.read, "read");
-        get(h, r.write, "write");
-        get(h, r.readv, "readv");
-        get(h, r.writev, "writev");
-        get(h, r.recv, "recv");
-        get(h, r.recvfrom, "recvfrom");
-        get(h, r.recvmsg, "recvmsg");
-        get(h, r.recvmmsg, "recvmmsg");
-        get(h, r.send, "send");
-        get(h, r.sendto, "sendto");
-        get(h, r.sendmsg, "sendmsg");
-        get(h, r.sendmmsg, "sendmmsg");
-        get(h, r.poll, "poll");
-        get(h, r.ppoll, "ppoll");
-        get(h, r.select, "select");
-        get(h, r.pselect, "pselect");
-        get(h, r.epoll_wait, "epoll_wait");
-        get(h, r.epoll_pwait, "epoll_pwait");
-        get(h, r.close, "close");
-        get(h, r.dup, "dup");
-        get(h, r.dup2, "dup2");
-        get(h, r.dup3, "dup3");
-        get(h, r.fcntl, "fcntl");
-        get(h, r.ioctl, "ioctl");
-        get(h, r.setsockopt, "setsockopt");
-        get(h, r.getsockopt, "getsockopt");
-        get(h, r.pipe, "pipe");
-        get(h, r.pipe2, "pipe2");
-        get(h, r.sleep, "sleep");
-        get(h, r.usleep, "usleep");
-        get(h, r.nanosleep, "nanosleep");
-        get(h, r.clock_nanosleep, "clock_nanosleep");
-        get(h, r.getaddrinfo, "getaddrinfo");
-        get(h, r.freeaddrinfo, "freeaddrinfo");
-        get(h, r.getnameinfo, "getnameinfo");
-        get(h, r.gethostbyname, "gethostbyname");
-        get(h, r.gethostbyname2, "gethostbyname2");
-        get(h, r.gethostbyname_r, "gethostbyname_r");
-        get(h, r.gethostbyname2_r, "gethostbyname2_r");
-        get(h, r.gethostbyaddr, "gethostbyaddr");
-        get(h, r.gethostbyaddr_r, "gethostbyaddr_r");
-        get(h, r.fork, "fork");
-        get(h, r.fclose, "fclose");
-        get(h, r.mutex_init, "pthread_mutex_init");
-        get(h, r.mutex_destroy, "pthread_mutex_destroy");
-        get(h, r.mutex_lock, "pthread_mutex_lock");
-        get(h, r.mutex_trylock, "pthread_mutex_trylock");
-        get(h, r.mutex_timedlock, "pthread_mutex_timedlock");
-        get(h, r.mutex_clocklock, "pthread_mutex_clocklock");
-        get(h, r.mutex_unlock, "pthread_mutex_unlock");
-        get(h, r.cond_init, "pthread_cond_init");
-        get(h, r.cond_destroy, "pthread_cond_destroy");
-        get(h, r.cond_wait, "pthread_cond_wait");
-        get(h, r.cond_timedwait, "pthread_cond_timedwait");
-        get(h, r.cond_clockwait, "pthread_cond_clockwait");
-        get(h, r.cond_signal, "pthread_cond_signal");
-        get(h, r.cond_broadcast, "pthread_cond_broadcast");
-        get(h, r.rwlock_init, "pthread_rwlock_init");
-        get(h, r.rwlock_destroy, "pthread_rwlock_destroy");
-        get(h, r.rwlock_rdlock, "pthread_rwlock_rdlock");
-        get(h, r.rwlock_tryrdlock, "pthread_rwlock_tryrdlock");
-        get(h, r.rwlock_timedrdlock, "pthread_rwlock_timedrdlock");
-        get(h, r.rwlock_clockrdlock, "pthread_rwlock_clockrdlock");
-        get(h, r.rwlock_wrlock, "pthread_rwlock_wrlock");
-        get(h, r.rwlock_trywrlock, "pthread_rwlock_trywrlock");
-        get(h, r.rwlock_timedwrlock, "pthread_rwlock_timedwrlock");
-        get(h, r.rwlock_clockwrlock, "pthread_rwlock_clockwrlock");
-        get(h, r.rwlock_unlock, "pthread_rwlock_unlock");
-        get(h, r.barrier_init, "pthread_barrier_init");
-        get(h, r.barrier_destroy, "pthread_barrier_destroy");
-        get(h, r.barrier_wait, "pthread_barrier_wait");
-        get(h, r.spin_lock, "pthread_spin_lock");
-        get(h, r.spin_trylock, "pthread_spin_trylock");
-        get(h, r.spin_unlock, "pthread_spin_unlock");
-        get(h, r.once, "pthread_once");
-        get(h, r.sem_wait, "sem_wait");
-        get(h, r.sem_timedwait, "sem_timedwait");
-        get(h, r.sem_clockwait, "sem_clockwait");
-        get(h, r.sem_trywait, "sem_trywait");
-        get(h, r.sem_post, "sem_post");
-        get(h, r.sem_getvalue, "sem_getvalue");
-        get(h, r.sched_yield, "sched_yield");
-        get(h, r.create, "pthread_create");
-        get(h, r.join, "pthread_join");
-        get(h, r.tryjoin_np, "pthread_tryjoin_np");
-        get(h, r.timedjoin_np, "pthread_timedjoin_np");
-        get(h, r.clockjoin_np, "pthread_clockjoin_np");
-        get(h, r.detach, "pthread_detach");
-        get(h, r.self, "pthread_self");
-        get(h, r.exit_thread, "pthread_exit");
-        get(h, r.cancel, "pthread_cancel");
-        get(h, r.testcancel, "pthread_testcancel");
-        get(h, r.setname_np, "pthread_setname_np");
-        get(h, r.getname_np, "pthread_getname_np");
-        get(h, r.key_create, "pthread_key_create");
-        get(h, r.key_delete, "pthread_key_delete");
-        get(h, r.getspecific, "pthread_getspecific");
-        get(h, r.setspecific, "pthread_setspecific");
-        get(h, r.getattr_np, "pthread_getattr_np");
-        get(h, r.kill, "pthread_kill");
-        get(h, r.getschedparam, "pthread_getschedparam");
-        get(h, r.setschedparam, "pthread_setschedparam");
-        get(h, r.getaffinity_np, "pthread_getaffinity_np");
-        get(h, r.setaffinity_np, "pthread_setaffinity_np");
-        get(h, r.getcpuclockid, "pthread_getcpuclockid");
-        get(h, r.flockfile, "flockfile");
-        get(h, r.ftrylockfile, "ftrylockfile");
-        get(h, r.funlockfile, "funlockfile");
+        resolve_io(r);
+        resolve_sync(r);
+        resolve_thread(r);
         real = r;
         real_ready.store(true, std::memory_order_release);
     }

@@ -158,6 +158,35 @@ inline void stop_child(std::optional<cogent::subprocess::Popen>& child, int sig)
     child.reset();
 }
 
+// Starts argv in `dir` (stdin /dev/null, stdout and stderr to `log`) as `child`, and waits
+// until 127.0.0.1:port accepts a connection; kills it and throws (quoting the log) if it does
+// not within 20 s. For the servers that need nothing more (redis-server, memcached).
+inline void launch_tcp_server(std::optional<cogent::subprocess::Popen>& child,
+                              const std::vector<std::string>& argv, const std::string& dir,
+                              const std::string& log, const char* what, std::uint16_t port) {
+    int logfd = open_log(log);
+    cogent::subprocess::Options opts;
+    opts.env = server_env();
+    opts.cwd = dir;
+    opts.stdin = cogent::subprocess::DEVNULL;
+    opts.stdout = logfd;
+    opts.stderr = logfd;
+    try {
+        child.emplace(argv, opts);
+    } catch (...) {
+        ::close(logfd);
+        throw;
+    }
+    ::close(logfd);
+    try {
+        wait_until_ready(*child, what, log, std::chrono::seconds(20),
+                         [&] { return loopback_accepts(port); });
+    } catch (...) {
+        stop_child(child, SIGKILL);
+        throw;
+    }
+}
+
 }  // namespace detail_real
 
 // A PostgreSQL server (Debian's postgresql package: /usr/lib/postgresql/*/bin) on 127.0.0.1:
@@ -308,27 +337,7 @@ public:
         // No persistence, no daemon, no Unix socket.
         argv.insert(argv.end(),
                     {"--save", "", "--appendonly", "no", "--daemonize", "no", "--unixsocket", ""});
-        int logfd = dr::open_log(log_);
-        cogent::subprocess::Options opts;
-        opts.env = dr::server_env();
-        opts.cwd = dir_.path();
-        opts.stdin = cogent::subprocess::DEVNULL;
-        opts.stdout = logfd;
-        opts.stderr = logfd;
-        try {
-            child_.emplace(argv, opts);
-        } catch (...) {
-            ::close(logfd);
-            throw;
-        }
-        ::close(logfd);
-        try {
-            dr::wait_until_ready(*child_, "redis-server", log_, std::chrono::seconds(20),
-                                 [&] { return loopback_accepts(port_); });
-        } catch (...) {
-            dr::stop_child(child_, SIGKILL);
-            throw;
-        }
+        dr::launch_tcp_server(child_, argv, dir_.path(), log_, "redis-server", port_);
     }
     // SIGTERM (redis saves nothing: --save ""), SIGKILL after 10 s; removes the files.
     ~RedisServer() { detail_real::stop_child(child_, SIGTERM); }
@@ -372,27 +381,7 @@ public:
                                          "-U", "0"};
         if (::geteuid() == 0)
             argv.insert(argv.end(), {"-u", ::getpwnam("memcache") ? "memcache" : "nobody"});
-        int logfd = dr::open_log(log_);
-        cogent::subprocess::Options opts;
-        opts.env = dr::server_env();
-        opts.cwd = dir_.path();
-        opts.stdin = cogent::subprocess::DEVNULL;
-        opts.stdout = logfd;
-        opts.stderr = logfd;
-        try {
-            child_.emplace(argv, opts);
-        } catch (...) {
-            ::close(logfd);
-            throw;
-        }
-        ::close(logfd);
-        try {
-            dr::wait_until_ready(*child_, "memcached", log_, std::chrono::seconds(20),
-                                 [&] { return loopback_accepts(port_); });
-        } catch (...) {
-            dr::stop_child(child_, SIGKILL);
-            throw;
-        }
+        dr::launch_tcp_server(child_, argv, dir_.path(), log_, "memcached", port_);
     }
     // SIGTERM (memcached keeps nothing), SIGKILL after 10 s; removes the directory.
     ~MemcachedServer() { detail_real::stop_child(child_, SIGTERM); }

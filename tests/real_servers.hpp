@@ -158,6 +158,19 @@ inline void stop_child(std::optional<cogent::subprocess::Popen>& child, int sig)
     child.reset();
 }
 
+// The first of /usr/bin/NAME, /usr/local/bin/NAME that can be run; std::runtime_error naming
+// the Debian package otherwise.
+inline std::string find_binary(const std::string& name, const std::string& package) {
+    for (const char* dir : {"/usr/bin/", "/usr/local/bin/"}) {
+        std::string p = dir + name;
+        if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+    throw std::runtime_error(name +
+                             " not found in /usr/bin or /usr/local/bin (install the Debian "
+                             "package " +
+                             package + "; dev.sh does)");
+}
+
 // Starts argv in `dir` (stdin /dev/null, stdout and stderr to `log`) as `child`, and waits
 // until 127.0.0.1:port accepts a connection; kills it and throws (quoting the log) if it does
 // not within 20 s. For the servers that need nothing more (redis-server, memcached).
@@ -311,26 +324,40 @@ private:
     std::optional<cogent::subprocess::Popen> child_;
 };
 
+// A server process on 127.0.0.1:port() in a temporary directory, its stdout and stderr in
+// log_path(): what RedisServer and MemcachedServer share. Stopped with SIGTERM (SIGKILL after
+// 10 s) when destroyed; the directory goes with it.
+class LoopbackServer {
+public:
+    LoopbackServer(const LoopbackServer&) = delete;
+    LoopbackServer& operator=(const LoopbackServer&) = delete;
+
+    // The TCP port on 127.0.0.1.
+    std::uint16_t port() const noexcept { return port_; }
+    // The server's log file (stdout and stderr).
+    const std::string& log_path() const noexcept { return log_; }
+
+protected:
+    LoopbackServer(const char* dir_prefix, const char* log_name)
+        : dir_(dir_prefix), log_(dir_.path() + "/" + log_name) {}
+    ~LoopbackServer() { detail_real::stop_child(child_, SIGTERM); }
+
+    TempDir dir_;
+    std::string log_;
+    std::uint16_t port_ = 0;
+    std::optional<cogent::subprocess::Popen> child_;
+};
+
 // A redis-server on 127.0.0.1 (`--port P --bind 127.0.0.1 --save "" --appendonly no`), its
 // working directory a temporary one. Not copyable or movable; construct and destroy it in a
 // greenlet of a thread with a hub.
-class RedisServer {
+class RedisServer : public LoopbackServer {
 public:
     // Starts the server and returns once it accepts connections (up to 20 s). Throws
     // std::runtime_error when redis-server is missing, exits or does not become ready.
-    RedisServer() : dir_("cogent-redis") {
+    RedisServer() : LoopbackServer("cogent-redis", "redis.log") {
         namespace dr = detail_real;
-        log_ = dir_.path() + "/redis.log";
-        std::string bin;
-        for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"})
-            if (::access(p, X_OK) == 0) {
-                bin = p;
-                break;
-            }
-        if (bin.empty())
-            throw std::runtime_error(
-                "redis-server not found in /usr/bin or /usr/local/bin (install the Debian "
-                "package redis-server; dev.sh does)");
+        const std::string bin = dr::find_binary("redis-server", "redis-server");
         port_ = free_loopback_port();
         std::vector<std::string> argv = {
             bin, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--dir", dir_.path()};
@@ -340,42 +367,18 @@ public:
         dr::launch_tcp_server(child_, argv, dir_.path(), log_, "redis-server", port_);
     }
     // SIGTERM (redis saves nothing: --save ""), SIGKILL after 10 s; removes the files.
-    ~RedisServer() { detail_real::stop_child(child_, SIGTERM); }
-    RedisServer(const RedisServer&) = delete;
-    RedisServer& operator=(const RedisServer&) = delete;
-
-    // The TCP port on 127.0.0.1.
-    std::uint16_t port() const noexcept { return port_; }
-    // The server's log file (stdout and stderr).
-    const std::string& log_path() const noexcept { return log_; }
-
-private:
-    TempDir dir_;
-    std::string log_;
-    std::uint16_t port_ = 0;
-    std::optional<cogent::subprocess::Popen> child_;
 };
 
 // A memcached on 127.0.0.1 (`-l 127.0.0.1 -p P -U 0`: TCP only), its working directory a
 // temporary one (memcached writes nothing there). Not copyable or movable; construct and destroy
 // it in a greenlet of a thread with a hub.
-class MemcachedServer {
+class MemcachedServer : public LoopbackServer {
 public:
     // Starts the server and returns once it accepts connections (up to 20 s). Throws
     // std::runtime_error when memcached is missing, exits or does not become ready.
-    MemcachedServer() : dir_("cogent-memcached") {
+    MemcachedServer() : LoopbackServer("cogent-memcached", "memcached.log") {
         namespace dr = detail_real;
-        log_ = dir_.path() + "/memcached.log";
-        std::string bin;
-        for (const char* p : {"/usr/bin/memcached", "/usr/local/bin/memcached"})
-            if (::access(p, X_OK) == 0) {
-                bin = p;
-                break;
-            }
-        if (bin.empty())
-            throw std::runtime_error(
-                "memcached not found in /usr/bin or /usr/local/bin (install the Debian package "
-                "memcached; dev.sh does)");
+        const std::string bin = dr::find_binary("memcached", "memcached");
         port_ = free_loopback_port();
         std::vector<std::string> argv = {bin,  "-l", "127.0.0.1", "-p", std::to_string(port_),
                                          "-U", "0"};
@@ -384,20 +387,6 @@ public:
         dr::launch_tcp_server(child_, argv, dir_.path(), log_, "memcached", port_);
     }
     // SIGTERM (memcached keeps nothing), SIGKILL after 10 s; removes the directory.
-    ~MemcachedServer() { detail_real::stop_child(child_, SIGTERM); }
-    MemcachedServer(const MemcachedServer&) = delete;
-    MemcachedServer& operator=(const MemcachedServer&) = delete;
-
-    // The TCP port on 127.0.0.1.
-    std::uint16_t port() const noexcept { return port_; }
-    // The server's log file (stdout and stderr).
-    const std::string& log_path() const noexcept { return log_; }
-
-private:
-    TempDir dir_;
-    std::string log_;
-    std::uint16_t port_ = 0;
-    std::optional<cogent::subprocess::Popen> child_;
 };
 
 }  // namespace cogent_test

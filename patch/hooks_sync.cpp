@@ -52,12 +52,6 @@ namespace {
 
 inline bool sync_on() noexcept { return patched_families & Family::sync; }
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
-}
-
 bool valid_ts(const timespec* t) noexcept { return t->tv_nsec >= 0 && t->tv_nsec < 1'000'000'000; }
 
 lot::Deadline deadline_at(clockid_t clock, const timespec* at) noexcept {
@@ -232,7 +226,7 @@ int any_mutex_lock(pthread_mutex_t* m) {
 // glibc keeps the clock and process-shared bits in __wrefs (offset 36: bit 0 shared, bit 1
 // CLOCK_MONOTONIC); here also a count of waiters (kept under the lot's lock).
 struct CondRep {
-    std::atomic<std::uint32_t> seq;
+    std::uint32_t pad0;
     std::atomic<std::uint32_t> waiters;
     std::uint32_t pad[7];
     std::atomic<std::uint32_t> flags;
@@ -286,7 +280,6 @@ std::uintptr_t cond_unparked(void* ctx, unsigned count, bool) {
 
 int cond_wake(pthread_cond_t* cv, unsigned n) {
     CondRep* c = rep(cv);
-    c->seq.fetch_add(1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (c->waiters.load(std::memory_order_relaxed) == 0) return 0;
     lot::unpark(cv, n, ~0u, &cond_unparked, c);
@@ -633,14 +626,7 @@ struct FileOwner {
 };
 constexpr int kFileOwners = 64;
 FileOwner g_file_owners[kFileOwners];
-std::atomic<bool> g_file_lock{false};
-
-struct FileTableLock {
-    FileTableLock() {
-        while (g_file_lock.exchange(true, std::memory_order_acquire)) cpu_relax();
-    }
-    ~FileTableLock() { g_file_lock.store(false, std::memory_order_release); }
-};
+SpinLock g_file_lock;
 
 FileOwner* file_find(FILE* f) noexcept {
     for (auto& e : g_file_owners)
@@ -653,7 +639,7 @@ FileOwner* file_find(FILE* f) noexcept {
 bool file_take(FILE* f, std::uintptr_t me, bool wait) {
     for (;;) {
         {
-            FileTableLock lk;
+            SpinGuard lk(g_file_lock);
             FileOwner* e = file_find(f);
             if (!e) {
                 for (auto& x : g_file_owners)
@@ -673,7 +659,7 @@ bool file_take(FILE* f, std::uintptr_t me, bool wait) {
         h.ctx = f;
         h.defer_exceptions = true;  // flockfile is nothrow
         h.validate = [](void* ctx) {
-            FileTableLock lk;
+            SpinGuard lk(g_file_lock);
             FileOwner* e = file_find(static_cast<FILE*>(ctx));
             return e && e->owner != lot::self_token();
         };
@@ -684,7 +670,7 @@ bool file_take(FILE* f, std::uintptr_t me, bool wait) {
 void file_give(FILE* f, std::uintptr_t me) {
     bool freed = false;
     {
-        FileTableLock lk;
+        SpinGuard lk(g_file_lock);
         FileOwner* e = file_find(f);
         if (!e || e->owner != me) return;
         if (--e->count == 0) {

@@ -101,7 +101,7 @@ struct GreenThread {
 // would be one of the shim's own.
 constexpr std::size_t kReuseAfter = 1024;
 struct Registry {
-    std::atomic<bool> busy{false};
+    SpinLock lock;
     std::unordered_set<GreenThread*> all;
     std::unordered_map<std::uintptr_t, GreenThread*> by_greenlet;
     std::deque<GreenThread*> gone;  // oldest first
@@ -112,14 +112,7 @@ Registry& registry() {
 }
 struct RegLock {
     Registry& r = registry();
-    RegLock() {
-        while (r.busy.exchange(true, std::memory_order_acquire)) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-        }
-    }
-    ~RegLock() { r.busy.store(false, std::memory_order_release); }
+    SpinGuard guard{r.lock};
 };
 
 // The green thread `t` names, if it is one that is alive (not yet joined or reaped).

@@ -186,11 +186,7 @@ void resolve_real() noexcept {
     static std::atomic<int> state{0};  // 1 once a caller started resolving
     int expected = 0;
     if (!state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-        while (!real_ready.load(std::memory_order_acquire)) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-        }
+        while (!real_ready.load(std::memory_order_acquire)) cpu_relax();
         return;
     }
     {

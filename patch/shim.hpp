@@ -159,6 +159,33 @@ inline const Real& libc() noexcept {
     return real;
 }
 
+// A pause in a spin-wait.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// The shim's own short critical sections (its tables): a spin lock, since a pthread mutex here
+// would be one of the shim's own hooks.
+class SpinLock {
+public:
+    void lock() noexcept {
+        while (busy_.exchange(true, std::memory_order_acquire)) cpu_relax();
+    }
+    void unlock() noexcept { busy_.store(false, std::memory_order_release); }
+
+private:
+    std::atomic<bool> busy_{false};
+};
+struct SpinGuard {
+    SpinLock& l;
+    explicit SpinGuard(SpinLock& lock) : l(lock) { l.lock(); }
+    ~SpinGuard() { l.unlock(); }
+    SpinGuard(const SpinGuard&) = delete;
+    SpinGuard& operator=(const SpinGuard&) = delete;
+};
+
 // The patched families (COGENT_PATCH, read once by config.cpp; all by default): bits of
 // cogent::patch::Family (cogent/patch.hpp), as in gevent's patch_all(socket=..., dns=...).
 extern unsigned patched_families;  // not families(): that is patch.hpp's query

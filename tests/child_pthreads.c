@@ -14,6 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A result that is wrong whatever the threads are: reported, and the exit status says so. */
+static int g_failures;
+static void expect(int ok, const char* what) {
+    if (ok) return;
+    printf("FAILED: %s\n", what);
+    ++g_failures;
+}
+
 static const char* err(int e) {
     switch (e) {
         case 0:
@@ -234,6 +242,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; ++i) pthread_create(&t[i], NULL, count_up, NULL);
     for (int i = 0; i < 4; ++i) pthread_join(t[i], NULL);
     printf("counter %ld\n", counter);
+    expect(counter == 4000, "4 threads x 1000 increments under a mutex");
 
     /* producer / consumers on a condition */
     pthread_create(&t[0], NULL, producer, NULL);
@@ -246,6 +255,7 @@ int main(int argc, char** argv) {
     pthread_join(t[2], &r);
     total += (long)(intptr_t)r;
     printf("consumed sum %ld\n", total);
+    expect(total == 199 * 200 / 2, "every produced item consumed once");
 
     /* mutex types and their errors */
     pthread_mutexattr_t ma;
@@ -295,12 +305,14 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; ++i) pthread_create(&t[i], NULL, at_barrier, NULL);
     for (int i = 0; i < 4; ++i) pthread_join(t[i], NULL);
     printf("barrier: %d serial in 3 rounds\n", serials);
+    expect(serials == 3, "one serial thread per round");
     pthread_barrier_destroy(&bar);
 
     /* once */
     for (int i = 0; i < 4; ++i) pthread_create(&t[i], NULL, call_once, NULL);
     for (int i = 0; i < 4; ++i) pthread_join(t[i], NULL);
     printf("once ran %d time(s)\n", once_runs);
+    expect(once_runs == 1, "pthread_once ran its routine once");
 
     /* keys: per thread values, destructors at thread end */
     pthread_key_create(&key, key_dtor);
@@ -312,6 +324,7 @@ int main(int argc, char** argv) {
     }
     printf("keys: values %ld, destructor sum %d, main's value %p\n", keysum, dtor_calls,
            pthread_getspecific(key));
+    expect(keysum == 10 && dtor_calls == 10, "per-thread key values and their destructors");
     pthread_key_delete(key);
 
     /* semaphore posted by a detached thread */
@@ -338,6 +351,7 @@ int main(int argc, char** argv) {
     printf("cancel %s", err(pthread_cancel(t[2])));
     pthread_join(t[2], &r);
     printf(", joined: canceled %d\n", r == PTHREAD_CANCELED);
+    expect(r == PTHREAD_CANCELED, "a cancelled thread's join value");
 
     /* names */
     pthread_create(&t[3], NULL, wait_for_cancel, NULL);
@@ -350,5 +364,5 @@ int main(int argc, char** argv) {
     pthread_cancel(t[3]);
     pthread_join(t[3], NULL);
     printf("done\n");
-    return 0;
+    return g_failures == 0 ? 0 : 1;
 }

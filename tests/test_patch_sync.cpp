@@ -81,7 +81,7 @@ TEST_CASE("a mutex held across a cooperative wait parks only the waiting greenle
     const int before = t.ticks;
     REQUIRE(pthread_mutex_lock(&m) == 0);  // the main greenlet waits for the holder
     order.push_back(3);
-    CHECK(t.ticks - before >= 5);  // the ticker ran meanwhile: the thread was not blocked
+    CHECK(t.ticks - before >= 1);  // the ticker ran meanwhile: the thread was not blocked
     CHECK(pthread_mutex_unlock(&m) == 0);
     holder.join();
     CHECK(order == std::vector<int>{1, 2, 3});

@@ -118,8 +118,21 @@ void HubImpl::poll(bool nowait) {
 }
 
 void HubImpl::run_callbacks() {
+    // One round: every callback queued before this point runs once, then (until the poll
+    // interval has passed) those queued meanwhile: a yield or a start queued during the round
+    // waits for it to end, so I/O and timers are polled at least every kPollIntervalNs while
+    // greenlets keep yielding, and a burst of starts or wakes queued while a poll resumed
+    // thousands of readers runs whole before the next poll (else a busy server would start a
+    // new connection's greenlet only a few at a time between its I/O rounds).
+    callbacks.push_back(&round_end);
+    bool in_round = true;
     unsigned n = 0;
     while (Callback* cb = callbacks.pop_front()) {
+        if (cb == &round_end) [[unlikely]] {
+            in_round = false;
+            if (monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
+            continue;
+        }
         if (cb->fn == &WakeCallback::fire) {
             // The common case (a yield, a start): jump from this frame, not from inside fn.
             auto* w = static_cast<WakeCallback*>(cb);
@@ -134,11 +147,13 @@ void HubImpl::run_callbacks() {
         } else {
             cb->fn(cb);
         }
-        if (leave_requested) return;
+        if (leave_requested) break;
         // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
         // not one) while bounding how long I/O and timers can be kept waiting.
-        if ((++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
+        if (!in_round && (++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs)
+            return;
     }
+    round_end.unlink();  // left early (teardown), or every callback ran
 }
 
 void HubImpl::run() {

@@ -57,6 +57,13 @@ public:
     bool park_requested = false;   // teardown: finish the current callback, then yield to main
     bool leave_requested = false;  // stopping || park_requested: the one flag run() tests
     std::uint64_t last_poll_ns = 0;
+    // Queued behind the callbacks present when run_callbacks starts a round: each of those
+    // gets its turn before the next poll, however long the round takes (a burst of starts is
+    // not starved by busy I/O); only callbacks queued during the round are cut off by the
+    // poll interval. Linked only while run_callbacks runs.
+    Callback round_end;
+    // The queued callbacks, without round_end.
+    std::size_t pending() const noexcept { return callbacks.size() - (round_end.linked() ? 1 : 0); }
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
     DnsHub* dns = nullptr;  // this hub's resolvers (dns_resolver.cpp); created on the first one
 

@@ -19,7 +19,7 @@ std::size_t live_greenlets() noexcept {
 
 std::size_t pending_callbacks() noexcept {
     ThreadState* ts = tls_state;
-    return ts && ts->hub ? ts->hub->callbacks.size() : 0;
+    return ts && ts->hub ? ts->hub->pending() : 0;
 }
 
 std::size_t fd_watchers() noexcept {

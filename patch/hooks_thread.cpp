@@ -306,6 +306,28 @@ int join_impl(pthread_t t, void** ret, clockid_t clock, const timespec* abstime,
     return 0;
 }
 
+// The stack size a thread attribute asks for, 0 when the program set none:
+// pthread_attr_getstacksize cannot tell, as it reports libc's default (RLIMIT_STACK, 8 MiB
+// by default) for an attribute without one. glibc keeps the size in the attribute's bytes
+// (struct pthread_attr: 0 = unset); a value there that getstacksize does not confirm means
+// another layout: then a size equal to the process default counts as unset.
+std::size_t requested_stack_size(const pthread_attr_t* attr) noexcept {
+    std::size_t reported = 0;
+    if (pthread_attr_getstacksize(attr, &reported) != 0) return 0;
+    std::size_t stored = 0;
+    static_assert(sizeof(pthread_attr_t) >= 40);
+    std::memcpy(&stored, reinterpret_cast<const char*>(attr) + 32, sizeof stored);
+    if (stored == 0) return 0;
+    if (stored == reported) return reported;
+    pthread_attr_t def;
+    std::size_t dflt = 0;
+    if (pthread_getattr_default_np(&def) == 0) {
+        pthread_attr_getstacksize(&def, &dflt);
+        pthread_attr_destroy(&def);
+    }
+    return reported == dflt ? 0 : reported;
+}
+
 void check_cancel() {
     GreenThread* self = current();
     if (self && self->cancel_pending.exchange(false, std::memory_order_acq_rel))
@@ -328,8 +350,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
     g->arg = arg;
     int detach = PTHREAD_CREATE_JOINABLE;
     if (attr) {
-        std::size_t ss = 0;
-        if (pthread_attr_getstacksize(attr, &ss) == 0) g->stack_size = ss;
+        g->stack_size = requested_stack_size(attr);
         pthread_attr_getdetachstate(attr, &detach);
     }
     g->detached.store(detach == PTHREAD_CREATE_DETACHED, std::memory_order_relaxed);
@@ -338,7 +359,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
         o.name = "thread";
         // A thread's default (8 MiB) would be an 8 MiB greenlet stack each: keep the
         // runtime's default unless the program asked for a size, rounded up to 64 KiB.
-        if (attr && g->stack_size) o.stack_size = std::max<std::size_t>(g->stack_size, 64 << 10);
+        if (g->stack_size) o.stack_size = std::max<std::size_t>(g->stack_size, 64 << 10);
         g->hub = cogent::get_hub();
         g->os_thread = libc().self();
         g->handle = cogent::spawn(o, [g] { run_green_thread(g); });

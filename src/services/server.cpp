@@ -47,7 +47,6 @@ enum Phase : int { kIdle, kRunning, kStopping, kStopped };
 
 constexpr Duration kMinDelay = std::chrono::milliseconds(10);  // gevent's min_delay
 constexpr Duration kMaxDelay = std::chrono::seconds(1);        // gevent's max_delay
-constexpr int kMaxAccept = 100;  // accepts in a row before letting handlers run (max_accept)
 constexpr std::size_t kMaxDatagram = 65536;
 
 // Holds a reference on the hub's loop: a stop may come from another thread, which the loop
@@ -305,6 +304,12 @@ void accept_loop(Worker& w, std::uint64_t gen) {
     wait_for_killed_loops(w);
     const std::shared_ptr<const HandlerInfo> info = w.run->info;
     Backoff backoff(w, "accept");
+    // Accepts in a row before the handlers get a turn (gevent's max_accept is 100): one full
+    // listen queue. The handlers' starts queue up meanwhile and all run in the hub's next
+    // round, so a smaller number only slows accepting under load: with thousands of busy
+    // connections a yield costs a whole I/O round, and the listen queue overflows (the kernel
+    // drops the handshake; the client waits a second or more to retry).
+    const int max_accept = std::max(w.st->opt.backlog, 100);
     int in_a_row = 0;
     while (w.gen == gen) {  // stop_accepting() moves gen on
         // At the limit, leave further connections in the listen queue (gevent stops accepting).
@@ -321,7 +326,7 @@ void accept_loop(Worker& w, std::uint64_t gen) {
         spawn_handler(w, [info, sock = std::move(conn.first), peer = conn.second]() mutable {
             run_stream_handler(*info, sock, peer);
         });
-        if (++in_a_row == kMaxAccept) {
+        if (++in_a_row == max_accept) {
             in_a_row = 0;
             cogent::yield();  // a connect storm must not starve the handlers
         }

@@ -367,6 +367,7 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
         retire(g);
         return EAGAIN;
     }
+    start_watchdog();
     *thread = reinterpret_cast<pthread_t>(g);
     return 0;
 }
@@ -465,6 +466,12 @@ COGENT_HOOK int pthread_setname_np(pthread_t t, const char* name) {
         if (GreenThread* g = find_live(t)) {
             if (std::strlen(name) > 15) return ERANGE;  // the kernel's 16 bytes, as libc
             g->name = name;
+            // The greenlet's name too (what run info and the watchdog show), from its own OS
+            // thread (a greenlet is renamed only there).
+            if (g->hub.is_current_thread()) try {
+                    cogent::Greenlet<void>(g->handle).set_name(name);
+                } catch (...) {
+                }
             return 0;
         }
     return libc().setname_np(t, name);

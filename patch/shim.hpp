@@ -207,6 +207,9 @@ struct ErrnoKeeper {
     }
 };
 
+// The green-thread watchdog (watchdog.cpp): started with the first green thread.
+void start_watchdog() noexcept;
+
 // ---- per-fd memory ----
 // What the shim knows about an fd, so that the common path costs no extra system call. Every
 // entry is a guess verified by the kernel where it matters: a wrong "socket" guess makes recv

@@ -59,8 +59,17 @@ Config load() {
             throw std::invalid_argument(std::string("cogent: COGENT_PATCH='") + e +
                                         "': unknown family '" + bad +
                                         "' (expected all, none, or a list of socket, dns, "
-                                        "time, select)");
+                                        "time, select, sync, thread)");
         c.patch_families = *fam;
+    }
+    if (const char* e = std::getenv("COGENT_MAX_BLOCKING_TIME"); e && *e) {
+        char* end = nullptr;
+        const double v = std::strtod(e, &end);
+        if (end == e || *end || !(v >= 0.0 && v <= 3600.0))
+            throw std::invalid_argument(std::string("cogent: COGENT_MAX_BLOCKING_TIME='") + e +
+                                        "' is not a number of seconds between 0 (off) and 3600 "
+                                        "(examples: 1, 0.25)");
+        c.max_blocking_time = v;
     }
     return c;
 }

@@ -15,6 +15,9 @@ struct Config {
     std::size_t threadpool_size = 10;     // COGENT_THREADPOOL_SIZE: get_threadpool()'s maxsize
     unsigned patch_families = kPatchAll;  // COGENT_PATCH: the shim's families (bits of
                                           // patch_families.hpp); all by default
+    double max_blocking_time = 0.0;       // COGENT_MAX_BLOCKING_TIME, seconds (0, the default:
+                                          // off): the green-thread watchdog's limit
+                                          // (patch/watchdog.cpp)
 };
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();

@@ -56,17 +56,35 @@ void add_hub_hooks(const HubHooks& hooks) {
 
 namespace {
 bool on_main_thread() noexcept { return syscall(SYS_gettid) == getpid(); }
+
+// The registry behind for_each_hub. A fork child keeps only the forking thread's hub.
+std::mutex g_hubs_mu;
+std::vector<HubImpl*> g_hubs;
 }  // namespace
+
+void for_each_hub(void (*fn)(HubImpl*, void*), void* ctx) noexcept {
+    std::lock_guard<std::mutex> lk(g_hubs_mu);
+    for (HubImpl* h : g_hubs) fn(h, ctx);
+}
 
 // Signal watchers only work on libev's default loop: the main thread gets it.
 HubImpl::HubImpl(ThreadState* ts_) : ts(ts_), loop_(on_main_thread()) {
     loop_.set_wakeup(&HubImpl::on_wakeup, this);
     greenlet = new HubGreenlet(this, ts->main);
     index_ = ++g_hub_index;
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    {
+        std::lock_guard<std::mutex> lk(g_hubs_mu);
+        g_hubs.push_back(this);
+    }
     run_hub_hooks(&HubHooks::created, this);  // signal.cpp notes the main thread's hub
 }
 
 HubImpl::~HubImpl() {
+    {
+        std::lock_guard<std::mutex> lk(g_hubs_mu);
+        g_hubs.erase(std::remove(g_hubs.begin(), g_hubs.end(), this), g_hubs.end());
+    }
     // signal.cpp forgets the main hub; dns.cpp drops the resolvers' channels (c-ares watchers
     // are on this loop), which may queue wakes: dropped below.
     run_hub_hooks(&HubHooks::closing, this);
@@ -83,6 +101,10 @@ void HubImpl::after_fork() noexcept {
     run_hub_hooks(&HubHooks::after_fork, this);
     // Another thread may have held the lock at the fork; it no longer exists to release it.
     new (&remote_mu_) std::mutex;
+    // The other threads' hubs are gone with their threads (their memory is never freed).
+    new (&g_hubs_mu) std::mutex;
+    g_hubs.assign(1, this);
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
 }
 
 namespace {

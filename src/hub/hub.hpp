@@ -2,6 +2,8 @@
 // Internal.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -64,6 +66,7 @@ public:
     Callback round_end;
     // The queued callbacks, without round_end.
     std::size_t pending() const noexcept { return callbacks.size() - (round_end.linked() ? 1 : 0); }
+    pid_t tid = 0;          // the hub's OS thread (gettid), for for_each_hub's users
     IoTable* io = nullptr;  // fds with waiters (io.cpp); created on the first fd wait
     DnsHub* dns = nullptr;  // this hub's resolvers (dns_resolver.cpp); created on the first one
 
@@ -94,6 +97,11 @@ private:
 }
 
 HubImpl* create_hub(ThreadState* ts);
+
+// Every hub of the process, for a thread that looks at them from outside (the shim's
+// watchdog): fn(hub, ctx) runs for each under the registry's lock, so that none is destroyed
+// meanwhile. fn must neither block nor call into the hubs.
+void for_each_hub(void (*fn)(HubImpl* hub, void* ctx), void* ctx) noexcept;
 
 // What the layers above keep per hub (io's fd table, the resolvers, the main hub's signal
 // watchers) is set up and torn down through these hooks, so that the hub never calls upward.

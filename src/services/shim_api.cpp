@@ -40,4 +40,47 @@ bool shim_current_stack(void** lo, std::size_t* size) noexcept {
     return true;
 }
 
+std::size_t shim_hub_threads(pid_t* out, std::size_t max) noexcept {
+    struct Ctx {
+        pid_t* out;
+        std::size_t max, n;
+    } c{out, max, 0};
+    for_each_hub(
+        [](HubImpl* h, void* p) {
+            auto* c = static_cast<Ctx*>(p);
+            if (c->n < c->max) c->out[c->n] = h->tid;
+            ++c->n;
+        },
+        &c);
+    return c.n;
+}
+
+bool shim_hub_running(pid_t tid, char* buf, std::size_t len, std::size_t* others) noexcept {
+    struct Ctx {
+        pid_t tid;
+        char* buf;
+        std::size_t len, others;
+        bool found;
+    } c{tid, buf, len, 0, false};
+    for_each_hub(
+        [](HubImpl* h, void* p) {
+            auto* c = static_cast<Ctx*>(p);
+            if (h->tid != c->tid || c->found) return;
+            ThreadState* ts = h->ts;
+            GreenletImpl* cur = ts->current;
+            if (!cur || cur == h->greenlet) return;
+            c->found = true;
+            cur->describe(c->buf, c->len);
+            std::size_t n = 0;
+            ts->live.for_each([&](GreenletImpl* g) { n += g != cur && g != h->greenlet; });
+            if (cur != ts->main) ++n;  // main is not in `live`
+            c->others = n;
+        },
+        &c);
+    if (others) *others = c.others;
+    return c.found;
+}
+
+double shim_max_blocking_time() { return config().max_blocking_time; }
+
 }  // namespace cogent::detail

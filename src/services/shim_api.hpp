@@ -53,6 +53,18 @@ COGENT_INTERNAL_API void shim_fd_drained(int fd) noexcept;
 // pthread_getattr_np of a green thread; false outside a greenlet of a hub.
 COGENT_INTERNAL_API bool shim_current_stack(void** lo, std::size_t* size) noexcept;
 
+// The green-thread watchdog (patch/watchdog.cpp) looks at the hubs from its own thread.
+// Up to max hubs' OS threads (gettid) into out; how many hubs there are.
+COGENT_INTERNAL_API std::size_t shim_hub_threads(pid_t* out, std::size_t max) noexcept;
+// Describe the greenlet that the hub of OS thread tid runs into buf, and count the other
+// greenlets alive on that thread (main included); false when that thread has no hub or the
+// hub itself runs. The caller makes sure that thread is not running meanwhile (it is blocked
+// in a system call, seen before and after the call): the fields read are then stable.
+COGENT_INTERNAL_API bool shim_hub_running(pid_t tid, char* buf, std::size_t len,
+                                          std::size_t* others) noexcept;
+// COGENT_MAX_BLOCKING_TIME in seconds (0: off); std::invalid_argument for a bad value.
+COGENT_INTERNAL_API double shim_max_blocking_time();
+
 // The I/O retry loop (io/retry_loop.hpp, the one the runtime's retry_io uses) on the
 // functions above: that one reads the fd table inline, this one must not see it.
 namespace shim {

@@ -342,8 +342,14 @@ extern "C" {
 
 COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
                                void* arg) {
-    if (!threads_on() || must_stay_real(__builtin_return_address(0)))
-        return libc().create(thread, attr, start, arg);
+    return cogent::patch::create_thread(thread, attr, start, arg, __builtin_return_address(0));
+}
+
+}  // extern "C"
+
+int cogent::patch::create_thread(pthread_t* thread, const pthread_attr_t* attr,
+                                 void* (*start)(void*), void* arg, void* caller) {
+    if (!threads_on() || must_stay_real(caller)) return libc().create(thread, attr, start, arg);
     GreenThread* g = make_green_thread();
     if (!g) return EAGAIN;
     g->start = start;
@@ -371,6 +377,8 @@ COGENT_HOOK int pthread_create(pthread_t* thread, const pthread_attr_t* attr, vo
     *thread = reinterpret_cast<pthread_t>(g);
     return 0;
 }
+
+extern "C" {
 
 COGENT_HOOK int pthread_join(pthread_t t, void** ret) {
     if (threads_on()) {

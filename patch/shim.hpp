@@ -207,6 +207,11 @@ struct ErrnoKeeper {
     }
 };
 
+// pthread_create's work (hooks_thread.cpp) for a call made at `caller` (whose library
+// COGENT_REAL_THREADS may name): also thrd_create's (hooks_c11.cpp).
+int create_thread(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg,
+                  void* caller);
+
 // The green-thread watchdog (watchdog.cpp): started with the first green thread.
 void start_watchdog() noexcept;
 

@@ -142,6 +142,16 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     // Every line but the OS-thread count is the same.
     CHECK(lines_with(green.out, "os_threads ", false) ==
           lines_with(plain.out, "os_threads ", false));
+    // And under the shim without --threads: real C11 threads on the shim's mutexes and
+    // conditions (its sync family), every line the same, the OS-thread count included.
+    Ran shim = run_patched({child});
+    INFO("cogent-run output:\n" << shim.out << shim.err);
+    CHECK(shim.status == 0);
+    CHECK(lines_with(shim.out, "os_threads ", false) ==
+          lines_with(plain.out, "os_threads ", false));
+    OsThreads s = os_threads(shim.out);
+    CHECK(s.peak >= 6);
+    CHECK(s.on_main == 0);
     // With real threads, five alive threads are five more OS threads, none of them main's (at
     // least: a thread joined just before may not have left /proc/self/task yet).
     OsThreads p = os_threads(plain.out);
@@ -150,19 +160,13 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     CHECK(p.of == 5);
 }
 
-// KNOWN FAILURE, marked doctest::should_fail: the case passes while its checks fail and fails
-// once they pass (then remove the decorator); not in the sanitizer build, where it skips.
-// The README says that under --threads thrd_create starts a green thread, but glibc (2.34 and
-// later) makes every C11 thread function call libc's own pthread functions directly, where no
-// LD_PRELOAD interposer sees them: thrd_create calls pthread_create inside libc (with the
-// attribute pointer (pthread_attr_t*)-1), thrd_join pthread_join, mtx_lock
-// __pthread_mutex_lock, cnd_wait pthread_cond_wait, tss_create __pthread_key_create, thrd_sleep
-// clock_nanosleep; thrd_current reads %fs itself and thrd_yield is the bare system call. So C11
-// threads stay real OS threads under --threads.
+// glibc (2.34 and later) makes every C11 thread function call libc's own pthread functions
+// directly, where no LD_PRELOAD interposer sees them (thrd_create calls pthread_create inside
+// libc, mtx_lock __pthread_mutex_lock, thrd_current reads %fs...): the shim hooks the C11
+// functions themselves (patch/hooks_c11.cpp). Without that, C11 threads stayed real.
 TEST_CASE_FIXTURE(cogent_test::LeakCheck,
                   "C11 threads: under cogent-run --threads thrd_create makes green threads (one "
-                  "OS thread)" *
-                      doctest::should_fail(!sanitizer_build())) {
+                  "OS thread)") {
     SKIP_IN_SANITIZER_BUILD();
     const std::string child = env_path("COGENT_CHILD_THRD");
     Ran green = run_patched({child}, {"--threads"});

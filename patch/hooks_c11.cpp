@@ -85,7 +85,8 @@ COGENT_HOOK int thrd_detach(thrd_t thr) { return pthread_detach(thr) ? thrd_erro
 
 COGENT_HOOK thrd_t thrd_current() { return pthread_self(); }
 
-COGENT_HOOK int thrd_equal(thrd_t a, thrd_t b) { return pthread_equal(a, b); }
+// thrd_equal is not hooked: it compares the two ids, as pthread_equal does, and <threads.h>
+// defines it inline when optimising.
 
 COGENT_HOOK void thrd_exit(int res) {
     pthread_exit(reinterpret_cast<void*>(static_cast<std::intptr_t>(res)));

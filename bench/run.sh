@@ -5,6 +5,8 @@
 #   bench/run.sh [FIGURE...]     # no FIGURE: every figure, then the HTTP benchmark
 #   bench/run.sh http [ARGS...]  # only the HTTP benchmark of issue 4: bench/http.py ARGS
 #                                # (HTTP_BENCH_QUICK=1 for a quick run; see bench/http.py)
+#   bench/run.sh threads [ARGS...]  # only the green-thread benchmark of issue 14 (release build
+#                                # in build-rel/): bench/threaded_http.py ARGS (--quick: quick)
 #
 # Prints the raw `NAME VALUE UNIT` lines, then a table: figure, value, target, PASS/MISS
 # ("-" for figures without a target; target "—" and status "-" for the informative figures,
@@ -19,6 +21,11 @@ if [ ! -f build/build.ninja ]; then
     meson setup build >&2
 fi
 ninja -C build -j2 >&2
+if [ "${1:-}" = threads ]; then
+    shift
+    [ -f build-rel/build.ninja ] || meson setup build-rel --buildtype=release >&2
+    exec bench/threaded_http.py --build build-rel "$@"
+fi
 if [ "${1:-}" = http ]; then
     shift
     exec bench/http.py --build build --no-build "$@"
@@ -43,7 +50,7 @@ printf '%s\n' "$out" | awk '
         # issue 6: the monkey patch (bench/patch_bench.cpp), with the shim / without it
         limit["patch_passthrough_ratio"] = 1.03; tdesc["patch_passthrough_ratio"] = "<= 1.03 x"
         limit["patch_pingpong_ratio"] = 1.10;    tdesc["patch_pingpong_ratio"] = "<= 1.10 x"
-        # the sync family: an uncontended mutex under the shim / glibc's; green waits against
+        # the sync family: an uncontended mutex under the shim / under glibc; green waits against
         # the same between real threads (thread_*, informative)
         limit["patch_mutex_passthrough_ratio"] = 1.10
         tdesc["patch_mutex_passthrough_ratio"] = "<= 1.10 x"

@@ -16,8 +16,8 @@ Parts, each printed as `NAME VALUE UNIT` lines on stdout (progress on stderr), t
    bench/http.py measures). Targets: green <= 0.6x real, <= 1.5x libev.
 2. wrk -c10000 (fd limits raised to the hard limit) against a fresh green server and a fresh
    real one: socket errors (target 0 for green), req/s, the server's OS threads and peak RSS.
-3. Connections held at once: DIR/bench/conn10k opens N connections (default: as many as the
-   fd hard limit allows the server, minus a margin), keeps them all open and sends requests
+3. Connections held at once: DIR/bench/conn10k opens N connections (default: 100,000, or as
+   many as the fd hard limit allows the server, minus a margin), keeps them all open and sends requests
    over all of them; green and real side by side.
 4. Threads alive at once: DIR/bench/thread_max (plain C) with OS threads (they stop near
    kernel.pid_max / vm.max_map_count / 2: about 32,000 here) and under --threads (target
@@ -146,7 +146,7 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 3)")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 3 s runs")
     ap.add_argument("--hold", type=int, default=0, help="connections to hold in part 3 (default: "
-                    "the fd hard limit minus 200)")
+                    "100,000, or the fd hard limit minus 200 if that is lower)")
     ap.add_argument("--max-threads", type=int, default=TARGET_THREADS,
                     help=f"part 4's thread count target (default {TARGET_THREADS})")
     args = ap.parse_args()
@@ -245,7 +245,7 @@ def main():
                      ("PASS" if ok else "MISS") if s == "green" else "-"))
 
     # 3. Connections held at once.
-    conns = args.hold or hard - 200
+    conns = args.hold or min(hard - 200, 100000)
     log(f"part 3: {conns} connections held at once (fd hard limit {hard})")
     for s in ("green", "real"):
         srv = hb.Server(f"threaded_{s}_hold", exes[s], cpus[0], logdir)

@@ -4,7 +4,6 @@
 // the blocker and the call once. Prints how many ticks ran during the block (with real threads
 // about 75; under --threads none, as the hub is held), and how many OS threads there are.
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -12,18 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child_tasks.h"
+
 static atomic_int ticks;
 static atomic_int stop;
-
-static int count_tasks(void) {
-    int n = 0;
-    DIR* d = opendir("/proc/self/task");
-    if (!d) return -1;
-    for (struct dirent* e; (e = readdir(d));)
-        if (e->d_name[0] != '.') ++n;
-    closedir(d);
-    return n;
-}
 
 static void* ticker(void* arg) {
     (void)arg;

@@ -4,7 +4,6 @@
  * timing or ids. `tasks` prints the number of OS threads while 8 threads are alive (the only
  * line that differs, and the test checks it apart). */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -13,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "child_tasks.h"
 
 /* A result that is wrong whatever the threads are: reported, and the exit status says so. */
 static int g_failures;
@@ -185,15 +186,6 @@ static void* wait_for_cancel(void* p) {
     return NULL;
 }
 
-static int count_tasks(void) {
-    DIR* d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent* e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') ++n;
-    if (d) closedir(d);
-    return n;
-}
 static pthread_barrier_t hold;
 static void* hold_on(void* p) {
     pthread_barrier_wait(&hold);

@@ -11,7 +11,6 @@
  * cnd_broadcast), tss_create with a destructor (run per thread that set a value, not for main),
  * call_once. alarm(20) bounds a hang. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +19,8 @@
 #include <threads.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "child_tasks.h"
 
 static int g_failures;
 static void expect(int ok, const char* what) {
@@ -59,16 +60,6 @@ static struct timespec utc_in_ms(long ms) {
     t.tv_sec += ms / 1000 + t.tv_nsec / 1000000000L;
     t.tv_nsec %= 1000000000L;
     return t;
-}
-
-static int count_tasks(void) {
-    int n = 0;
-    DIR* d = opendir("/proc/self/task");
-    if (!d) return -1;
-    for (struct dirent* e; (e = readdir(d));)
-        if (e->d_name[0] != '.') ++n;
-    closedir(d);
-    return n;
 }
 
 static long gettid_(void) { return (long)syscall(SYS_gettid); }

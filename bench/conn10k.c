@@ -1,13 +1,15 @@
 /* conn10k: the "10,000 concurrent connections on one thread" check of the HTTP benchmark
  * (bench/http.py). A plain epoll client (no cogent), so that it measures the server only.
  *
- *   conn10k --port P [--conns N] [--rounds R] [--batch B] [--timeout S]
+ *   conn10k --port P [--conns N] [--rounds R] [--batch B] [--timeout S] [--sources K]
  *
  * 1. Raises its RLIMIT_NOFILE soft limit to the hard limit (it needs N + a few descriptors).
  * 2. Opens N connections (default 10000) to 127.0.0.1:P, at most B (default 500) connecting at
  *    a time so that the server's accept queue never overflows (an overflow does not fail, but
  *    the kernel drops the SYN and the client retries a second later), sends one request on
- *    each and reads its response. Every connection then stays open.
+ *    each and reads its response. Every connection then stays open. Connections come from K
+ *    loopback source addresses in turn (127.0.0.1, .2, ...; default one per 20,000
+ *    connections): one source address to one server port has about 28,000 ephemeral ports.
  * 3. R rounds (default 3): with all N connections open, sends one request on every connection
  *    at once, then reads every response.
  * Every response must be byte-for-byte the http_hello response, and arrive before the timeout
@@ -20,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +114,24 @@ static int on_readable(struct conn *c) {
     return 1;
 }
 
+static int nsources = 0; /* loopback source addresses to spread the connections over */
+
 static int open_one(struct conn *c, const struct sockaddr_in *sa) {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         fail(c, "socket", errno);
         return 0;
+    }
+    if (nsources > 1) {
+        /* bind the address only: connect picks the port, unique per 4-tuple */
+        int one = 1;
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)((c - conns) % nsources));
+        if (setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0 ||
+            bind(c->fd, (const struct sockaddr *)&src, sizeof src) < 0) {
+            fail(c, "bind", errno);
+            return 0;
+        }
     }
     c->st = CONNECTING;
     if (connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
@@ -196,7 +212,8 @@ static void run(long pending, const struct sockaddr_in *sa, int batch, double de
 }
 
 static void usage(const char *argv0) {
-    fprintf(stderr, "usage: %s --port P [--conns N] [--rounds R] [--batch B] [--timeout S]\n",
+    fprintf(stderr,
+            "usage: %s --port P [--conns N] [--rounds R] [--batch B] [--timeout S] [--sources K]\n",
             argv0);
     exit(2);
 }
@@ -218,11 +235,15 @@ int main(int argc, char **argv) {
             batch = atoi(val);
         else if (strcmp(opt, "--timeout") == 0)
             timeout = atof(val);
+        else if (strcmp(opt, "--sources") == 0)
+            nsources = atoi(val);
         else
             usage(argv[0]);
     }
-    if (port <= 0 || port > 65535 || nconns <= 0 || rounds < 0 || batch <= 0 || timeout <= 0)
+    if (port <= 0 || port > 65535 || nconns <= 0 || rounds < 0 || batch <= 0 || timeout <= 0 ||
+        nsources < 0 || nsources > 254)
         usage(argv[0]);
+    if (nsources == 0) nsources = 1 + nconns / 20000;
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

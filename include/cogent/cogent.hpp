@@ -28,4 +28,5 @@
 #include "cogent/time.hpp"
 #include "cogent/timeout.hpp"
 #include "cogent/timer.hpp"
+#include "cogent/util.hpp"
 #include "cogent/wait.hpp"

@@ -6,12 +6,17 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include "cogent/detail/core.hpp"
 #include "core/config.hpp"
 #include "core/stack_pool.hpp"
 
 #define COGENT_TLS_IE __attribute__((tls_model("initial-exec")))
+
+namespace cogent {
+enum class ErrorKind;
+}
 
 namespace cogent::detail {
 
@@ -78,8 +83,13 @@ void set_hub_ops(const HubOps* ops);
 // runtime's own subsystems; at most 16 hooks. The hooks run only once a hub has been made.
 void add_fork_child_hook(void (*hook)());
 
-// Report an exception that nothing will ever see otherwise (hub callback, greenlet body).
+// Report an exception that nothing will ever see otherwise (hub callback, greenlet body):
+// through the handler of set_error_handler (cogent/util.hpp), by default a line on stderr.
+// report_exception: "cogent: uncaught exception in WHERE: TYPE: WHAT", kind callback.
 void report_exception(const char* where, std::exception_ptr e) noexcept;
+// The general form: `message` is the whole line (without newline).
+void report_error(ErrorKind kind, std::string_view where, std::exception_ptr e,
+                  std::string_view message) noexcept;
 std::string describe_exception(std::exception_ptr e);
 
 }  // namespace cogent::detail

@@ -7,6 +7,7 @@
 #include <memory>
 #include <new>
 
+#include "cogent/util.hpp"
 #include "cogent/wait.hpp"
 #include "hub/hub.hpp"
 #include "loop/watchers.hpp"
@@ -260,11 +261,10 @@ void GreenletState::body() {
         describe(buf, sizeof buf);
         std::string msg;
         try {
-            msg =
-                "cogent: " + std::string(buf) + " failed with " + describe_exception(error) + "\n";
+            msg = "cogent: " + std::string(buf) + " failed with " + describe_exception(error);
         } catch (...) {
         }
-        fputs(msg.c_str(), stderr);
+        report_error(ErrorKind::greenlet, buf, error, msg);
     }
     try {
         drop_fn();
@@ -395,7 +395,7 @@ void GreenletState::start_failed(std::exception_ptr& e) noexcept {
         what = x.what();
     } catch (...) {
     }
-    fprintf(stderr, "%s\n", what);
+    report_error(ErrorKind::greenlet, name, err, what);
     end_unstarted(std::move(err));
 }
 

@@ -37,6 +37,8 @@
 #include "cogent/hub.hpp"
 #include "cogent/lock.hpp"
 #include "cogent/pool.hpp"
+#include "cogent/util.hpp"
+#include "core/thread_state.hpp"
 #include "hub/hub.hpp"
 
 namespace cogent::detail {
@@ -58,12 +60,16 @@ struct LoopHold {
     LoopHold(const LoopHold&) = delete;
 };
 
+// A server's report: through the error handler (cogent/util.hpp), with the exception being
+// handled if there is one.
 void say(const std::string& msg) noexcept {
+    const std::exception_ptr e = std::current_exception();
     try {
-        std::string line = "cogent: " + msg + "\n";
-        std::fputs(line.c_str(), stderr);
+        std::string line = "cogent: " + msg;
+        report_error(ErrorKind::callback, msg, e, line);
     } catch (...) {
-        std::fputs("cogent: a server error (and no memory to describe it)\n", stderr);
+        report_error(ErrorKind::callback, "a server", e,
+                     "cogent: a server error (and no memory to describe it)");
     }
 }
 

@@ -25,6 +25,7 @@ PACKAGES=(
     clang-tidy-19
     python3
     binutils
+    gdb
     postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl xz-utils zstd memcached libmemcached-dev
 )
 # What `./dev.sh bench` needs on top: the load generator and the servers it compares against.

@@ -71,6 +71,13 @@ Config load() {
                                         "(examples: 1, 0.25)");
         c.max_blocking_time = v;
     }
+    if (const char* e = std::getenv("COGENT_STACK_GUARD"); e && *e) {
+        const std::string v = e;
+        if (v != "madvise" && v != "mprotect")
+            throw std::invalid_argument(std::string("cogent: COGENT_STACK_GUARD='") + e +
+                                        "' is neither madvise (the default) nor mprotect");
+        c.stack_guard_mprotect = v == "mprotect";
+    }
     return c;
 }
 }  // namespace

@@ -18,6 +18,9 @@ struct Config {
     double max_blocking_time = 0.0;       // COGENT_MAX_BLOCKING_TIME, seconds (0, the default:
                                           // off): the green-thread watchdog's limit
                                           // (patch/watchdog.cpp)
+    bool stack_guard_mprotect = false;    // COGENT_STACK_GUARD=mprotect: PROT_NONE guard pages
+                                          // even where MADV_GUARD_INSTALL works (gdb's gcore
+                                          // stops copying a mapping at a madvise guard)
 };
 // Parsed once; a malformed value throws std::invalid_argument naming the variable, every time.
 const Config& config();

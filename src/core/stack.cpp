@@ -31,6 +31,10 @@ constexpr std::size_t kSlabBytes = 16u << 20;  // virtual bytes per slab (stacks
 
 void install_guard(char* guard) {
     int mode = g_guard_mode.load(std::memory_order_relaxed);
+    if (mode == 0 && config().stack_guard_mprotect) {  // parsed already: ThreadState read it
+        mode = -1;
+        g_guard_mode.store(-1, std::memory_order_relaxed);
+    }
     if (mode >= 0) {
         if (madvise(guard, StackPool::kGuard, MADV_GUARD_INSTALL) == 0) {
             g_guard_mode.store(1, std::memory_order_relaxed);

@@ -149,3 +149,214 @@ TEST_SUITE("util") {
         CHECK(seen[0].what == "elsewhere");
     }
 }
+
+// ---- run info ----
+
+namespace {
+
+// Each greenlet parks in a different wait from a function of its own (never inlined), whose
+// name run info must show among the greenlet's frames.
+[[gnu::noinline]] void park_marker_event(cogent::Event& e) {
+    e.wait();
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_sleep() {
+    cogent::sleep(30s);
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_queue(cogent::Queue<int>& q) {
+    (void)q.get();
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_lock(cogent::Lock& l) {
+    l.acquire();
+    l.release();
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_result(cogent::AsyncResult<int>& r) {
+    (void)r.get();
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_recv(cogent::Socket& s) {
+    char c;
+    (void)s.recv(&c, 1);
+    asm volatile("");
+}
+[[gnu::noinline]] void park_marker_join(cogent::Greenlet<void>& g) {
+    g.join();
+    asm volatile("");
+}
+
+// The block of lines run info prints for greenlet `name`: its line and its frames.
+std::string block_of(const std::string& info, const std::string& name) {
+    const std::size_t at = info.find(" " + name + ": ");
+    if (at == std::string::npos) return {};
+    const std::size_t line_start = info.rfind('\n', at) + 1;
+    // The block ends at the next line that is not a frame (frames are indented deeper, with #).
+    std::size_t end = info.find('\n', at);
+    while (end != std::string::npos) {
+        const std::size_t next = end + 1;
+        const std::size_t hash = info.find_first_not_of(' ', next);
+        if (hash == std::string::npos || (info[hash] != '#' && info.compare(hash, 3, "...") != 0))
+            break;
+        end = info.find('\n', next);
+    }
+    return info.substr(line_start, end == std::string::npos ? std::string::npos : end - line_start);
+}
+
+}  // namespace
+
+TEST_SUITE("run_info") {
+    TEST_CASE_FIXTURE(LeakCheck, "every greenlet, its wait and the function that parked it") {
+        cogent::Event ev;
+        cogent::Queue<int> q;
+        cogent::Lock lock;
+        cogent::AsyncResult<int> result;
+        auto [a, b] = cogent::Socket::pair();
+        lock.acquire();
+        auto sleeper = cogent::spawn({.name = "sleeper"}, [] { park_marker_sleep(); });
+        std::vector<cogent::Greenlet<void>> gs;
+        gs.push_back(cogent::spawn({.name = "on-event"}, [&] { park_marker_event(ev); }));
+        gs.push_back(cogent::spawn({.name = "on-queue"}, [&] { park_marker_queue(q); }));
+        gs.push_back(cogent::spawn({.name = "on-lock"}, [&] { park_marker_lock(lock); }));
+        gs.push_back(cogent::spawn({.name = "on-result"}, [&] { park_marker_result(result); }));
+        gs.push_back(cogent::spawn({.name = "on-recv"}, [&, &b = b] { park_marker_recv(b); }));
+        // A greenlet that spawns another and joins it: the tree shows the child under it.
+        gs.push_back(cogent::spawn({.name = "parent"}, [&] {
+            auto child = cogent::spawn({.name = "child"}, [&] { park_marker_event(ev); });
+            park_marker_join(child);
+        }));
+        cogent::sleep(0);
+        cogent::sleep(0);
+        auto not_started = cogent::spawn({.name = "not-yet"}, [] {});
+
+        const std::string info = cogent::format_run_info();
+        INFO(info);
+        CHECK(info.rfind("=== cogent run info: pid ", 0) == 0);
+        CHECK(info.find("(this thread)") != std::string::npos);
+        CHECK(info.find("=== end of run info ===") != std::string::npos);
+        struct Want {
+            const char* name;
+            const char* wait;
+            const char* marker;
+        } wants[] = {
+            {"sleeper", "parked in sleep()", "park_marker_sleep"},
+            {"on-event", "parked in Event::wait", "park_marker_event"},
+            {"on-queue", "parked in Queue::get", "park_marker_queue"},
+            {"on-lock", "parked in ", "park_marker_lock"},
+            {"on-result", "parked in AsyncResult", "park_marker_result"},
+            {"on-recv", "(reading fd ", "park_marker_recv"},
+            {"parent", "parked in ", "park_marker_join"},
+            {"child", "parked in Event::wait", "park_marker_event"},
+        };
+        for (const Want& w : wants) {
+            const std::string blk = block_of(info, w.name);
+            INFO(w.name);
+            CHECK_MESSAGE(!blk.empty(), "no line for the greenlet");
+            CHECK(blk.find(w.wait) != std::string::npos);
+            CHECK(blk.find(w.marker) != std::string::npos);
+            CHECK(blk.find(" for ") != std::string::npos);  // how long
+            CHECK(blk.find("KiB touched") != std::string::npos);
+        }
+        CHECK(block_of(info, "on-recv").find("unix socket") != std::string::npos);
+        // The child is printed under its parent, indented deeper.
+        const std::size_t p = info.find(" parent: "), c = info.find(" child: ");
+        REQUIRE(p != std::string::npos);
+        REQUIRE(c != std::string::npos);
+        CHECK(c > p);
+        const auto indent_at = [&](std::size_t pos) {
+            const std::size_t ls = info.rfind('\n', pos) + 1;
+            return info.find_first_not_of(' ', ls) - ls;
+        };
+        CHECK(indent_at(c) > indent_at(p));
+        // The caller itself (main here) is running; the one not started yet is listed.
+        CHECK(info.find("running (this call)") != std::string::npos);
+        CHECK(block_of(info, "not-yet").find("not started") != std::string::npos);
+        // Nothing was resumed: all still wait.
+        for (auto& g : gs) CHECK_FALSE(g.dead());
+
+        // Without stacks: the same lines, no frames.
+        const std::string bare = cogent::format_run_info({.stacks = false});
+        CHECK(bare.find("park_marker_") == std::string::npos);
+        CHECK(block_of(bare, "on-event").find("parked in Event::wait") != std::string::npos);
+
+        ev.set();
+        q.put(1);
+        lock.release();
+        result.set(7);
+        a.sendall("x", 1);
+        sleeper.kill();
+        cogent::joinall(gs);
+        not_started.join();
+    }
+
+    TEST_CASE("another thread's hub answers for itself; a busy one is sampled") {
+        std::atomic<int> stage{0};
+        std::atomic<bool> stop{false};
+        std::thread t([&] {
+            cogent::Event ev;
+            auto g = cogent::spawn({.name = "remote-waiter"}, [&] { park_marker_event(ev); });
+            cogent::sleep(0);
+            stage = 1;
+            while (stage.load() < 2) cogent::sleep(1ms);
+            // Now hold the hub: compute without yielding.
+            stage = 3;
+            auto until = std::chrono::steady_clock::now() + 20s;
+            while (!stop && std::chrono::steady_clock::now() < until) {
+            }
+            ev.set();
+            g.join();
+        });
+        while (stage.load() < 1) std::this_thread::sleep_for(1ms);
+        const std::string info = cogent::format_run_info();
+        INFO(info);
+        CHECK(block_of(info, "remote-waiter").find("park_marker_event") != std::string::npos);
+        CHECK(info.find("busy") == std::string::npos);
+        stage = 2;
+        while (stage.load() < 3) std::this_thread::sleep_for(1ms);
+        const std::string busy = cogent::format_run_info();
+        stop = true;
+        t.join();
+        INFO(busy);
+        CHECK(busy.find(": busy: ran no callback for") != std::string::npos);
+        // Its live backtrace shows the test's thread function, computing.
+        CHECK(busy.find("test_util.cpp") != std::string::npos);
+    }
+}
+
+TEST_SUITE("run_info") {
+    TEST_CASE("COGENT_RUN_INFO_SIGNAL prints run info on the signal, a busy hub included") {
+        const char* child = std::getenv("COGENT_CHILD_RUN_INFO");
+        REQUIRE(child != nullptr);
+        auto r = run_child(std::string("env COGENT_RUN_INFO_SIGNAL=SIGQUIT ") + child);
+        INFO(r.output);
+        CHECK(WIFEXITED(r.status));
+        CHECK(WEXITSTATUS(r.status) == 0);
+        CHECK(r.output.find("done\n") != std::string::npos);
+        const std::size_t p1 = r.output.find("phase 1"), p2 = r.output.find("phase 2");
+        REQUIRE(p1 != std::string::npos);
+        REQUIRE(p2 != std::string::npos);
+        // Phase 1: the hub answered; both greenlets with their waits and the waiter's frame.
+        const std::string idle = r.output.substr(p1, p2 - p1);
+        CHECK(idle.find("=== cogent run info") != std::string::npos);
+        CHECK(block_of(idle, "signal-waiter").find("parked in Event::wait") != std::string::npos);
+        CHECK(block_of(idle, "signal-waiter").find("signal_marker_wait") != std::string::npos);
+        CHECK(block_of(idle, "signal-sleeper").find("parked in sleep()") != std::string::npos);
+        // Phase 2: the hub is held by the spinner: sampled, the spinning function in its trace.
+        const std::string busy = r.output.substr(p2);
+        CHECK(busy.find(": busy: ran no callback for") != std::string::npos);
+        CHECK(busy.find("; running spinner; ") != std::string::npos);
+        CHECK(busy.find("signal_marker_spin") != std::string::npos);
+    }
+
+    TEST_CASE("a malformed COGENT_RUN_INFO_SIGNAL is named") {
+        const char* child = std::getenv("COGENT_CHILD_RUN_INFO");
+        REQUIRE(child != nullptr);
+        for (const char* bad : {"SIGNOPE", "SIGKILL", "0", "99", "RTMIN+99", "SIGSEGV"}) {
+            auto r = run_child(std::string("env COGENT_RUN_INFO_SIGNAL=") + bad + " " + child);
+            INFO(bad, r.output);
+            CHECK(r.output.find(std::string("COGENT_RUN_INFO_SIGNAL='") + bad +
+                                "' is not a signal that can be caught") != std::string::npos);
+        }
+    }
+}

@@ -53,6 +53,7 @@ public:
     void body() final;
     void describe(char* buf, std::size_t len) const noexcept override;
     const GreenletImpl* as_greenlet() const noexcept override { return this; }
+    std::uint64_t number() const noexcept override { return id_; }
 
     // For join/get: GreenletError from another thread, or when called by the greenlet itself
     // (it would wait for its own end forever). `what` names the call ("join").

@@ -12,6 +12,26 @@ namespace cogent {
 
 class RawGreenlet;
 
+// ---- run info (gevent.util.print_run_info / format_run_info) ----
+
+struct COGENT_API RunInfoOptions {
+    bool stacks = true;  // each greenlet's backtrace (symbolized: function, file:line)
+};
+
+// Every hub of the process (its OS thread, queued callbacks, fd watchers, when it last polled)
+// and every greenlet of each: name, state, what it waits on (with the fd and peer of an I/O
+// wait) and for how long, the library it waits from, its stack size and how much of it was
+// touched, and its backtrace; spawned greenlets under the greenlet that spawned them. Parked
+// greenlets are not resumed to get their backtraces. Each hub formats its own part on its own
+// thread: the calling thread waits up to 0.5 s for the others; a hub that has not answered by
+// then is busy (a greenlet computing, or a call that blocks the thread), and the live backtrace
+// of its thread is shown instead (taken with the signal SIGRTMAX-4).
+// COGENT_RUN_INFO_SIGNAL=SIGQUIT (any catchable signal) prints it to stderr on that signal, from
+// a thread of its own, whatever the hubs are doing.
+COGENT_API std::string format_run_info(const RunInfoOptions& options = {});
+// format_run_info() to stderr.
+COGENT_API void print_run_info(const RunInfoOptions& options = {});
+
 // ---- errors nobody else sees (gevent's Hub.handle_error / print_exception) ----
 
 // What an error report is about.

@@ -1,6 +1,7 @@
 // Every COGENT_* environment setting is read here.
 #include <atomic>
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,46 @@ std::optional<std::size_t> parse_size(const std::string& s) {
     if (unit == "M" || unit == "MB" || unit == "MIB") return v << 20;
     if (unit == "G" || unit == "GB" || unit == "GIB") return v << 30;
     return std::nullopt;
+}
+
+// "SIGQUIT", "QUIT", "3", "SIGRTMIN+2": a signal a program may catch, or 0.
+int parse_signal(const std::string& text) {
+    std::string s = text;
+    for (auto& ch : s) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+    if (s.rfind("SIG", 0) == 0) s = s.substr(3);
+    int sig = 0;
+    if (!s.empty() && std::isdigit(static_cast<unsigned char>(s[0]))) {
+        char* end = nullptr;
+        const long v = std::strtol(s.c_str(), &end, 10);
+        if (*end || v <= 0 || v >= NSIG) return 0;
+        sig = static_cast<int>(v);
+    } else if (s.rfind("RTMIN", 0) == 0 || s.rfind("RTMAX", 0) == 0) {
+        const bool min = s[2] == 'M' && s[3] == 'I';
+        int off = 0;
+        if (s.size() > 5) {
+            char* end = nullptr;
+            off = static_cast<int>(std::strtol(s.c_str() + 5, &end, 10));
+            if (*end || (min && s[5] != '+') || (!min && s[5] != '-')) return 0;
+        }
+        sig = (min ? SIGRTMIN : SIGRTMAX) + off;
+        if (sig < SIGRTMIN || sig > SIGRTMAX) return 0;
+    } else {
+        static constexpr struct {
+            const char* name;
+            int sig;
+        } kNames[] = {
+            {"HUP", SIGHUP},     {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+            {"USR2", SIGUSR2},   {"TERM", SIGTERM}, {"ALRM", SIGALRM}, {"PWR", SIGPWR},
+            {"WINCH", SIGWINCH}, {"URG", SIGURG},   {"TSTP", SIGTSTP}, {"CONT", SIGCONT},
+            {"TTIN", SIGTTIN},   {"TTOU", SIGTTOU}, {"PROF", SIGPROF}, {"VTALRM", SIGVTALRM}};
+        for (const auto& n : kNames)
+            if (s == n.name) sig = n.sig;
+    }
+    // Not these: uncatchable, or the faults a handler cannot return from.
+    if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+        sig == SIGILL || sig == SIGABRT || sig == SIGTRAP || sig == SIGSYS)
+        return 0;
+    return sig;
 }
 
 Config load() {
@@ -77,6 +118,15 @@ Config load() {
             throw std::invalid_argument(std::string("cogent: COGENT_STACK_GUARD='") + e +
                                         "' is neither madvise (the default) nor mprotect");
         c.stack_guard_mprotect = v == "mprotect";
+    }
+    if (const char* e = std::getenv("COGENT_RUN_INFO_SIGNAL"); e && *e) {
+        const int sig = parse_signal(e);
+        if (sig <= 0)
+            throw std::invalid_argument(
+                std::string("cogent: COGENT_RUN_INFO_SIGNAL='") + e +
+                "' is not a signal that can be caught (examples: SIGQUIT, QUIT, SIGUSR2, 12, "
+                "SIGRTMIN+3)");
+        c.run_info_signal = sig;
     }
     return c;
 }

@@ -93,8 +93,46 @@ cogent_make_context:
     .cfi_endproc
     .size   cogent_make_context, .-cogent_make_context
 
+// void cogent_call_on_context(void* ctx, void (*fn)(void*), void* arg)
+// Calls fn(arg) on the caller's own stack, in a frame whose unwind information says that its
+// caller is the suspended context `ctx` (the layout above): an unwinder started inside fn
+// walks on into the suspended greenlet's frames, reading its stack and never writing to it,
+// and the greenlet is not resumed. Run info and the monitor take parked greenlets' backtraces
+// this way.
+    .globl  cogent_call_on_context
+    .hidden cogent_call_on_context
+    .type   cogent_call_on_context, @function
+    .p2align 4
+cogent_call_on_context:
+    .cfi_startproc
+    pushq   %rbp                        // and the stack is 16-aligned at the call
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %rbp, 0
+    movq    %rdi, %rbp
+    movq    %rdx, %rdi
+    .cfi_remember_state
+    // During the call: the caller is the suspended frame at rbp (= ctx), as a switch left it.
+    .cfi_def_cfa %rbp, 0x38
+    .cfi_offset %r12, -0x38
+    .cfi_offset %r13, -0x30
+    .cfi_offset %r14, -0x28
+    .cfi_offset %r15, -0x20
+    .cfi_offset %rbx, -0x18
+    .cfi_offset %rbp, -0x10
+    .cfi_offset %rip, -0x08
+    call    *%rsi
+    .cfi_restore_state
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbp
+    ret
+    .cfi_endproc
+    .size   cogent_call_on_context, .-cogent_call_on_context
+
 // The bottom frame of every greenlet stack. Its return address is undefined in the unwind
 // information, so that debuggers, profilers and the C++ unwinder stop here cleanly.
+    .globl  cogent_context_start
+    .hidden cogent_context_start
     .type   cogent_context_start, @function
     .p2align 4
 cogent_context_start:

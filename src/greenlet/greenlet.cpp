@@ -212,6 +212,7 @@ GreenletState::GreenletState(const SpawnOptions& opts)
     : GreenletImpl(hub_greenlet(), opts.stack_size) {
     if (!opts.name.empty()) name_ = std::make_unique<std::string>(opts.name);
     id_ = thread->next_id++;
+    if (thread->current) spawned_by = thread->current->number();
     start_cb_.g = this;
     start_cb_.owns_ref = true;  // a spawned greenlet runs even if every handle is dropped
 }

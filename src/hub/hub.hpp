@@ -89,6 +89,7 @@ private:
     if (cur == greenlet) [[unlikely]]
         blocking_on_hub(what);
     cur->waiting_on = what;
+    cur->wait_since_ns = last_poll_ns;
     jump(ts, cur, greenlet);
     cur->waiting_on = nullptr;
     raise_pending(cur);

@@ -80,6 +80,8 @@ void fd_drained(int fd) noexcept;
 // that notify_closing never saw); active watches; note every watched fd as armed (fork).
 void fdset_fd_closing(int fd, bool raw = false) noexcept;
 std::size_t fdset_watches() noexcept;
+// The greenlet parked in a waiter (run info).
+const GreenletImpl* waiter_greenlet(const FdWaiter* w) noexcept;
 void fdset_note_all(IoTable& table);
 
 }  // namespace cogent::detail

@@ -38,6 +38,8 @@ struct FdWaiter {
     ~FdWaiter();
 };
 
+const GreenletImpl* waiter_greenlet(const FdWaiter* w) noexcept { return w->p.greenlet(); }
+
 namespace {
 
 constexpr int dir_bit(int d) { return d == 0 ? READ : WRITE; }

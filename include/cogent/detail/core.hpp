@@ -138,6 +138,8 @@ public:
     virtual void body() = 0;
     // A short name for messages (stack overflow, LoopExit, uncaught exceptions).
     virtual void describe(char* buf, std::size_t len) const noexcept;
+    // "Greenlet-N"'s N for a spawned greenlet (unique per thread), 0 for the others.
+    virtual std::uint64_t number() const noexcept { return 0; }
     // No stack could be had for its first switch, made by the hub (`e`: the std::bad_alloc).
     // A spawned greenlet ends with the error; a raw one stays unstarted (the default: report).
     virtual void start_failed(std::exception_ptr& e) noexcept;
@@ -157,7 +159,9 @@ public:
     ThreadState* thread = nullptr;     // owning thread
     std::any transfer;                 // value carried by the last switch into this greenlet
     std::exception_ptr pending;        // raised at the greenlet's suspension point on resume
-    const char* waiting_on = nullptr;  // what it is parked in (for LoopExit messages)
+    const char* waiting_on = nullptr;  // what it is parked in (LoopExit messages, run info)
+    std::uint64_t wait_since_ns = 0;   // since when (its hub's last poll before it parked)
+    std::uint64_t spawned_by = 0;      // number() of the greenlet that spawned it (0: none)
     void* asan_fake_stack = nullptr;
     int saved_errno = 0;
     EhState saved_eh{};  // its exception state while suspended (empty while it runs)

@@ -1,0 +1,48 @@
+// For test_util: run info on a signal (COGENT_RUN_INFO_SIGNAL). Greenlets park in two waits;
+// the program signals itself while its hub is idle, then again while a greenlet computes
+// without yielding (the hub busy), and prints "done" when all ended: the signal must not
+// disturb it. Run info goes to stderr.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "cogent/cogent.hpp"
+
+using namespace std::chrono_literals;
+
+[[gnu::noinline]] void signal_marker_wait(cogent::Event& ev) {
+    ev.wait();
+    asm volatile("");
+}
+
+[[gnu::noinline]] void signal_marker_spin(std::chrono::steady_clock::time_point until) {
+    bool raised = false;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!raised) {
+            raised = true;
+            raise(SIGQUIT);  // from inside the busy hub
+        }
+        asm volatile("");
+    }
+}
+
+int main() {
+    cogent::Event ev;
+    auto waiter = cogent::spawn({.name = "signal-waiter"}, [&] { signal_marker_wait(ev); });
+    auto sleeper = cogent::spawn({.name = "signal-sleeper"}, [] { cogent::sleep(10s); });
+    cogent::sleep(0);
+    std::fprintf(stderr, "phase 1: idle hub\n");
+    raise(SIGQUIT);
+    cogent::sleep(1s);  // the report is printed from another thread meanwhile
+    std::fprintf(stderr, "phase 2: busy hub\n");
+    auto spinner = cogent::spawn({.name = "spinner"},
+                                 [] { signal_marker_spin(std::chrono::steady_clock::now() + 2s); });
+    spinner.join();
+    cogent::sleep(200ms);
+    ev.set();
+    sleeper.kill();
+    waiter.join();
+    std::printf("done\n");
+    return 0;
+}

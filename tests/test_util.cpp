@@ -360,3 +360,65 @@ TEST_SUITE("run_info") {
         }
     }
 }
+
+TEST_SUITE("settrace") {
+    TEST_CASE_FIXTURE(LeakCheck, "every switch is traced with its origin and target") {
+        struct Ev {
+            std::string event, from, to;
+        };
+        std::vector<Ev> evs;
+        auto prev = cogent::settrace(
+            [&](std::string_view e, const cogent::GreenletInfo& o, const cogent::GreenletInfo& t) {
+                // The hub and main by role, the others by name.
+                auto who = [](const cogent::GreenletInfo& g) {
+                    return g.is_hub()    ? std::string("hub")
+                           : g.is_main() ? std::string("main")
+                                         : g.name();
+                };
+                evs.push_back({std::string(e), who(o), who(t)});
+            });
+        CHECK_FALSE(prev);
+        CHECK(cogent::gettrace());
+        auto g = cogent::spawn({.name = "traced"}, [] { cogent::sleep(0); });
+        g.join();
+        auto k = cogent::spawn({.name = "killed"}, [] { cogent::sleep(10s); });
+        cogent::sleep(0);
+        k.kill();
+        // A raw switch made inline in this file is traced too.
+        cogent::RawGreenlet raw([](std::any v) { return v; });
+        raw.switch_to(1);
+        auto old = cogent::settrace({});
+        CHECK(old);
+        CHECK_FALSE(cogent::gettrace());
+        const std::size_t n = evs.size();
+        cogent::spawn([] {}).join();
+        CHECK(evs.size() == n);  // off again
+        auto has = [&](const char* e, const char* from, const char* to) {
+            for (const Ev& v : evs)
+                if (v.event == e && v.from == from && v.to == to) return true;
+            return false;
+        };
+        CHECK(has("switch", "main", "hub"));
+        CHECK(has("switch", "hub", "traced"));
+        CHECK(has("switch", "traced", "hub"));
+        CHECK(has("throw", "hub", "killed"));  // the kill throws into it, from the hub
+        CHECK_FALSE(has("throw", "hub", "traced"));
+        bool raw_seen = false;
+        for (const Ev& v : evs)
+            if (v.from == "main" && v.to.rfind("<greenlet 0x", 0) == 0) raw_seen = true;
+        CHECK_MESSAGE(raw_seen, "the inline raw switch was not traced");
+    }
+
+    TEST_CASE_FIXTURE(LeakCheck, "a trace function that throws is reported, the switch goes on") {
+        Recorder rec;
+        cogent::settrace([](std::string_view, const cogent::GreenletInfo&,
+                            const cogent::GreenletInfo&) { throw std::runtime_error("tracer"); });
+        auto g = cogent::spawn([] { return 5; });
+        CHECK(g.get() == 5);
+        cogent::settrace({});
+        auto seen = rec.take();
+        REQUIRE_FALSE(seen.empty());
+        CHECK(seen[0].what == "tracer");
+        CHECK(seen[0].where == "the trace function (settrace)");
+    }
+}

@@ -2,15 +2,19 @@
 // errors nobody else sees are reported, and a hook on every switch.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "cogent/detail/export.hpp"
 
 namespace cogent {
 
-class RawGreenlet;
+namespace detail {
+class GreenletImpl;
+}
 
 // ---- run info (gevent.util.print_run_info / format_run_info) ----
 
@@ -31,6 +35,39 @@ struct COGENT_API RunInfoOptions {
 COGENT_API std::string format_run_info(const RunInfoOptions& options = {});
 // format_run_info() to stderr.
 COGENT_API void print_run_info(const RunInfoOptions& options = {});
+
+// ---- a hook on every switch (greenlet.settrace) ----
+
+// A greenlet as a trace function sees it: valid only during the call.
+class COGENT_API GreenletInfo {
+public:
+    explicit GreenletInfo(const detail::GreenletImpl* g) noexcept : g_(g) {}
+    // "Greenlet-3", the name given to spawn, "<main greenlet>", "<hub>"...
+    std::string name() const;
+    // Greenlet-N's N for a spawned greenlet (unique per thread); 0 for the others.
+    std::uint64_t number() const noexcept;
+    bool is_main() const noexcept;
+    bool is_hub() const noexcept;
+    bool dead() const noexcept;
+    // The same for every switch of the same greenlet while it lives.
+    const void* identity() const noexcept { return g_; }
+
+private:
+    const detail::GreenletImpl* g_;
+};
+
+// Called on the origin's side just before every switch of this thread, with "switch" or
+// "throw" (an exception is being thrown into the target: a kill, a Timeout, throw_exception),
+// the greenlet being left and the one being entered. It must not switch greenlets itself (a
+// switch from inside it is not traced again); what it throws is reported (set_error_handler)
+// and the switch goes on.
+using TraceFunction = std::function<void(std::string_view event, const GreenletInfo& origin,
+                                         const GreenletInfo& target)>;
+// Set the calling thread's trace function (empty: none); returns the previous one. With none
+// set, a switch pays one predictable branch.
+COGENT_API TraceFunction settrace(TraceFunction fn);
+// The calling thread's trace function (empty if none).
+COGENT_API TraceFunction gettrace();
 
 // ---- errors nobody else sees (gevent's Hub.handle_error / print_exception) ----
 

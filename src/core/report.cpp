@@ -96,9 +96,59 @@ void report_exception(const char* where, std::exception_ptr e) noexcept {
     }
 }
 
+void trace_switch(GreenletImpl* from, GreenletImpl* to) noexcept {
+    auto* ts = static_cast<ThreadState*>(tls_core);
+    if (!ts || !ts->tracer || ts->in_trace) return;
+    ts->in_trace = true;
+    try {
+        (*static_cast<TraceFunction*>(ts->tracer))(to->pending ? "throw" : "switch",
+                                                   GreenletInfo(from), GreenletInfo(to));
+    } catch (...) {
+        report_exception("the trace function (settrace)", std::current_exception());
+    }
+    ts->in_trace = false;
+}
+
 }  // namespace cogent::detail
 
 namespace cogent {
+
+std::string GreenletInfo::name() const {
+    char buf[160];
+    g_->describe(buf, sizeof buf);
+    return buf;
+}
+std::uint64_t GreenletInfo::number() const noexcept { return g_->number(); }
+bool GreenletInfo::is_main() const noexcept { return g_->is_main(); }
+bool GreenletInfo::is_hub() const noexcept {
+    return g_->thread && g_ == static_cast<const detail::ThreadState*>(g_->thread)->hub_greenlet;
+}
+bool GreenletInfo::dead() const noexcept { return g_->dead(); }
+
+TraceFunction settrace(TraceFunction fn) {
+    detail::ThreadState* ts = detail::thread_state();
+    TraceFunction old;
+    if (auto* cur = static_cast<TraceFunction*>(ts->tracer)) {
+        old = std::move(*cur);
+        delete cur;
+        ts->tracer = nullptr;
+    }
+    if (fn) ts->tracer = new TraceFunction(std::move(fn));
+    ts->tracing = ts->tracer != nullptr;
+    // Inline switches in user code cannot call it: route them through the library meanwhile.
+#if defined(__SANITIZE_ADDRESS__)
+    ts->annotate = true;
+#else
+    ts->annotate = ts->tracing;
+#endif
+    return old;
+}
+
+TraceFunction gettrace() {
+    detail::ThreadState* ts = detail::tls_state;
+    if (!ts || !ts->tracer) return {};
+    return *static_cast<TraceFunction*>(ts->tracer);
+}
 
 ErrorHandler set_error_handler(ErrorHandler handler) {
     std::lock_guard<std::mutex> lk(detail::g_handler_mu);

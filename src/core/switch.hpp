@@ -41,6 +41,7 @@ inline bool startable(ThreadState* ts, GreenletImpl* g) noexcept {
 // The switch core's parts for the library: a direct call to the jump routine, and the
 // AddressSanitizer fiber annotations in a sanitizer build.
 struct LibSwitch {
+    static constexpr bool kTraced = true;
     static Transfer jump(void* to, void* data) noexcept { return cogent_switch_context(to, data); }
     static void leaving([[maybe_unused]] GreenletImpl* from, [[maybe_unused]] GreenletImpl* to,
                         [[maybe_unused]] bool dying) noexcept {

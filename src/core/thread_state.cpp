@@ -11,6 +11,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "cogent/util.hpp"
+
 namespace cogent::detail {
 
 std::uint64_t monotonic_ns() noexcept {
@@ -54,6 +56,10 @@ void add_fork_child_hook(void (*hook)()) {
 ThreadState::~ThreadState() {
     // Only ever destroyed from the main greenlet (see ThreadStateOwner).
     tearing_down = true;
+    // The trace function goes first: the unwinding below is not the program's to trace.
+    tracing = false;
+    delete static_cast<TraceFunction*>(tracer);
+    tracer = nullptr;
     // The hub layer installed its ops before it made the hub: it unwinds the greenlets left and
     // stops and deletes the hub (and sets hub to null).
     if (hub) g_hub_ops.load(std::memory_order_acquire)->teardown(this);

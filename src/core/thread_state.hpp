@@ -32,6 +32,8 @@ struct ThreadState : ThreadCore {
     StackPool stacks;
     List<GreenletImpl> live;  // started, not yet dead (main and hub excluded)
     std::uint64_t next_id = 1;
+    void* tracer = nullptr;  // the TraceFunction of settrace (cogent/util.hpp), owned
+    bool in_trace = false;   // calling it: switches it makes are not traced
     bool tearing_down = false;
     void* altstack = nullptr;
     std::size_t default_stack = 0;  // config().stack_size, page-rounded, read once

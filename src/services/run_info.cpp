@@ -435,23 +435,20 @@ std::string peer_text(int fd) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-    char host[64] = "";
-    unsigned port = 0;
+    char host[INET6_ADDRSTRLEN] = "";
+    char out[INET6_ADDRSTRLEN + 16] = "";
     if (ss.ss_family == AF_INET) {
         auto* a = reinterpret_cast<sockaddr_in*>(&ss);
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        port = ntohs(a->sin_port);
+        std::snprintf(out, sizeof out, "%s:%u", host, unsigned(ntohs(a->sin_port)));
     } else if (ss.ss_family == AF_INET6) {
         auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        port = ntohs(a->sin6_port);
-        return "[" + std::string(host) + "]:" + std::to_string(port);
+        std::snprintf(out, sizeof out, "[%s]:%u", host, unsigned(ntohs(a->sin6_port)));
     } else if (ss.ss_family == AF_UNIX) {
-        return "unix socket";
-    } else {
-        return {};
+        std::snprintf(out, sizeof out, "unix socket");
     }
-    return std::string(host) + ":" + std::to_string(port);
+    return out;
 }
 
 }  // namespace

@@ -48,8 +48,12 @@ struct COGENT_INTERNAL_API ThreadCore {
     GreenletImpl* current = nullptr;
     int* errno_loc = nullptr;  // &errno of this thread: no __errno_location call per switch
     EhState* eh = nullptr;     // this thread's __cxa_get_globals()
-    bool annotate = false;     // a sanitizer build of the library: take the out-of-line path
+    bool annotate = false;     // a sanitizer build of the library, or a trace function set:
+                               // take the out-of-line path
+    bool tracing = false;      // settrace (cogent/util.hpp): call the trace function at switches
 };
+// Calls the calling thread's trace function for a switch from `from` to `to` (out of line).
+COGENT_INTERNAL_API void trace_switch(GreenletImpl* from, GreenletImpl* to) noexcept;
 COGENT_INTERNAL_API extern thread_local constinit ThreadCore* tls_core
     __attribute__((tls_model("initial-exec")));
 // Identifies the calling OS thread: the address of a thread-local byte (one instruction, valid
@@ -160,14 +164,15 @@ public:
     std::any transfer;                 // value carried by the last switch into this greenlet
     std::exception_ptr pending;        // raised at the greenlet's suspension point on resume
     const char* waiting_on = nullptr;  // what it is parked in (LoopExit messages, run info)
-    std::uint64_t wait_since_ns = 0;   // since when (its hub's last poll before it parked)
-    std::uint64_t spawned_by = 0;      // number() of the greenlet that spawned it (0: none)
     void* asan_fake_stack = nullptr;
     int saved_errno = 0;
     EhState saved_eh{};  // its exception state while suspended (empty while it runs)
     State state = State::unstarted;
     bool main_ = false;
     bool owns_stack_ = false;
+    // Cold, for run info; after the fields a switch reads, so as not to move those.
+    std::uint64_t wait_since_ns = 0;  // since when it waits (its hub's last poll before it parked)
+    std::uint64_t spawned_by = 0;     // number() of the greenlet that spawned it (0: none)
 
 private:
     std::int32_t refs_ = 1;

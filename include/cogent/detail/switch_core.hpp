@@ -36,6 +36,7 @@ COGENT_INTERNAL_API extern JumpFn
 // (the library's build supplies annotations; inline code in user binaries has none and runs
 // only where the library needs none: ThreadCore::annotate).
 struct COGENT_INTERNAL_API InlineSwitch {
+    static constexpr bool kTraced = false;  // never taken while tracing: annotate is set then
     static Transfer jump(void* to, void* data) noexcept { return jump_fn(to, data); }
     static void leaving(GreenletImpl*, GreenletImpl*, bool /*dying*/) noexcept {}
     static void landed(GreenletImpl*, GreenletImpl*) noexcept {}
@@ -46,6 +47,10 @@ struct COGENT_INTERNAL_API InlineSwitch {
 template <class S>
 [[gnu::always_inline]] inline void switch_leave(ThreadCore* tc, GreenletImpl* from,
                                                 GreenletImpl* to, bool dying) noexcept {
+    if constexpr (S::kTraced) {
+        if (tc->tracing) [[unlikely]]
+            trace_switch(from, to);
+    }
     from->saved_errno = *tc->errno_loc;
     swap_eh(tc->eh, &from->saved_eh, &to->saved_eh);
     tc->current = to;

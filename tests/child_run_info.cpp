@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 
 #include "cogent/cogent.hpp"
 
@@ -27,7 +28,21 @@ using namespace std::chrono_literals;
     }
 }
 
-int main() {
+[[gnu::noinline]] void monitor_marker_spin(std::chrono::steady_clock::time_point until) {
+    while (std::chrono::steady_clock::now() < until) asm volatile("");
+}
+
+int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "spin") {
+        // For the monitor (COGENT_MONITOR=1): one greenlet holds the hub for 0.5 s.
+        auto spinner = cogent::spawn({.name = "spinner"}, [] {
+            monitor_marker_spin(std::chrono::steady_clock::now() + 500ms);
+        });
+        spinner.join();
+        cogent::sleep(300ms);  // idle: nothing more to report
+        std::printf("done\n");
+        return 0;
+    }
     cogent::Event ev;
     auto waiter = cogent::spawn({.name = "signal-waiter"}, [&] { signal_marker_wait(ev); });
     auto sleeper = cogent::spawn({.name = "signal-sleeper"}, [] { cogent::sleep(10s); });

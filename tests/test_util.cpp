@@ -422,3 +422,73 @@ TEST_SUITE("settrace") {
         CHECK(seen[0].where == "the trace function (settrace)");
     }
 }
+
+namespace {
+[[gnu::noinline]] void monitor_marker_busy(std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) asm volatile("");
+}
+}  // namespace
+
+TEST_SUITE("monitor") {
+    TEST_CASE_FIXTURE(LeakCheck,
+                      "a greenlet holding the hub is reported once, named, with its frame") {
+        std::mutex mu;
+        std::vector<cogent::monitor::BlockedReport> reports;
+        auto prev = cogent::monitor::on_blocked([&](const cogent::monitor::BlockedReport& r) {
+            std::lock_guard<std::mutex> lk(mu);
+            reports.push_back(r);
+        });
+        cogent::monitor::start(0.1);
+        CHECK(cogent::monitor::running());
+        cogent::sleep(50ms);  // the hub now watches its polls
+        // Idle (asleep in poll) and busy-but-yielding are not blocked.
+        cogent::sleep(400ms);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - t0 < 400ms) cogent::sleep(0);
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            CHECK(reports.empty());
+        }
+        cogent::spawn({.name = "spinner"}, [] { monitor_marker_busy(500ms); }).join();
+        cogent::sleep(300ms);
+        cogent::monitor::on_blocked(std::move(prev));
+        std::lock_guard<std::mutex> lk(mu);
+        REQUIRE(reports.size() == 1);
+        const auto& r = reports[0];
+        INFO(r.message);
+        CHECK(r.greenlet == "spinner");
+        CHECK(r.seconds > 0.1);
+        CHECK(r.seconds <= 0.2);  // within 2x the limit
+        CHECK(r.limit == doctest::Approx(0.1));
+        CHECK(r.hub == cogent::get_hub().index());
+        CHECK(r.backtrace.find("monitor_marker_busy") != std::string::npos);
+        CHECK(r.message.find("cogent: monitor: hub ") == 0);
+        CHECK_THROWS_AS(cogent::monitor::start(-1), std::invalid_argument);
+        CHECK_THROWS_AS(cogent::monitor::start(1e9), std::invalid_argument);
+    }
+
+    TEST_CASE("COGENT_MONITOR=1 reports on stderr; a malformed value is named") {
+        const char* child = std::getenv("COGENT_CHILD_RUN_INFO");
+        REQUIRE(child != nullptr);
+        auto r = run_child(std::string("env COGENT_MONITOR=1 COGENT_MAX_BLOCKING_TIME=0.1 ") +
+                           child + " spin");
+        INFO(r.output);
+        CHECK(WIFEXITED(r.status));
+        CHECK(WEXITSTATUS(r.status) == 0);
+        CHECK(r.output.find("done\n") != std::string::npos);
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = r.output.find("cogent: monitor:", at)) != std::string::npos;
+             ++at)
+            ++n;
+        CHECK(n == 1);
+        CHECK(r.output.find("by greenlet 'spinner'") != std::string::npos);
+        CHECK(r.output.find("monitor_marker_spin") != std::string::npos);
+        CHECK(r.output.find("COGENT_MAX_BLOCKING_TIME=0.1)") != std::string::npos);
+        // Off: nothing.
+        auto off = run_child(std::string(child) + " spin");
+        CHECK(off.output.find("cogent: monitor:") == std::string::npos);
+        auto bad = run_child(std::string("env COGENT_MONITOR=maybe ") + child + " spin");
+        CHECK(bad.output.find("COGENT_MONITOR='maybe' is neither 1") != std::string::npos);
+    }
+}

@@ -36,6 +36,37 @@ COGENT_API std::string format_run_info(const RunInfoOptions& options = {});
 // format_run_info() to stderr.
 COGENT_API void print_run_info(const RunInfoOptions& options = {});
 
+// ---- the monitor (gevent's monitor thread: GEVENT_MONITOR_THREAD_ENABLE,
+//      GEVENT_MAX_BLOCKING_TIME) ----
+
+namespace monitor {
+
+// A hub that did not get control back for longer than the limit: a greenlet computing without
+// yielding, or a call that blocks its thread.
+struct COGENT_API BlockedReport {
+    std::uint64_t hub = 0;  // Hub::index()
+    int os_thread = 0;      // its OS thread id (gettid)
+    std::string greenlet;   // the greenlet that holds it ("spinner", "<main greenlet>"...)
+    double seconds = 0;     // how long it had held it when seen
+    double limit = 0;       // the limit in force
+    std::string backtrace;  // the thread's live backtrace at that moment, one frame a line
+    std::string message;    // the whole report as the default handler prints it
+};
+using BlockedHandler = std::function<void(const BlockedReport&)>;
+
+// Start the monitor for the whole process (as COGENT_MONITOR=1 does at the first hub): one OS
+// thread that samples every hub a few times per `limit_seconds` (0.001..3600; 0: the
+// COGENT_MAX_BLOCKING_TIME setting, else 0.1) and reports each incident once. Calling it again
+// changes the limit. std::invalid_argument for a limit out of range.
+COGENT_API void start(double limit_seconds = 0);
+// Whether it runs.
+COGENT_API bool running() noexcept;
+// Where reports go (from the monitor's thread): by default to stderr. Returns the previous
+// handler; an empty one restores the default.
+COGENT_API BlockedHandler on_blocked(BlockedHandler handler);
+
+}  // namespace monitor
+
 // ---- a hook on every switch (greenlet.settrace) ----
 
 // A greenlet as a trace function sees it: valid only during the call.

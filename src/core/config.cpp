@@ -119,6 +119,15 @@ Config load() {
                                         "' is neither madvise (the default) nor mprotect");
         c.stack_guard_mprotect = v == "mprotect";
     }
+    if (const char* e = std::getenv("COGENT_MONITOR"); e && *e) {
+        const std::string v = e;
+        if (v == "1" || v == "true" || v == "yes" || v == "on")
+            c.monitor = true;
+        else if (v != "0" && v != "false" && v != "no" && v != "off")
+            throw std::invalid_argument(std::string("cogent: COGENT_MONITOR='") + e +
+                                        "' is neither 1 (on: true, yes, on) nor 0 (off: false, "
+                                        "no, off)");
+    }
     if (const char* e = std::getenv("COGENT_RUN_INFO_SIGNAL"); e && *e) {
         const int sig = parse_signal(e);
         if (sig <= 0)

@@ -21,6 +21,8 @@ struct Config {
     bool stack_guard_mprotect = false;    // COGENT_STACK_GUARD=mprotect: PROT_NONE guard pages
                                           // even where MADV_GUARD_INSTALL works (gdb's gcore
                                           // stops copying a mapping at a madvise guard)
+    bool monitor = false;     // COGENT_MONITOR=1: the blocked-hub monitor (services/monitor.cpp),
+                              // with max_blocking_time (0.1 s if unset) as its limit
     int run_info_signal = 0;  // COGENT_RUN_INFO_SIGNAL (SIGQUIT, QUIT, 3...): print run info
                               // to stderr on that signal (services/run_info.cpp); 0: off
 };

@@ -136,7 +136,7 @@ void HubImpl::poll(bool nowait) {
     else
         loop_.run();
     in_ev_run = false;
-    last_poll_ns = monotonic_ns();
+    last_poll_ns.store(monotonic_ns(), std::memory_order_relaxed);
 }
 
 void HubImpl::run_callbacks() {
@@ -152,7 +152,8 @@ void HubImpl::run_callbacks() {
     while (Callback* cb = callbacks.pop_front()) {
         if (cb == &round_end) [[unlikely]] {
             in_round = false;
-            if (monotonic_ns() - last_poll_ns >= kPollIntervalNs) return;
+            if (monotonic_ns() - last_poll_ns.load(std::memory_order_relaxed) >= kPollIntervalNs)
+                return;
             continue;
         }
         if (cb->fn == &WakeCallback::fire) {
@@ -172,14 +173,15 @@ void HubImpl::run_callbacks() {
         if (leave_requested) break;
         // A clock read every 16 callbacks keeps yields free of system calls (the vDSO clock is
         // not one) while bounding how long I/O and timers can be kept waiting.
-        if (!in_round && (++n & 15u) == 0 && monotonic_ns() - last_poll_ns >= kPollIntervalNs)
+        if (!in_round && (++n & 15u) == 0 &&
+            monotonic_ns() - last_poll_ns.load(std::memory_order_relaxed) >= kPollIntervalNs)
             return;
     }
     round_end.unlink();  // left early (teardown), or every callback ran
 }
 
 void HubImpl::run() {
-    last_poll_ns = monotonic_ns();
+    last_poll_ns.store(monotonic_ns(), std::memory_order_relaxed);
     for (;;) {
         if (leave_requested) [[unlikely]] {
             if (stopping) break;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -58,7 +59,11 @@ public:
     bool stopping = false;
     bool park_requested = false;   // teardown: finish the current callback, then yield to main
     bool leave_requested = false;  // stopping || park_requested: the one flag run() tests
-    std::uint64_t last_poll_ns = 0;
+    // When the loop last polled (monotonic ns; relaxed: run info reads it from other threads).
+    std::atomic<std::uint64_t> last_poll_ns{0};
+    // Whether the loop sleeps in the kernel's poll, and its polls: kept only while the monitor
+    // watches (services/monitor.cpp).
+    loop::Loop::PollWatch polls;
     // Queued behind the callbacks present when run_callbacks starts a round: each of those
     // gets its turn before the next poll, however long the round takes (a burst of starts is
     // not starved by busy I/O); only callbacks queued during the round are cut off by the
@@ -89,7 +94,7 @@ private:
     if (cur == greenlet) [[unlikely]]
         blocking_on_hub(what);
     cur->waiting_on = what;
-    cur->wait_since_ns = last_poll_ns;
+    cur->wait_since_ns = last_poll_ns.load(std::memory_order_relaxed);
     jump(ts, cur, greenlet);
     cur->waiting_on = nullptr;
     raise_pending(cur);

@@ -36,6 +36,29 @@ Loop::Loop(bool default_loop) : default_(default_loop) {
     async_of(async_)->data = this;
 }
 
+namespace {
+void on_release(struct ev_loop* l) noexcept {
+    if (auto* w = static_cast<Loop::PollWatch*>(ev_userdata(l)))
+        w->sleeping.store(true, std::memory_order_relaxed);
+}
+void on_acquire(struct ev_loop* l) noexcept {
+    if (auto* w = static_cast<Loop::PollWatch*>(ev_userdata(l))) {
+        w->sleeping.store(false, std::memory_order_relaxed);
+        w->polls.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+}  // namespace
+
+void Loop::watch_polls(PollWatch* w) noexcept {
+    ev_set_userdata(loop_, w);
+    if (w) {
+        ev_set_loop_release_cb(loop_, &on_release, &on_acquire);
+        w->on.store(true, std::memory_order_release);
+    } else {
+        ev_set_loop_release_cb(loop_, nullptr, nullptr);
+    }
+}
+
 Loop::~Loop() {
     ev_async* a = async_of(async_);
     if (ev_is_active(a)) {

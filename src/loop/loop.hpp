@@ -7,6 +7,7 @@
 // Watchers (timers, fds, signals...) are in loop/watchers.hpp.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 struct ev_loop;  // libev's; opaque outside src/loop/
@@ -56,6 +57,16 @@ public:
     // does not keep run() going. Call set_wakeup once, before the first wake().
     void set_wakeup(void (*fn)(void*), void* data);
     void wake() noexcept;
+
+    // For a thread that watches this loop's thread from outside (the monitor): `sleeping` is
+    // true while the loop sleeps in the kernel's poll, and `polls` counts the polls (libev's
+    // release/acquire callbacks). On the loop's thread; null stops it.
+    struct PollWatch {
+        std::atomic<bool> sleeping{false};
+        std::atomic<std::uint64_t> polls{0};
+        std::atomic<bool> on{false};  // set once the callbacks are installed
+    };
+    void watch_polls(PollWatch* w) noexcept;
 
 private:
     friend class impl::Watcher;  // the watchers (watchers.hpp) start on the libev loop

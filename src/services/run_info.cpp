@@ -453,6 +453,12 @@ std::string peer_text(int fd) {
 
 }  // namespace
 
+std::string format_backtrace(const Frames& fr, const char* indent) {
+    std::string out;
+    format_frames(out, fr, indent, false, nullptr);
+    return out;
+}
+
 // This thread's hub and greenlets (the caller is on that thread).
 std::string format_own_thread(const RunInfoOptions& opt, bool caller_is_here) {
     std::string out;
@@ -486,7 +492,7 @@ std::string format_own_thread(const RunInfoOptions& opt, bool caller_is_here) {
     if (hub)
         appendf(out, ": %zu callback%s queued, %zu fd watcher%s, last poll %s ago\n",
                 hub->pending(), hub->pending() == 1 ? "" : "s", fds, fds == 1 ? "" : "s",
-                duration_text(double(now - hub->last_poll_ns) / 1e9).c_str());
+                duration_text(double(now - hub->last_poll_ns.load()) / 1e9).c_str());
     else
         out += ": no hub yet\n";
 

@@ -37,6 +37,8 @@ Frames backtrace_parked(const GreenletImpl* g);
 // if it did not answer within 0.5 s.
 bool backtrace_thread(pid_t tid, Frames* out, std::string* greenlet = nullptr);
 std::vector<FrameInfo> symbolize(std::uintptr_t pc);
+// Frames symbolized, one a line ("INDENT#0  function at file:line").
+std::string format_backtrace(const Frames& fr, const char* indent);
 // The calling thread's hub and greenlets, formatted for run info.
 std::string format_own_thread(const RunInfoOptions& opt, bool caller_is_here);
 

@@ -70,11 +70,9 @@ def os_threads(pid):
     return 0
 
 
-def wrk_many(server, connections, duration, cpu):
-    """wrk -c`connections` with the fd limit raised; samples the server's OS threads."""
-    cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
-        "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
-        f"http://127.0.0.1:{server.port}/"]
+def run_sampling(cmd, server):
+    """Runs client `cmd` (fd limit raised) to its end, sampling the server's OS threads; returns
+    (stdout, stderr, exit status, the most OS threads seen)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=hb.raise_nofile)
     peak_threads = 0
@@ -85,9 +83,18 @@ def wrk_many(server, connections, duration, cpu):
             break
         time.sleep(0.2)
     out, err = proc.communicate()
+    return out, err, proc.returncode, peak_threads
+
+
+def wrk_many(server, connections, duration, cpu):
+    """wrk -c`connections` with the fd limit raised; samples the server's OS threads."""
+    cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
+        f"http://127.0.0.1:{server.port}/"]
+    out, err, returncode, peak_threads = run_sampling(cmd, server)
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
-    if proc.returncode != 0 or not m:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {err or out}")
+    if returncode != 0 or not m:
+        raise RuntimeError(f"wrk failed ({returncode}): {err or out}")
     requests = int(m.group(1))
     secs = float(m.group(2)) * {"s": 1, "ms": 1e-3, "m": 60}.get(m.group(3), 1)
     errors = 0
@@ -106,22 +113,13 @@ def hold(server, build, conns, rounds, cpu):
     cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
         os.path.join(build, "bench", "conn10k"), "--port", str(server.port), "--conns",
         str(conns), "--rounds", str(rounds)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=hb.raise_nofile)
-    peak_threads = 0
-    while proc.poll() is None:
-        try:
-            peak_threads = max(peak_threads, os_threads(server.pid))
-        except OSError:
-            break
-        time.sleep(0.2)
-    out, err = proc.communicate()
+    out, err, returncode, peak_threads = run_sampling(cmd, server)
     m = re.search(r"conn10k conns=(\d+) rounds=(\d+) errors=(\d+) open_s=([\d.]+) "
                   r"rounds_s=([\d.]+) total_s=([\d.]+)", out)
     if not m:
         return {"ok": False, "errors": -1, "text": f"conn10k failed: {err.strip()[-300:]}"}
     errors = int(m.group(3))
-    return {"ok": errors == 0 and proc.returncode == 0, "errors": errors,
+    return {"ok": errors == 0 and returncode == 0, "errors": errors,
             "open_s": float(m.group(4)), "threads": peak_threads,
             "rss_kib": hb.peak_rss_kib(server.pid) if server.proc.poll() is None else 0}
 

@@ -188,3 +188,23 @@ TEST_CASE_FIXTURE(cogent_test::LeakCheck,
     });
     for (int i = 0; i < kGreenlets; ++i) CHECK(seen[i] == 'a' + i);
 }
+
+TEST_CASE("run info names a wait made inside a library through the shim, and the library") {
+    int sv[2];
+    REQUIRE(blocking_pair(sv, 5000) == 0);
+    auto g = cogent::spawn({.name = "in-library"}, [&] { (void)blocking_recv_byte(sv[0]); });
+    cogent::sleep(0);
+    const std::string info = cogent::format_run_info();
+    INFO(info);
+    const std::size_t at = info.find("in-library: ");
+    REQUIRE(at != std::string::npos);
+    const std::string line = info.substr(at, info.find('\n', at) - at);
+    CHECK(line.find("parked in recv() (reading fd " + std::to_string(sv[0]) + ", unix socket)") !=
+          std::string::npos);
+    CHECK(line.find(" from libblocking.so") != std::string::npos);
+    CHECK(info.find("blocking_recv_byte", at) != std::string::npos);  // the library's frame
+    CHECK(blocking_send_byte(sv[1], 7) == 1);
+    g.join();
+    blocking_close(sv[0]);
+    blocking_close(sv[1]);
+}

@@ -323,7 +323,8 @@ bool runtime_frame(const FrameInfo& f) {
 // the C and C++ libraries', not the program's own.
 bool user_library(const std::string& object) {
     if (object.find(".so") == std::string::npos) return false;
-    for (const char* sys : {"libcogent", "libc.so", "libstdc++", "libgcc_s", "ld-linux", "libm.so"})
+    for (const char* sys : {"libcogent", "libc.so", "libstdc++", "libgcc_s", "ld-linux", "libm.so",
+                            "libasan", "libubsan", "liblsan", "libtsan", "libpthread"})
         if (object.rfind(sys, 0) == 0) return false;
     return true;
 }

@@ -128,15 +128,7 @@ void* monitor_main(void*) {
     return nullptr;
 }
 
-void start_thread() {
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &a, &monitor_main, nullptr) == 0)
-        pthread_setname_np(t, "cogent-monitor");
-    pthread_attr_destroy(&a);
-}
+void start_thread() { start_daemon_thread(&monitor_main, "cogent-monitor"); }
 
 // Every hub watches its polls from its own thread; those made later, from their creation.
 void watch_all() {

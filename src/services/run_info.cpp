@@ -454,6 +454,17 @@ std::string peer_text(int fd) {
 
 }  // namespace
 
+bool start_daemon_thread(void* (*fn)(void*), const char* name) {
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    const bool ok = pthread_create(&t, &a, fn, nullptr) == 0;
+    if (ok) pthread_setname_np(t, name);
+    pthread_attr_destroy(&a);
+    return ok;
+}
+
 std::string format_backtrace(const Frames& fr, const char* indent) {
     std::string out;
     format_frames(out, fr, indent, false, nullptr);
@@ -657,15 +668,7 @@ void* trigger_thread(void*) {
     }
 }
 
-void start_trigger_thread() {
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &a, &trigger_thread, nullptr) == 0)
-        pthread_setname_np(t, "cogent-runinfo");
-    pthread_attr_destroy(&a);
-}
+void start_trigger_thread() { start_daemon_thread(&trigger_thread, "cogent-runinfo"); }
 
 __attribute__((constructor)) void install_run_info_signal() {
     const char* e = std::getenv("COGENT_RUN_INFO_SIGNAL");

@@ -39,6 +39,8 @@ bool backtrace_thread(pid_t tid, Frames* out, std::string* greenlet = nullptr);
 std::vector<FrameInfo> symbolize(std::uintptr_t pc);
 // Frames symbolized, one a line ("INDENT#0  function at file:line").
 std::string format_backtrace(const Frames& fr, const char* indent);
+// A detached OS thread of the runtime's, named (run info's signal thread, the monitor).
+bool start_daemon_thread(void* (*fn)(void*), const char* name);
 // The calling thread's hub and greenlets, formatted for run info.
 std::string format_own_thread(const RunInfoOptions& opt, bool caller_is_here);
 

@@ -120,6 +120,20 @@ TEST_SUITE("stacks") {
             CHECK(count_occurrences(r.output, "invalid_argument:") == 3);
             CHECK(r.output.find("fds leaked: 0\n") != std::string::npos);
         }
+        // COGENT_STACK_GUARD (madvise, the default, or mprotect) is read the same way.
+        for (const char* bad : {"none", "MPROTECT", "1"}) {
+            auto r = run_child(std::string("env COGENT_STACK_GUARD='") + bad + "' " + child);
+            INFO("COGENT_STACK_GUARD=" << std::string(bad) << " output: " << r.output);
+            CHECK(count_occurrences(r.output, "invalid_argument:") == 2);
+            CHECK(r.output.find(std::string("COGENT_STACK_GUARD='") + bad +
+                                "' is neither madvise (the default) nor mprotect") !=
+                  std::string::npos);
+        }
+        for (const char* good : {"madvise", "mprotect"}) {
+            auto r = run_child(std::string("env COGENT_STACK_GUARD=") + good + " " + child);
+            INFO("COGENT_STACK_GUARD=" << std::string(good) << " output: " << r.output);
+            CHECK(count_occurrences(r.output, "spawn ok 7") == 2);
+        }
         for (auto [good, bytes] : {std::pair{"1M", "1048576"}, std::pair{"65536", "65536"},
                                    std::pair{"512k", "524288"}}) {
             auto r = run_child(std::string("env COGENT_STACK_SIZE='") + good + "' " + child);

@@ -112,6 +112,12 @@ int main() {
     sock_a.sendall("x", 1);
     g_sleep.kill();
     cogent::joinall({g_event, g_sleep, g_queue, g_lock, g_recv, late});
+    // The debugger looked without disturbing them: each ended by its own wake-up.
+    if (!g_event.successful() || !g_queue.successful() || !g_lock.successful() ||
+        !g_recv.successful() || !late.successful() || !g_sleep.dead() || g_sleep.exception()) {
+        std::printf("child_gdb: a greenlet ended the wrong way\n");
+        return 1;
+    }
     if (write(stop_pipe[1], "x", 1) != 1) return 1;
     other.join();
     std::printf("child_gdb: done\n");

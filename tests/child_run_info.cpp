@@ -38,8 +38,14 @@ int main(int argc, char** argv) {
         auto spinner = cogent::spawn({.name = "spinner"}, [] {
             monitor_marker_spin(std::chrono::steady_clock::now() + 500ms);
         });
+        const auto t0 = std::chrono::steady_clock::now();
         spinner.join();
         cogent::sleep(300ms);  // idle: nothing more to report
+        // The monitor's sampling signal must not have cut the spin short or failed it.
+        if (!spinner.successful() || std::chrono::steady_clock::now() - t0 < 700ms) {
+            std::printf("the spinner was disturbed\n");
+            return 1;
+        }
         std::printf("done\n");
         return 0;
     }
@@ -55,9 +61,20 @@ int main(int argc, char** argv) {
                                  [] { signal_marker_spin(std::chrono::steady_clock::now() + 2s); });
     spinner.join();
     cogent::sleep(200ms);
+    // The signals and the sampling left every greenlet as it was: the waiter still waits and
+    // ends by the event, the sleeper still sleeps until killed, the spinner ran to its end.
+    if (waiter.dead() || sleeper.dead() || !spinner.successful()) {
+        std::printf("a greenlet was disturbed by run info\n");
+        return 1;
+    }
     ev.set();
     sleeper.kill();
     waiter.join();
+    if (!waiter.successful() || !sleeper.dead() || sleeper.exception()) {
+        std::printf("wrong outcome: waiter %d, sleeper %d\n", int(waiter.successful()),
+                    int(sleeper.successful()));
+        return 1;
+    }
     std::printf("done\n");
     return 0;
 }

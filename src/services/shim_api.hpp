@@ -1,5 +1,6 @@
-// The one door from libcogent_patch.so (patch/) into the runtime: plain functions, exported
-// from libcogent.so (COGENT_INTERNAL_API), and no struct layouts, so that the shim never
+// The one door from libcogent_patch.so (patch/) and libcogent_tls.so (src/tls/: its fd waits)
+// into the runtime: plain functions, exported from libcogent.so (COGENT_INTERNAL_API), and no
+// struct layouts, so that the shim never
 // compiles against HubImpl, ThreadState or the fd table and can be rebuilt independently of
 // their shapes. patch/ includes no other header of src/ (this one brings in four without
 // layouts of the runtime: core/patch_families.hpp, core/raw_syscall.hpp, io/retry_loop.hpp,

@@ -26,6 +26,7 @@ PACKAGES=(
     python3
     binutils
     gdb
+    libssl-dev openssl
     postgresql libpq-dev postgresql-client redis-server redis-tools libhiredis-dev libcurl4-openssl-dev curl xz-utils zstd memcached libmemcached-dev
 )
 # What `./dev.sh bench` needs on top: the load generator and the servers it compares against.
@@ -34,6 +35,7 @@ BENCH_PACKAGES=(
     python3-gevent
     python3-matplotlib
     util-linux
+    nginx
 )
 JOBS=2  # the machine has 2 cores, shared
 

@@ -211,6 +211,10 @@ public:
     // full one). Clients: the cache of sessions per host and port that connections made from
     // this context resume from (on by default; off: only an explicit Socket::set_session).
     void set_session_tickets(bool on);
+    // Servers, TLS 1.3: how many tickets a full handshake ends with (OpenSSL's default, 2, lets
+    // a client open two connections that both resume; each costs the server a ticket's
+    // encryption and a record). 0 turns tickets off.
+    void set_num_tickets(std::size_t n);
     void set_session_cache(bool on);
     // Drop every cached client session.
     void clear_session_cache();
@@ -235,6 +239,11 @@ struct SocketOptions {
     // the end (recv returns 0), as Python's suppress_ragged_eofs; false makes it an Error
     // ("unexpected eof while reading"). A close in the middle of a record is always an Error.
     bool suppress_ragged_eofs = true;
+    // TCP sockets: set TCP_NODELAY (as nginx and Go do for TLS). TLS writes whole records, and
+    // a handshake's last flight is followed at once by small records (session tickets, the
+    // first response): with Nagle's algorithm on, each waits for the peer's delayed ACK (about
+    // 40 ms on Linux).
+    bool nodelay = true;
 };
 
 // TLS over a connected socket (Python's SSLSocket). Owns the socket. Move-only.

@@ -324,6 +324,12 @@ void Context::set_session_tickets(bool on) {
     if (impl_->role == Role::server) SSL_CTX_set_num_tickets(impl_->ctx, on ? 2 : 0);
 }
 
+void Context::set_num_tickets(std::size_t n) {
+    if (impl_->role != Role::server)
+        throw std::invalid_argument("tls::Context::set_num_tickets: a server context's setting");
+    if (SSL_CTX_set_num_tickets(impl_->ctx, n) != 1) throw_ssl("tls::Context::set_num_tickets");
+}
+
 void Context::set_session_cache(bool on) {
     impl_->session_cache = on;
     if (!on) clear_session_cache();

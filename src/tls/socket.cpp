@@ -15,6 +15,8 @@
 // first time it is needed), which the kernel reports ready at the same moment.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
@@ -368,6 +370,10 @@ Socket::Socket(cogent::Socket sock, const Context& ctx, SocketOptions options)
         throw std::invalid_argument("tls::Socket: TLS needs a stream (SOCK_STREAM) socket");
     s.ctx = ctx.impl();
     s.opts = std::move(options);
+    if (s.opts.nodelay && (sock.family() == AF_INET || sock.family() == AF_INET6)) {
+        const int one = 1;
+        ::setsockopt(sock.fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // best effort
+    }
     auto& host = s.opts.server_hostname;
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);

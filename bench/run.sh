@@ -7,6 +7,8 @@
 #                                # (HTTP_BENCH_QUICK=1 for a quick run; see bench/http.py)
 #   bench/run.sh threads [ARGS...]  # only the green-thread benchmark of issue 14 (release build
 #                                # in build-rel/): bench/threaded_http.py ARGS (--quick: quick)
+#   bench/run.sh https [ARGS...]  # only the TLS benchmark, https_hello against nginx (release
+#                                # build in build-rel/): bench/https.py ARGS (--quick: quick)
 #
 # Prints the raw `NAME VALUE UNIT` lines, then a table: figure, value, target, PASS/MISS
 # ("-" for figures without a target; target "—" and status "-" for the informative figures,
@@ -25,6 +27,11 @@ if [ "${1:-}" = threads ]; then
     shift
     [ -f build-rel/build.ninja ] || meson setup build-rel --buildtype=release >&2
     exec bench/threaded_http.py --build build-rel "$@"
+fi
+if [ "${1:-}" = https ]; then
+    shift
+    [ -f build-rel/build.ninja ] || meson setup build-rel --buildtype=release >&2
+    exec bench/https.py --build build-rel "$@"
 fi
 if [ "${1:-}" = http ]; then
     shift

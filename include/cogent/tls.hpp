@@ -124,7 +124,10 @@ private:
 };
 
 // A TLS session that a later connection to the same server may resume (an abbreviated
-// handshake, from a session ticket). A shared value; empty when there is none.
+// handshake, from a session ticket). A shared value; empty when there is none. TLS 1.3
+// sessions are single-use (RFC 8446, C.4): once a connection has resumed one it is no longer
+// resumable(), and that connection's own session() (a fresh ticket) is the one to offer next.
+// The context's session cache does this by itself.
 class COGENT_API Session {
 public:
     Session() = default;
@@ -230,8 +233,8 @@ private:
 // Per-socket settings.
 struct SocketOptions {
     // Clients: the name sent as SNI and checked against the certificate (a numeric address is
-    // checked against the certificate's IP addresses and not sent). Empty: no SNI and, with
-    // check_hostname on, the handshake fails ("no host name to check").
+    // checked against the certificate's IP addresses and not sent). Empty: no SNI; with
+    // check_hostname on, the Socket constructor throws std::invalid_argument.
     std::string server_hostname;
     // A session to resume (clients); otherwise the context's cache is asked.
     Session session;
@@ -244,6 +247,13 @@ struct SocketOptions {
     // first response): with Nagle's algorithm on, each waits for the peer's delayed ACK (about
     // 40 ms on Linux).
     bool nodelay = true;
+};
+
+// What Socket::unwrap() returns: the plain socket, and the bytes of the plain stream that were
+// already received (they come before anything plain.recv() returns).
+struct Unwrapped {
+    cogent::Socket socket;
+    std::string buffered;
 };
 
 // TLS over a connected socket (Python's SSLSocket). Owns the socket. Move-only.
@@ -304,8 +314,11 @@ public:
     // open for reading what the peer still sends. A no-op before the handshake or when sent.
     void shutdown();
     // Full TLS shutdown: send close_notify, read until the peer's, and return the plain socket
-    // (Python's unwrap). Data the peer sends meanwhile is discarded. This object is then closed.
-    cogent::Socket unwrap();
+    // with the plain bytes that arrived right behind the peer's close_notify (already read from
+    // the kernel together with it; the stream goes on with them). TLS data the peer sends
+    // before its close_notify is discarded. This object is then closed.
+    //     auto [plain, rest] = tls_sock.unwrap();
+    Unwrapped unwrap();
     // Wake greenlets waiting on the socket (EBADF), then close it, without close_notify.
     // Idempotent.
     void close() noexcept;

@@ -130,10 +130,10 @@ Context::Context(Role role) : impl_(std::make_shared<ContextImpl>()) {
     SSL_CTX_set_options(c.ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     // Partial writes: send() returns after a record; sendall and retries may pass a moved
     // buffer. Release buffers: an idle connection holds no 34 KiB of record buffers (nginx does
-    // the same). Read ahead: one recv(2) fetches as many records as have arrived.
+    // the same). No read-ahead in OpenSSL: the BIO reads ahead instead (socket.cpp), so that
+    // bytes after a close_notify are not lost to unwrap().
     SSL_CTX_set_mode(c.ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                 SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_read_ahead(c.ctx, 1);
     if (role == Role::client) {
         c.verify = Verify::required;
         c.check_hostname = true;

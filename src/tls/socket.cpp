@@ -22,11 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "cogent/event.hpp"
 #include "cogent/greenlet.hpp"
@@ -40,40 +42,98 @@ using detail::throw_ssl;
 
 namespace {
 
-// The BIO's state: the fd, and what the last system call said (OpenSSL keeps errno only by
-// accident).
+// The BIO's state: the fd, what the last system call said (OpenSSL keeps errno only by
+// accident), and our read-ahead buffer. OpenSSL itself reads without read-ahead (it asks for
+// a record's 5-byte header, then its body): one recv(2) into this buffer serves those asks for
+// every record that has arrived, and whatever follows the last record OpenSSL has taken (the
+// plain bytes after a close_notify) stays here for unwrap() to hand over, instead of being lost
+// in OpenSSL's own read-ahead buffer. The buffer is held only while it has bytes.
+constexpr std::size_t kBioBuf = 17 * 1024;
+
+// Free buffers kept per thread, so that a connection's read is not a malloc and a free.
+struct BufPool {
+    std::vector<char*> free;
+    ~BufPool() {
+        for (char* b : free) delete[] b;
+    }
+};
+thread_local BufPool buf_pool;
+
+char* buf_get() {
+    if (!buf_pool.free.empty()) {
+        char* b = buf_pool.free.back();
+        buf_pool.free.pop_back();
+        return b;
+    }
+    return new char[kBioBuf];
+}
+
+void buf_put(char* b) noexcept {
+    if (buf_pool.free.size() < 64) {
+        try {
+            buf_pool.free.push_back(b);
+            return;
+        } catch (...) {
+        }
+    }
+    delete[] b;
+}
+
 struct BioState {
     int fd = -1;
     int err = 0;       // errno of the last failed recv/send (0: none)
     bool eof = false;  // a recv returned 0
+    char* buf = nullptr;
+    std::size_t begin = 0, end = 0;  // buf[begin, end): received, not yet given to OpenSSL
+
+    std::size_t buffered() const noexcept { return end - begin; }
+    void release() noexcept {
+        if (buf) buf_put(buf);
+        buf = nullptr;
+        begin = end = 0;
+    }
+    ~BioState() { release(); }
 };
 
-int bio_read(BIO* b, char* buf, std::size_t len, std::size_t* got) {
+int bio_read(BIO* b, char* out, std::size_t len, std::size_t* got) {
     auto* st = static_cast<BioState*>(BIO_get_data(b));
     BIO_clear_retry_flags(b);
-    for (;;) {
-        const ssize_t r = ::recv(st->fd, buf, len, 0);
-        if (r > 0) {
-            // A short read emptied the kernel's buffer: the next read may park at once.
-            if (std::size_t(r) < len) cogent::detail::shim_fd_drained(st->fd);
-            *got = std::size_t(r);
-            return 1;
-        }
-        if (r == 0) {
-            st->eof = true;
-            *got = 0;
+    *got = 0;
+    if (st->begin == st->end) {
+        if (!st->buf) st->buf = buf_get();
+        for (;;) {
+            const ssize_t r = ::recv(st->fd, st->buf, kBioBuf, 0);
+            if (r > 0) {
+                // A short read emptied the kernel's buffer: the next read may park at once.
+                if (std::size_t(r) < kBioBuf) cogent::detail::shim_fd_drained(st->fd);
+                st->begin = 0;
+                st->end = std::size_t(r);
+                break;
+            }
+            st->release();
+            if (r == 0) {
+                st->eof = true;
+                return 0;
+            }
+            if (errno == EINTR) {
+                st->buf = buf_get();
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                cogent::detail::shim_fd_drained(st->fd);
+                BIO_set_retry_read(b);
+            } else {
+                st->err = errno;
+            }
             return 0;
         }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            cogent::detail::shim_fd_drained(st->fd);
-            BIO_set_retry_read(b);
-        } else {
-            st->err = errno;
-        }
-        *got = 0;
-        return 0;
     }
+    const std::size_t n = std::min(len, st->end - st->begin);
+    std::memcpy(out, st->buf + st->begin, n);
+    st->begin += n;
+    if (st->begin == st->end) st->release();
+    *got = n;
+    return 1;
 }
 
 int bio_write(BIO* b, const char* buf, std::size_t len, std::size_t* wrote) {
@@ -160,6 +220,10 @@ struct Socket::Impl {
         }
         sock.close();
         if (ssl) {
+            // A close without close_notify would mark the session not resumable (OpenSSL
+            // treats it as a truncation); closing is not an attack on the session, so say it
+            // was sent (as CPython does), and the session stays resumable.
+            if (hs_done) SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
             SSL_free(ssl);  // frees the BIO
             ssl = nullptr;
         }
@@ -459,7 +523,7 @@ std::size_t Socket::recv(void* buf, std::size_t n) {
     const int want = n > std::size_t(INT32_MAX) ? INT32_MAX : int(n);
     cogent::detail::IoDeadline dl(s.sock.timeout());
     // Nothing buffered in OpenSSL and the kernel drained since the last read: park first.
-    if (!dl.zero() && !SSL_has_pending(s.ssl) &&
+    if (!dl.zero() && s.bio.begin == s.bio.end && !SSL_has_pending(s.ssl) &&
         !cogent::detail::shim_fd_may_read(s.sock.fileno())) {
         if (!s.park(READ, dl.left(), "tls::Socket"))
             throw SocketTimeout(s.describe("recv") + ": timed out");
@@ -565,7 +629,7 @@ void Socket::shutdown() {
     });
 }
 
-cogent::Socket Socket::unwrap() {
+Unwrapped Socket::unwrap() {
     auto& s = need_impl(p_, "unwrap");
     s.need("unwrap");
     if (s.hs_done) {
@@ -581,13 +645,16 @@ cogent::Socket Socket::unwrap() {
             if (r != Impl::Result::done) break;
         }
     }
+    Unwrapped out;
+    out.buffered.assign(s.bio.buf ? s.bio.buf + s.bio.begin : "", s.bio.buffered());
+    s.bio.release();
     if (s.aux_fd >= 0) {
         cogent::close(s.aux_fd);
         s.aux_fd = -1;
     }
     SSL_free(s.ssl);
     s.ssl = nullptr;
-    cogent::Socket out = std::move(s.sock);
+    out.socket = std::move(s.sock);
     s.close();
     return out;
 }

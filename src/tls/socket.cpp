@@ -50,17 +50,21 @@ namespace {
 // in OpenSSL's own read-ahead buffer. The buffer is held only while it has bytes.
 constexpr std::size_t kBioBuf = 17 * 1024;
 
-// Free buffers kept per thread, so that a connection's read is not a malloc and a free.
+// Free buffers kept per thread, so that a connection's read is not a malloc and a free. A
+// socket destroyed after its thread's pool (a static one at exit) frees its buffer directly.
+thread_local bool buf_pool_gone = false;
 struct BufPool {
     std::vector<char*> free;
     ~BufPool() {
         for (char* b : free) delete[] b;
+        free.clear();
+        buf_pool_gone = true;
     }
 };
 thread_local BufPool buf_pool;
 
 char* buf_get() {
-    if (!buf_pool.free.empty()) {
+    if (!buf_pool_gone && !buf_pool.free.empty()) {
         char* b = buf_pool.free.back();
         buf_pool.free.pop_back();
         return b;
@@ -69,7 +73,7 @@ char* buf_get() {
 }
 
 void buf_put(char* b) noexcept {
-    if (buf_pool.free.size() < 64) {
+    if (!buf_pool_gone && buf_pool.free.size() < 64) {
         try {
             buf_pool.free.push_back(b);
             return;

@@ -48,10 +48,9 @@ errors), 2 for a setup problem (among them: https_hello not built, so no target 
 --servers nginx runs nginx alone and exits 0).
 """
 import argparse
-import json
+import importlib.util
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -81,44 +80,18 @@ FIGURES = {
 }
 # Targets: cogent/nginx at most (CPU per request) or at least (connections per CPU second).
 TARGETS = {"keepalive_https": ("<=", 1.05), "full": (">=", 0.95), "resumed": (">=", 0.95)}
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def log(*a):
     print("https.py:", *a, file=sys.stderr, flush=True)
 
 
-def buildtype(build):
-    """The meson buildtype of `build` ("?" if unknown), printed with the results."""
-    try:
-        with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
-            opts = json.load(f)
-        return next(o["value"] for o in opts if o["name"] == "buildtype")
-    except (OSError, ValueError, StopIteration):
-        return "?"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def cpu_seconds(pid):
-    """utime + stime of process `pid` (all its threads), in seconds: its CPU-time clock (ns
-    precision), /proc/PID/stat (10 ms ticks) as the fallback."""
-    try:
-        return time.clock_gettime(((~pid) << 3) | 2)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
-    except OSError:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+# The helpers bench/http.py already has (as bench/threaded_http.py loads them).
+_spec = importlib.util.spec_from_file_location("cogent_http_bench", os.path.join(HERE, "http.py"))
+hb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hb)
+buildtype, free_port, raise_nofile, cpu_seconds = (hb.buildtype, hb.free_port, hb.raise_nofile,
+                                                   hb.cpu_seconds)
 
 
 def make_cert(tmp, key_type):

@@ -2155,3 +2155,32 @@ TEST_CASE_FIXTURE(LeakCheck,
 }
 
 TEST_SUITE_END();
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "make_reader: lines, exact counts and the end of a TLS stream (makefile)") {
+    NEED_CERTS(c);
+    const std::string blob = simple_pattern(200 * KiB, 9);
+    StreamServer server(Address("127.0.0.1", 0),
+                        tls::handler(server_ctx(c), [&](tls::Socket& s, const Address&) {
+                            // Lines split over records, a blob larger than the reader's buffer,
+                            // a tail without a newline, then close_notify.
+                            s.sendall("first line\nsec");
+                            cogent::sleep(10ms);
+                            s.sendall("ond line\n");
+                            s.sendall(blob);
+                            s.sendall("tail");
+                            s.shutdown();
+                        }));
+    server.start();
+    tls::Socket s = connect_tls(server.address(), client_ctx(c));
+    auto reader = tls::make_reader(s, 4096);
+    CHECK(reader.readline() == "first line\n");
+    CHECK(reader.readline() == "second line\n");
+    CHECK(reader.read_exactly(blob.size()) == blob);
+    CHECK(reader.readline() == "tail");  // shorter at the end of the stream
+    CHECK(reader.readline().empty());
+    CHECK(reader.read_some().empty());
+    CHECK_THROWS_AS(reader.read_exactly(1), std::runtime_error);
+    CHECK_THROWS_AS(cogent::SocketReader(nullptr, nullptr), std::invalid_argument);
+    server.stop();
+}

@@ -218,6 +218,11 @@ COGENT_API Socket create_connection(std::string_view host, std::uint16_t port,
 class COGENT_API SocketReader {
 public:
     explicit SocketReader(Socket& sock, std::size_t buffer_size = 64 * 1024);
+    // Over any stream: recv(source, buf, n) reads up to n bytes (0 at the end), waiting as it
+    // must, and throws what its reads throw (tls::make_reader uses it for TLS sockets).
+    // std::invalid_argument for a null recv.
+    using RecvFn = std::size_t (*)(void* source, void* buf, std::size_t n);
+    SocketReader(RecvFn recv, void* source, std::size_t buffer_size = 64 * 1024);
     // Up to and including the next '\n'; shorter at end of stream; "" once at end. A line longer
     // than max_line throws std::length_error (the bytes stay buffered).
     std::string readline(std::size_t max_line = 64 * 1024);
@@ -232,7 +237,8 @@ public:
 private:
     bool fill();
     void unread(std::string_view bytes);
-    Socket* sock_;
+    RecvFn recv_;
+    void* source_;
     std::string buf_;
     std::size_t begin_ = 0, end_ = 0;
 };

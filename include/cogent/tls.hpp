@@ -365,6 +365,15 @@ private:
     std::unique_ptr<Impl> p_;
 };
 
+// A buffered reader over a TLS socket (readline, read_exactly, read_some: gevent's makefile('rb')
+// on an SSL socket). Borrows the socket, which must outlive it; reads throw what recv throws and
+// leave the bytes read before an exception buffered.
+inline cogent::SocketReader make_reader(Socket& sock, std::size_t buffer_size = 64 * 1024) {
+    return cogent::SocketReader(
+        [](void* src, void* buf, std::size_t n) { return static_cast<Socket*>(src)->recv(buf, n); },
+        &sock, buffer_size);
+}
+
 // Options of tls::handler.
 struct HandlerOptions {
     // Bound on each connection's handshake (absent: none; a client that never finishes its

@@ -591,7 +591,14 @@ int Socket::get_option(int level, int name) const {
 // ---- SocketReader -----------------------------------------------------------------------------
 
 SocketReader::SocketReader(Socket& sock, std::size_t buffer_size)
-    : sock_(&sock), buf_(std::max<std::size_t>(buffer_size, 64), '\0') {}
+    : SocketReader([](void* src, void* buf,
+                      std::size_t n) { return static_cast<Socket*>(src)->recv(buf, n); },
+                   &sock, buffer_size) {}
+
+SocketReader::SocketReader(RecvFn recv, void* source, std::size_t buffer_size)
+    : recv_(recv), source_(source), buf_(std::max<std::size_t>(buffer_size, 64), '\0') {
+    if (!recv) throw std::invalid_argument("cogent: SocketReader: null recv function");
+}
 
 // One recv into the free space after the buffered bytes (moved to the front, or the buffer
 // grown, when there is none). false at end of stream.
@@ -606,7 +613,7 @@ bool SocketReader::fill() {
             buf_.resize(buf_.size() * 2);
         }
     }
-    std::size_t n = sock_->recv(buf_.data() + end_, buf_.size() - end_);
+    std::size_t n = recv_(source_, buf_.data() + end_, buf_.size() - end_);
     end_ += n;
     return n > 0;
 }
@@ -657,7 +664,7 @@ std::string SocketReader::read_exactly(std::size_t n) {
                 const std::size_t want = n - have;
                 if (want >= buf_.size()) {
                     out.resize(n);
-                    std::size_t got = sock_->recv(out.data() + have, want);
+                    std::size_t got = recv_(source_, out.data() + have, want);
                     have += got;
                     out.resize(have);
                     if (got == 0) break;
@@ -690,7 +697,9 @@ std::string SocketReader::read_some(std::size_t max) {
         begin_ += take;
         return out;
     }
-    return sock_->recv(max);
+    std::string out(max, '\0');
+    out.resize(recv_(source_, out.data(), max));
+    return out;
 }
 
 }  // namespace cogent

@@ -2184,3 +2184,40 @@ TEST_CASE_FIXTURE(LeakCheck,
     CHECK_THROWS_AS(cogent::SocketReader(nullptr, nullptr), std::invalid_argument);
     server.stop();
 }
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "semantics: a socket destroyed (or assigned over) while other greenlets "
+                  "wait in it wakes them with EBADF") {
+    NEED_CERTS(c);
+    cogent::Event release;
+    StreamServer server(Address("127.0.0.1", 0),
+                        tls::handler(server_ctx(c), [&](tls::Socket& s, const Address&) {
+                            s.sendall("x");
+                            release.wait(10s);  // sends nothing more: the readers stay parked
+                        }));
+    server.start();
+    auto ctx = client_ctx(c);
+    for (int assign = 0; assign < 2; ++assign) {
+        auto owned = std::make_unique<tls::Socket>(connect_tls(server.address(), ctx));
+        CHECK(read_n(*owned, 1) == "x");
+        tls::Socket& ref = *owned;
+        std::string outcome;
+        auto reader = cogent::spawn([&] {
+            outcome = outcome_of([&] {
+                char b;
+                return ref.recv(&b, 1);
+            });
+        });
+        cogent::sleep(20ms);  // the reader parks
+        CHECK(outcome.empty());
+        if (assign)
+            *owned = tls::Socket();  // closes what it held
+        else
+            owned.reset();
+        reader.join(5s);
+        CHECK(reader.ready());
+        CHECK(outcome == "system_error " + std::to_string(EBADF));
+    }
+    release.set();
+    server.stop();
+}

@@ -362,7 +362,7 @@ public:
     struct Impl;  // internal (src/tls/socket.cpp)
 
 private:
-    std::unique_ptr<Impl> p_;
+    std::shared_ptr<Impl> p_;
 };
 
 // A buffered reader over a TLS socket (readline, read_exactly, read_some: gevent's makefile('rb')

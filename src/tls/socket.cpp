@@ -427,11 +427,24 @@ int new_session_callback(SSL* ssl, SSL_SESSION* sess) {
 
 Socket::Socket() noexcept = default;
 Socket::Socket(Socket&& o) noexcept = default;
-Socket& Socket::operator=(Socket&& o) noexcept = default;
-Socket::~Socket() = default;
+
+Socket& Socket::operator=(Socket&& o) noexcept {
+    if (this != &o) {
+        if (p_) p_->close();
+        p_ = std::move(o.p_);
+    }
+    return *this;
+}
+
+// The waiting calls (handshake, recv, send, sendall, shutdown, unwrap) hold a reference of their
+// own to the state: a socket closed or destroyed by another greenlet while they wait wakes them
+// with EBADF, and they unwind through state that is still there.
+Socket::~Socket() {
+    if (p_) p_->close();
+}
 
 Socket::Socket(cogent::Socket sock, const Context& ctx, SocketOptions options)
-    : p_(std::make_unique<Impl>()) {
+    : p_(std::make_shared<Impl>()) {
     auto& s = *p_;
     if (!sock.is_open()) throw std::invalid_argument("tls::Socket: the socket is not open");
     if (sock.type() != SOCK_STREAM)
@@ -496,23 +509,34 @@ Socket Socket::adopt(int fd, const Context& ctx, SocketOptions options) {
 }
 
 namespace {
-Socket::Impl& need_impl(const std::unique_ptr<Socket::Impl>& p, const char* op) {
+Socket::Impl& need_impl(const std::shared_ptr<Socket::Impl>& p, const char* op) {
     if (!p) throw_errno(EBADF, std::string("tls::Socket::") + op + ": invalid (moved-from) socket");
     return *p;
+}
+
+// For the calls that may wait: a reference that keeps the state alive until they return.
+std::shared_ptr<Socket::Impl> hold(const std::shared_ptr<Socket::Impl>& p, const char* op) {
+    need_impl(p, op);
+    return p;
 }
 }  // namespace
 
 void Socket::handshake() {
-    auto& s = need_impl(p_, "handshake");
+    const auto keep = hold(p_, "handshake");
+    auto& s = *keep;
     s.do_handshake(s.sock.timeout());
 }
 
-void Socket::handshake(TimeoutArg timeout) { need_impl(p_, "handshake").do_handshake(timeout); }
+void Socket::handshake(TimeoutArg timeout) {
+    const auto keep = hold(p_, "handshake");
+    keep->do_handshake(timeout);
+}
 
 bool Socket::handshake_done() const noexcept { return p_ && p_->hs_done; }
 
 std::size_t Socket::recv(void* buf, std::size_t n) {
-    auto& s = need_impl(p_, "recv");
+    const auto keep = hold(p_, "recv");
+    auto& s = *keep;
     s.need("recv");
     if (s.reading)
         throw ConcurrentObjectUseError("tls::Socket::recv: another greenlet is reading " +
@@ -593,7 +617,8 @@ auto as_writer(Socket::Impl& s, const char* op, F&& f) {
 }  // namespace
 
 std::size_t Socket::send(const void* buf, std::size_t n) {
-    auto& s = need_impl(p_, "send");
+    const auto keep = hold(p_, "send");
+    auto& s = *keep;
     return as_writer(s, "send", [&]() -> std::size_t {
         if (n == 0) return 0;
         cogent::detail::IoDeadline dl(s.sock.timeout());
@@ -602,7 +627,8 @@ std::size_t Socket::send(const void* buf, std::size_t n) {
 }
 
 void Socket::sendall(const void* buf, std::size_t n) {
-    auto& s = need_impl(p_, "sendall");
+    const auto keep = hold(p_, "sendall");
+    auto& s = *keep;
     as_writer(s, "sendall", [&] {
         cogent::detail::IoDeadline dl(s.sock.timeout());
         const char* p = static_cast<const char*>(buf);
@@ -617,7 +643,8 @@ void Socket::sendall(const void* buf, std::size_t n) {
 }
 
 void Socket::shutdown() {
-    auto& s = need_impl(p_, "shutdown");
+    const auto keep = hold(p_, "shutdown");
+    auto& s = *keep;
     s.need("shutdown");
     if (!s.hs_done || (SSL_get_shutdown(s.ssl) & SSL_SENT_SHUTDOWN)) return;
     as_writer(s, "shutdown", [&] {
@@ -634,7 +661,8 @@ void Socket::shutdown() {
 }
 
 Unwrapped Socket::unwrap() {
-    auto& s = need_impl(p_, "unwrap");
+    const auto keep = hold(p_, "unwrap");
+    auto& s = *keep;
     s.need("unwrap");
     if (s.hs_done) {
         shutdown();
@@ -676,7 +704,7 @@ int Socket::fileno() const noexcept { return p_ ? p_->sock.fileno() : -1; }
 bool Socket::is_open() const noexcept { return p_ && p_->ssl && p_->sock.is_open(); }
 
 cogent::Socket& Socket::socket() noexcept {
-    if (!p_) p_ = std::make_unique<Impl>();
+    if (!p_) p_ = std::make_shared<Impl>();
     return p_->sock;
 }
 

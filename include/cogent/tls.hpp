@@ -391,14 +391,16 @@ struct HandlerOptions {
 // handshake closes that connection only. Use it as StreamServer's handler (any constructor:
 // threads, pools, a given listener):
 //     cogent::StreamServer server(addr, cogent::tls::handler(ctx, handle));
-// std::invalid_argument for a client context or a null handler.
+// std::invalid_argument for a client context, a server context without a certificate, or a
+// null handler.
 using Handler = std::function<void(Socket& socket, const Address& peer)>;
 COGENT_API StreamServer::Handler handler(const Context& ctx, Handler handler,
                                          HandlerOptions options = {});
 
 // Connect to host:port (as cogent::create_connection) and make the handshake, with `host` as
 // the server name (SNI, and the name checked when ctx checks host names). The timeout bounds
-// the connect and the handshake each and becomes the socket's timeout.
+// the connect and the handshake each and becomes the socket's timeout. std::invalid_argument
+// for a server context; otherwise throws what the connect and the handshake throw.
 COGENT_API Socket create_connection(std::string_view host, std::uint16_t port, const Context& ctx,
                                     TimeoutArg timeout = {},
                                     std::optional<Address> source = std::nullopt);

@@ -32,9 +32,6 @@ struct ContextImpl {
     static constexpr std::size_t kMaxSessions = 4096;
 
     ~ContextImpl();
-    static ContextImpl* of(const SSL_CTX* c) noexcept {
-        return static_cast<ContextImpl*>(SSL_CTX_get_app_data(c));
-    }
 };
 
 // OpenSSL's reason for the oldest error queued on this thread ("" when none); clears the queue.

@@ -2221,3 +2221,33 @@ TEST_CASE_FIXTURE(LeakCheck,
     release.set();
     server.stop();
 }
+
+TEST_CASE_FIXTURE(LeakCheck,
+                  "semantics: a sendall interrupted by a Timeout scope mid-record leaves the "
+                  "socket refusing later sends with a clear Error") {
+    NEED_CERTS(c);
+    cogent::Event release;
+    StreamServer server(Address("127.0.0.1", 0),
+                        tls::handler(server_ctx(c), [&](tls::Socket& s, const Address&) {
+                            s.sendall("x");
+                            release.wait(10s);  // never reads: the client's sends fill up
+                        }));
+    server.start();
+    tls::Socket s = connect_tls(server.address(), client_ctx(c));
+    CHECK(read_n(s, 1) == "x");
+    s.socket().set_option(SOL_SOCKET, SO_SNDBUF, 16 * 1024);
+    const std::string big(8 * MiB, 'a');
+    bool interrupted = false;
+    try {
+        cogent::Timeout t(200ms);
+        s.sendall(big);
+    } catch (const cogent::Timeout&) {
+        interrupted = true;
+    }
+    REQUIRE(interrupted);
+    std::string what;
+    CHECK(outcome_of([&] { return s.send("more"); }, &what) == "Error");
+    CHECK(contains(what, "gave up"));
+    release.set();
+    server.stop();
+}

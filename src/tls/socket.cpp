@@ -587,8 +587,14 @@ std::size_t send_some(Socket::Impl& s, const void* buf, std::size_t n,
         const auto r = s.drive([&] { return SSL_write_ex(s.ssl, buf, n, &wrote); }, dl, op, false);
         if (r != Socket::Impl::Result::done)
             throw_errno(EPIPE, s.describe(op) + ": the peer closed the connection");
-    } catch (const SocketTimeout&) {
-        s.write_broken = true;  // OpenSSL holds part of a record it must send before any other
+    } catch (const std::system_error& e) {
+        // A send given up while parked (its timeout; below: a Timeout scope, a kill) leaves
+        // part of a record in OpenSSL, which must be sent before any other: later sends are
+        // refused. EAGAIN (a zero timeout) is not giving up: the caller sends the same again.
+        if (e.code().value() != EAGAIN) s.write_broken = true;
+        throw;
+    } catch (...) {
+        s.write_broken = true;
         throw;
     }
     return wrote;
@@ -602,7 +608,8 @@ auto as_writer(Socket::Impl& s, const char* op, F&& f) {
                                        ": another greenlet is writing " + s.peer());
     if (s.write_broken)
         throw Error(s.describe(op) +
-                        ": an earlier send timed out in the middle of a TLS record; the "
+                        ": an earlier send gave up (timed out or interrupted) in the middle of a "
+                        "TLS record; the "
                         "connection cannot be written any more",
                     "bad write retry");
     s.writing = true;
